@@ -1,0 +1,3 @@
+//! Sessions and containers: where a container's state, mounts and cgroup are, how
+//! to freeze and thaw it, and the OCI runtime verbs. This crate says *what* to
+//! snapshot; it knows nothing of tar, compression or image formats.

@@ -1,0 +1,10 @@
+//! The layer engine: turns directory trees into OCI image layers and archives.
+//!
+//! It walks trees with fd-relative syscalls, converts overlayfs whiteouts to OCI
+//! ones, streams a tar through compression and digests in one pass, and writes and
+//! reads OCI image layout archives. It knows nothing of containers, cgroups or
+//! sockets: callers say which trees to read and what to leave out.
+
+pub mod changes;
+pub mod inspect;
+pub mod source;
