@@ -1,1 +1,351 @@
-//! Typed configuration for freezeframe.
+//! Typed configuration for freezeframe: the TOML file format, its defaults, its
+//! validation, and where the file is looked for.
+//!
+//! This crate owns `config.toml` and nothing else. It knows nothing of containers,
+//! cgroups, tar or sockets: it says *where* and *how much*, and the other crates
+//! act on it. Every section and key has a default, so a missing file or section is
+//! a complete configuration; unknown keys are errors, so a typo is never silently
+//! ignored. `example.toml` next to this crate's `Cargo.toml` lists every key at its
+//! default.
+//!
+//! [`Config::load`] looks, in order, at:
+//! 1. an explicit path (the `--config` flag), which must exist;
+//! 2. the file named by [`ENV_VAR`] (when set and not empty), which must exist;
+//! 3. [`DEFAULT_PATH`], if it exists;
+//! 4. otherwise, all defaults.
+
+mod de;
+mod error;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use error::{ConfigError, Location};
+
+/// The config file read when neither an explicit path nor [`ENV_VAR`] names one.
+pub const DEFAULT_PATH: &str = "/etc/freezeframe/config.toml";
+
+/// The environment variable that names the config file.
+pub const ENV_VAR: &str = "FREEZEFRAME_CONFIG";
+
+/// The whole configuration, one field per `[section]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub storage: Storage,
+    pub session: Session,
+    pub compression: Compression,
+    pub freeze: Freeze,
+    pub server: Server,
+    pub runtime: Runtime,
+}
+
+/// `[storage]`: where committed images go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Directory that receives image archives. Absolute.
+    pub save_location: PathBuf,
+}
+
+/// `[session]`: what of a session's filesystem goes into the image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Session {
+    /// The scratch home inside the container. Absolute and normalised.
+    pub home_path: PathBuf,
+    /// Glob patterns on container paths that are never committed. Each is known
+    /// to compile with `globset::Glob::new`.
+    pub excludes: Vec<String>,
+}
+
+/// `[compression]`: how layers are compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Compression {
+    pub algorithm: Algorithm,
+    /// `None` means the algorithm's default; see [`Compression::effective_level`].
+    pub level: Option<u32>,
+    /// Compression threads; 0 means all cores the process may use
+    /// (see [`Compression::effective_threads`]). At most 1024.
+    pub threads: u32,
+}
+
+/// The layer compression algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// `[freeze]`: how a session is paused while it is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Freeze {
+    /// How long to wait for the cgroup to report frozen.
+    #[serde(deserialize_with = "de::duration")]
+    pub timeout: Duration,
+    pub pause: PauseMode,
+    /// If the second pass of a live commit would be larger than this, fall back
+    /// to freezing the session for the whole commit.
+    pub live_fallback_bytes: u64,
+}
+
+/// How long the session is frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PauseMode {
+    /// A live first pass, then a brief freeze for what changed.
+    Auto,
+    /// Frozen for the whole commit.
+    #[default]
+    Full,
+    /// Never frozen: the image may mix states from different moments.
+    None,
+}
+
+/// `[server]`: the Unix-socket API and its task queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    pub socket: PathBuf,
+    /// Permission bits of the socket file, at most `0o777`.
+    #[serde(deserialize_with = "de::mode")]
+    pub socket_mode: u32,
+    /// Group owning the socket file; unchanged when `None`.
+    pub socket_group: Option<Group>,
+    /// Peer uids allowed to use the API.
+    pub allowed_uids: Vec<u32>,
+    /// Peer gids allowed to use the API.
+    pub allowed_gids: Vec<u32>,
+    pub state_dir: PathBuf,
+    /// Commits that run at once; at least 1.
+    pub max_concurrent: usize,
+    /// Commits that may wait for a slot; at least 1.
+    pub queue_size: usize,
+    /// Container label/annotation key whose value names the session's owner.
+    pub owner_label: Option<String>,
+    /// Directory of the platform's lock files.
+    pub lock_dir: Option<PathBuf>,
+    /// Cancel running commits (and thaw) on shutdown rather than wait for them.
+    pub cancel_on_shutdown: bool,
+}
+
+/// A group named in the config: by name, resolved by whoever uses it, or by gid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Group {
+    Name(String),
+    Gid(u32),
+}
+
+/// `[runtime]`: where to find containers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Runtime {
+    /// OCI runtime state roots searched for a container id, in order.
+    pub roots: Vec<PathBuf>,
+    /// freezeframe's own state root, when it runs as the OCI runtime.
+    pub state_root: PathBuf,
+}
+
+impl Config {
+    /// Loads the configuration in the order described in the crate docs.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = std::env::var_os(ENV_VAR);
+        Self::load_from(explicit, env.as_deref(), Path::new(DEFAULT_PATH))
+    }
+
+    /// [`Config::load`] with the environment variable's value and the default
+    /// path passed in, so tests need not touch the process environment.
+    fn load_from(
+        explicit: Option<&Path>,
+        env: Option<&OsStr>,
+        default_path: &Path,
+    ) -> Result<Self, ConfigError> {
+        let env = env.filter(|value| !value.is_empty()).map(Path::new);
+        let (path, required, from_env) = match (explicit, env) {
+            (Some(path), _) => (path, true, false),
+            (None, Some(path)) => (path, true, true),
+            (None, None) => (default_path, false, false),
+        };
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                if required {
+                    return Err(ConfigError::NotFound {
+                        path: path.to_owned(),
+                        from_env,
+                    });
+                }
+                return Ok(Self::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates `text`; `origin` is the file it came from, for errors.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|err| {
+            let span = err.span();
+            let mut message = one_line(err.message());
+            if message.is_empty() {
+                // toml says nothing when the text stops in the middle of a value.
+                message = match &span {
+                    Some(span) if span.start >= text.len() => "unexpected end of file",
+                    _ => "invalid toml",
+                }
+                .to_owned();
+            }
+            ConfigError::Parse {
+                path: origin.to_owned(),
+                location: span.map(|span| Location::of_offset(text, span.start)),
+                message,
+            }
+        })?;
+        validate::config(&config).map_err(|invalid| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key: invalid.key,
+            message: invalid.message,
+        })?;
+        Ok(config)
+    }
+}
+
+impl Compression {
+    /// The configured level, or the algorithm's default: 6 for gzip, 3 for zstd
+    /// (0 for none, where it is unused).
+    pub fn effective_level(&self) -> u32 {
+        self.level.unwrap_or(match self.algorithm {
+            Algorithm::Gzip => 6,
+            Algorithm::Zstd => 3,
+            Algorithm::None => 0,
+        })
+    }
+
+    /// The configured thread count, or for 0 the cores this process may use
+    /// (affinity and cgroup quota included), at least 1.
+    pub fn effective_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            n => n as usize,
+        }
+    }
+}
+
+impl Algorithm {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            save_location: "/var/lib/freezeframe/images".into(),
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self {
+            home_path: "/home/work".into(),
+            excludes: Vec::new(),
+        }
+    }
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Gzip,
+            level: None,
+            threads: 0,
+        }
+    }
+}
+
+impl Default for Freeze {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            pause: PauseMode::Full,
+            live_fallback_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            socket: "/run/freezeframe/freezeframe.sock".into(),
+            socket_mode: 0o660,
+            socket_group: None,
+            allowed_uids: vec![0],
+            allowed_gids: Vec::new(),
+            state_dir: "/var/lib/freezeframe/state".into(),
+            max_concurrent: 2,
+            queue_size: 16,
+            owner_label: None,
+            lock_dir: None,
+            cancel_on_shutdown: true,
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            roots: [
+                "/run/freezeframe",
+                "/run/runc",
+                "/run/youki",
+                "/run/containerd/runc",
+            ]
+            .map(PathBuf::from)
+            .to_vec(),
+            state_root: "/run/freezeframe".into(),
+        }
+    }
+}
+
+/// The toml crate's messages may span lines; ours are one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

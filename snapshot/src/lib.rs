@@ -5,6 +5,18 @@
 //! reads OCI image layout archives. It knows nothing of containers, cgroups or
 //! sockets: callers say which trees to read and what to leave out.
 
+pub mod archive;
 pub mod changes;
+pub mod commit;
+pub mod compress;
+pub mod digest;
+pub mod error;
+pub mod image;
 pub mod inspect;
+pub mod layer;
 pub mod source;
+pub mod tar;
+pub mod walk;
+
+pub use commit::{commit, BaseBlobs, Commit, CommitReport, CommitRequest};
+pub use error::{Error, Result};

@@ -1,0 +1,247 @@
+//! `freezeframe commit`: trees on disk → OCI image archive.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use freezeframe_config::Config;
+use freezeframe_snapshot::changes::Change;
+use freezeframe_snapshot::compress::{Algorithm, Settings};
+use freezeframe_snapshot::image::ImageMeta;
+use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSpec};
+use freezeframe_snapshot::{BaseBlobs, CommitReport, CommitRequest, Error};
+use indicatif::HumanBytes;
+
+use crate::progress::Bar;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// The overlay upper dir: every change made to the image's files.
+    #[arg(long, value_name = "DIR")]
+    upper: PathBuf,
+    /// A lower dir of the overlay, topmost first (repeatable); needed for
+    /// metacopy upper dirs.
+    #[arg(long = "lower", value_name = "DIR")]
+    lowers: Vec<PathBuf>,
+    /// The session's scratch home directory on the host.
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Where the scratch home is mounted in the container [config: session.home_path].
+    #[arg(long, value_name = "PATH")]
+    home_path: Option<PathBuf>,
+    /// The base image: oci-layout:DIR[:REF] or oci-archive:FILE[:REF].
+    #[arg(long, value_name = "REF")]
+    base: Option<ImageRef>,
+    /// Copy the base image's layer blobs into the archive, or leave them out.
+    #[arg(long, value_name = "MODE", default_value = "include")]
+    base_blobs: BaseBlobs,
+    /// Leave out container paths matching GLOB (repeatable) [config: session.excludes].
+    #[arg(long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// A Dockerfile-style instruction applied to the config: ENV, LABEL, CMD,
+    /// ENTRYPOINT, WORKDIR, USER or EXPOSE (repeatable).
+    #[arg(long = "change", value_name = "INSTR")]
+    changes: Vec<Change>,
+    /// The history entry's comment.
+    #[arg(long, short = 'm', value_name = "TEXT")]
+    message: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    author: Option<String>,
+    /// The image's name in index.json (org.opencontainers.image.ref.name).
+    #[arg(long, value_name = "REF")]
+    tag: Option<String>,
+    /// gzip, zstd or none [config: compression.algorithm].
+    #[arg(long, value_name = "ALG")]
+    compression: Option<Algorithm>,
+    /// Compression level [config: compression.level].
+    #[arg(long, value_name = "N")]
+    level: Option<u32>,
+    /// Compression threads, 0 for all cores [config: compression.threads].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// The overlay keeps its metadata in user.overlay.* (mounted with userxattr).
+    #[arg(long)]
+    userxattr: bool,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// The archive to write.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
+}
+
+pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let home_path = a.home_path.unwrap_or(config.session.home_path.clone());
+    let mut patterns = config.session.excludes.clone();
+    patterns.extend(a.excludes);
+    let algorithm = a.compression.unwrap_or(config_algorithm(&config));
+    let level = match (a.level, a.compression) {
+        (Some(l), _) => l,
+        // A level from the config belongs to the config's algorithm.
+        (None, Some(alg)) if alg != config_algorithm(&config) => alg.default_level(),
+        (None, _) => config.compression.effective_level(),
+    };
+    check_level(algorithm, level)?;
+    let settings = Settings {
+        algorithm,
+        level,
+        threads: a.threads.unwrap_or(config.compression.threads as usize),
+    };
+    let trees = TreeSpec {
+        upper: Some(a.upper),
+        lowers: a.lowers,
+        grafts: a
+            .home
+            .map(|source| Graft {
+                at: home_path,
+                source,
+            })
+            .into_iter()
+            .collect(),
+        exclude: Exclude::new(&patterns)?,
+        overlay_xattrs: if a.userxattr {
+            OverlayXattrs::User
+        } else {
+            OverlayXattrs::Trusted
+        },
+    };
+    let mut meta = ImageMeta::now();
+    meta.author = a.author;
+    meta.comment = a.message;
+    meta.changes = a.changes;
+    meta.tag = a.tag;
+    let req = CommitRequest {
+        trees,
+        base: a.base,
+        base_blobs: a.base_blobs,
+        compression: settings,
+        meta,
+        output: a.output,
+        overwrite: a.force,
+    };
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&cancel))
+            .context("installing signal handlers")?;
+    }
+    let progress = Arc::new(Progress::default());
+    let bar = Bar::start(Arc::clone(&progress), a.json);
+    let result = freezeframe_snapshot::commit(&req, &progress, &cancel);
+    drop(bar);
+    let report = match result {
+        Ok(r) => r,
+        Err(Error::Cancelled) => {
+            eprintln!("freezeframe: cancelled; nothing was written");
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json_report(&report))?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_algorithm(config: &Config) -> Algorithm {
+    match config.compression.algorithm {
+        freezeframe_config::Algorithm::Gzip => Algorithm::Gzip,
+        freezeframe_config::Algorithm::Zstd => Algorithm::Zstd,
+        freezeframe_config::Algorithm::None => Algorithm::None,
+    }
+}
+
+fn check_level(alg: Algorithm, level: u32) -> Result<()> {
+    let ok = match alg {
+        Algorithm::Gzip => level <= 9,
+        Algorithm::Zstd => (1..=22).contains(&level),
+        Algorithm::None => true,
+    };
+    anyhow::ensure!(
+        ok,
+        "--level: {level} is out of range for {alg:?} (gzip 0-9, zstd 1-22)"
+    );
+    Ok(())
+}
+
+/// The `--json` object: the report's fields with the skipped entries grouped.
+fn json_report(r: &CommitReport) -> serde_json::Value {
+    serde_json::json!({
+        "archive": r.archive,
+        "size": r.size,
+        "archive_sha256": r.archive_sha256,
+        "manifest_digest": r.manifest_digest,
+        "config_digest": r.config_digest,
+        "base": r.base,
+        "layers": r.layers,
+        "files": r.files,
+        "bytes": r.bytes,
+        "skipped": {
+            "counts": r.walk.skipped_counts,
+            "entries": r.walk.skipped,
+        },
+        "changed_while_read": r.walk.changed,
+        "walk": r.walk,
+        "elapsed_ms": r.elapsed_ms,
+    })
+}
+
+pub fn print_summary(r: &CommitReport) {
+    let w = &r.walk;
+    println!("archive   {} ({})", r.archive.display(), HumanBytes(r.size));
+    println!(
+        "sha256    {}",
+        r.archive_sha256.trim_start_matches("sha256:")
+    );
+    println!("manifest  {}", r.manifest_digest);
+    println!("config    {}", r.config_digest);
+    if let Some(b) = &r.base {
+        println!("base      {} ({})", b.name, b.digest);
+    }
+    for l in &r.layers {
+        println!(
+            "layer     {} {:>10} {}{}",
+            l.digest,
+            HumanBytes(l.size).to_string(),
+            l.media_type.rsplit('.').next().unwrap_or(""),
+            if l.included { "" } else { " (not included)" }
+        );
+    }
+    println!(
+        "content   {} files, {} dirs, {} symlinks, {} hardlinks, {} devices, {} fifos; {}",
+        w.files,
+        w.dirs,
+        w.symlinks,
+        w.hardlinks,
+        w.devices,
+        w.fifos,
+        HumanBytes(w.bytes)
+    );
+    println!(
+        "overlay   {} whiteouts, {} opaque dirs; {} paths excluded",
+        w.whiteouts, w.opaque_dirs, w.excluded
+    );
+    for (reason, n) in &w.skipped_counts {
+        println!("skipped   {n} ({reason:?})");
+    }
+    for s in w.skipped.iter().take(10) {
+        println!("          {} ({:?})", s.path, s.reason);
+    }
+    if !w.changed.is_empty() {
+        println!(
+            "changed   {} files changed while being read",
+            w.changed.len()
+        );
+    }
+    println!("elapsed   {:.2}s", r.elapsed_ms as f64 / 1000.0);
+}

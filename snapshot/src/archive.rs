@@ -1,0 +1,344 @@
+//! Writes an OCI image layout as a tar archive, durably and atomically.
+//!
+//! The archive is written to a temporary file in the destination directory. Blobs
+//! whose digest is only known at the end (the new layer) are streamed straight
+//! into the archive after a placeholder header that is rewritten once the digest
+//! and size are known. On [`ArchiveWriter::commit`] the file is fsynced, renamed
+//! into place and the directory fsynced, and a `NAME.sha256` sidecar is written.
+//! If the writer is dropped before that, the temporary file is removed.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{renameat2, RenameFlags};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::sha256_digest;
+use crate::error::{Error, IoContext, Result};
+use crate::tar::{finish_checksum, padding, ustar, Header, BLOCK};
+
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An OCI layout archive being written under a temporary name.
+pub struct ArchiveWriter {
+    file: Option<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    overwrite: bool,
+    blobs: HashSet<String>,
+}
+
+/// The archive as it was committed.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub path: PathBuf,
+    pub size: u64,
+    /// `sha256:` of the whole archive file, also in the sidecar.
+    pub sha256: String,
+}
+
+impl ArchiveWriter {
+    /// Starts an archive to be committed as `dest`. Fails at once, naming `dest`,
+    /// if it exists and `overwrite` is false.
+    pub fn create(dest: &Path, overwrite: bool) -> Result<Self> {
+        let name = dest.file_name().ok_or_else(|| Error::Invalid {
+            field: "output",
+            message: format!("{} does not name a file", dest.display()),
+        })?;
+        if !overwrite && dest.symlink_metadata().is_ok() {
+            return Err(Error::Exists {
+                path: dest.to_path_buf(),
+            });
+        }
+        let dir = parent_dir(dest);
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .at(&tmp)?;
+        let mut w = ArchiveWriter {
+            file: Some(file),
+            tmp,
+            dest: dest.to_path_buf(),
+            overwrite,
+            blobs: HashSet::new(),
+        };
+        w.dir_entry("blobs")?;
+        w.dir_entry("blobs/sha256")?;
+        w.add_file("oci-layout", OCI_LAYOUT)?;
+        Ok(w)
+    }
+
+    /// The temporary file's path (for messages and cleanup records).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is open until commit")
+    }
+
+    fn dir_entry(&mut self, name: &str) -> Result<()> {
+        let mut h = ustar(format!("{name}/").as_bytes(), b'5', 0o755, 0, 0, 0, 0, b"");
+        finish_checksum(&mut h);
+        let tmp = self.tmp.clone();
+        self.file().write_all(&h).at(tmp)
+    }
+
+    /// Adds a small file at the archive's top level (`oci-layout`, `index.json`).
+    pub fn add_file(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        let h = Header::plain_file(name.as_bytes().to_vec(), data.len() as u64, 0o644);
+        let tmp = self.tmp.clone();
+        let f = self.file();
+        f.write_all(&h.encode()).at(&tmp)?;
+        f.write_all(data).at(&tmp)?;
+        f.write_all(&[0u8; BLOCK][..padding(data.len() as u64)])
+            .at(&tmp)
+    }
+
+    /// Adds an in-memory blob and returns its digest.
+    pub fn add_blob(&mut self, data: &[u8]) -> Result<String> {
+        let digest = sha256_digest(data);
+        if self.blobs.insert(digest.clone()) {
+            let name = blob_name(&digest);
+            self.add_file(&name, data)?;
+        }
+        Ok(digest)
+    }
+
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blobs.contains(digest)
+    }
+
+    /// Streams a blob whose digest is not known yet. `write` gets a handle to the
+    /// archive file positioned after a placeholder header, writes the blob and
+    /// returns the handle with the blob's digest and size.
+    pub fn stream_blob<T>(
+        &mut self,
+        write: impl FnOnce(File) -> Result<(File, String, u64, T)>,
+    ) -> Result<T> {
+        let tmp = self.tmp.clone();
+        let f = self.file();
+        let start = f.stream_position().at(&tmp)?;
+        f.write_all(&[0u8; BLOCK]).at(&tmp)?;
+        let handle = f.try_clone().at(&tmp)?;
+        let (handle, digest, size, extra) = write(handle)?;
+        drop(handle);
+        let f = self.file();
+        let end = f.stream_position().at(&tmp)?;
+        if end != start + BLOCK as u64 + size {
+            return Err(Error::Io {
+                path: tmp,
+                source: io::Error::other(format!(
+                    "blob {digest} has {size} bytes but {} were written",
+                    end - start - BLOCK as u64
+                )),
+            });
+        }
+        if self.blobs.contains(&digest) {
+            // Already in the archive: drop the copy just written.
+            let f = self.file();
+            f.set_len(start).at(&tmp)?;
+            f.seek(SeekFrom::Start(start)).at(&tmp)?;
+            return Ok(extra);
+        }
+        let name = blob_name(&digest);
+        let mut h = ustar(name.as_bytes(), b'0', 0o644, 0, 0, size, 0, b"");
+        finish_checksum(&mut h);
+        let f = self.file();
+        f.seek(SeekFrom::Start(start)).at(&tmp)?;
+        f.write_all(&h).at(&tmp)?;
+        f.seek(SeekFrom::Start(end)).at(&tmp)?;
+        f.write_all(&[0u8; BLOCK][..padding(size)]).at(&tmp)?;
+        self.blobs.insert(digest);
+        Ok(extra)
+    }
+
+    /// Ends the archive, syncs it, renames it into place and writes the sidecar.
+    pub fn commit(mut self) -> Result<Committed> {
+        let tmp = self.tmp.clone();
+        let mut f = self.file.take().expect("file is open until commit");
+        f.write_all(&[0u8; BLOCK * 2]).at(&tmp)?;
+        let size = f.stream_position().at(&tmp)?;
+        // The layer header was rewritten after its data, so the file's hash is
+        // taken from what is on disk; this also reads back what was written.
+        f.seek(SeekFrom::Start(0)).at(&tmp)?;
+        let sha256 = hash_reader(&mut f).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        drop(f);
+
+        let dir = parent_dir(&self.dest).to_path_buf();
+        let name = self
+            .dest
+            .file_name()
+            .expect("checked in create")
+            .to_string_lossy()
+            .into_owned();
+        let sidecar_tmp = dir.join(format!(".{name}.sha256.{}.tmp", std::process::id()));
+        let sidecar = dir.join(format!("{name}.sha256"));
+        let line = format!("{}  {name}\n", sha256.trim_start_matches("sha256:"));
+        let written = write_synced(&sidecar_tmp, line.as_bytes());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&sidecar_tmp);
+            return Err(e);
+        }
+        let flags = if self.overwrite {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::RENAME_NOREPLACE
+        };
+        if let Err(e) = renameat2(None, &tmp, None, &self.dest, flags) {
+            let _ = std::fs::remove_file(&sidecar_tmp);
+            if e == nix::errno::Errno::EEXIST {
+                return Err(Error::Exists {
+                    path: self.dest.clone(),
+                });
+            }
+            return Err(e).at(&self.dest);
+        }
+        self.tmp = PathBuf::new();
+        let sidecar_result = std::fs::rename(&sidecar_tmp, &sidecar).at(&sidecar);
+        if sidecar_result.is_err() {
+            let _ = std::fs::remove_file(&sidecar_tmp);
+        }
+        sidecar_result?;
+        File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+        Ok(Committed {
+            path: self.dest.clone(),
+            size,
+            sha256,
+        })
+    }
+}
+
+impl Drop for ArchiveWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            drop(self.file.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+pub fn blob_name(digest: &str) -> String {
+    let (alg, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    format!("blobs/{alg}/{hex}")
+}
+
+fn parent_dir(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .at(path)?;
+    f.write_all(data).at(path)?;
+    f.sync_all().at(path)
+}
+
+fn hash_reader(r: &mut impl Read) -> io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_writer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let mut w = ArchiveWriter::create(&dest, false).unwrap();
+        w.add_blob(b"{}").unwrap();
+        let tmp = w.temp_path().to_path_buf();
+        assert!(tmp.exists());
+        drop(w);
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_existing_output_is_kept_unless_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        std::fs::write(&dest, b"precious").unwrap();
+        let err = ArchiveWriter::create(&dest, false).err().unwrap();
+        assert!(err.to_string().contains("out.tar: already exists"), "{err}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
+        let w = ArchiveWriter::create(&dest, true).unwrap();
+        let done = w.commit().unwrap();
+        assert_eq!(done.size, std::fs::metadata(&dest).unwrap().len());
+    }
+
+    #[test]
+    fn streamed_blobs_get_their_digest_as_name_and_a_sidecar_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("img.tar");
+        let mut w = ArchiveWriter::create(&dest, false).unwrap();
+        let data = vec![7u8; 1500];
+        let want = sha256_digest(&data);
+        w.stream_blob(|mut f| {
+            f.write_all(&data).unwrap();
+            Ok((f, sha256_digest(&data), data.len() as u64, ()))
+        })
+        .unwrap();
+        w.add_file("index.json", b"{}").unwrap();
+        let done = w.commit().unwrap();
+        let mut names = Vec::new();
+        let mut ar = ::tar::Archive::new(File::open(&dest).unwrap());
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            e.read_to_end(&mut body).unwrap();
+            if name.starts_with("blobs/sha256/") && !name.ends_with('/') {
+                assert_eq!(body, data);
+            }
+            names.push(name);
+        }
+        assert_eq!(
+            names,
+            vec![
+                "blobs/".to_string(),
+                "blobs/sha256/".into(),
+                "oci-layout".into(),
+                blob_name(&want),
+                "index.json".into()
+            ]
+        );
+        let sidecar = std::fs::read_to_string(dir.path().join("img.tar.sha256")).unwrap();
+        let file_hash = hash_reader(&mut File::open(&dest).unwrap()).unwrap();
+        assert_eq!(done.sha256, file_hash);
+        assert_eq!(
+            sidecar,
+            format!("{}  img.tar\n", file_hash.trim_start_matches("sha256:"))
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Putting it together: base image + new layers → OCI image layout archive.
+//!
+//! [`Commit`] is staged so that a caller can do the slow, safe parts (opening the
+//! base, copying its blobs) before it pauses anything, then add layers, then
+//! finish: `begin` → `add_layer`… → `finish`. Dropping it before `finish`
+//! removes the temporary archive.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
+use serde::Serialize;
+
+use crate::archive::{ArchiveWriter, Committed};
+use crate::compress::Settings;
+use crate::error::{IoContext, Result};
+use crate::image::{self, BaseInfo, ImageMeta};
+use crate::layer::{write_layer, LayerInfo};
+use crate::source::{ImageRef, ImageSource, ResolvedImage};
+use crate::walk::{Progress, TreeSpec, WalkReport};
+
+/// Whether the base image's layer blobs are copied into the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseBlobs {
+    #[default]
+    Include,
+    /// Leave them out: the image-layout spec allows missing blobs, and a registry
+    /// or store that already has the base needs only the new layer.
+    Omit,
+}
+
+impl std::str::FromStr for BaseBlobs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "include" => Ok(BaseBlobs::Include),
+            "omit" => Ok(BaseBlobs::Omit),
+            o => Err(format!(
+                "unknown base-blobs mode {o:?} (expected include or omit)"
+            )),
+        }
+    }
+}
+
+/// One layer as the report lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSummary {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+    /// Whether the blob is in the archive.
+    pub included: bool,
+}
+
+/// The result of a commit, as `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitReport {
+    pub archive: PathBuf,
+    pub size: u64,
+    pub archive_sha256: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    pub base: Option<BaseInfo>,
+    /// Every layer of the image, base layers first.
+    pub layers: Vec<LayerSummary>,
+    pub files: u64,
+    pub bytes: u64,
+    pub walk: WalkReport,
+    pub elapsed_ms: u64,
+}
+
+/// A commit in progress.
+pub struct Commit {
+    archive: ArchiveWriter,
+    base: Option<(ImageSource, ResolvedImage, BaseInfo)>,
+    base_layers: Vec<LayerSummary>,
+    layers: Vec<LayerInfo>,
+    walk: WalkReport,
+    started: Instant,
+}
+
+impl Commit {
+    /// Opens the base image (if any), starts the archive at `output` and copies the
+    /// base's layer blobs into it (unless `base_blobs` is `Omit`).
+    pub fn begin(
+        output: &Path,
+        overwrite: bool,
+        base: Option<&ImageRef>,
+        base_blobs: BaseBlobs,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let base = match base {
+            None => None,
+            Some(r) => {
+                let src = ImageSource::open_ref(r)?;
+                let resolved = src.resolve(r.reference())?;
+                let info = BaseInfo {
+                    name: r.to_string(),
+                    digest: resolved.manifest_descriptor.digest().to_string(),
+                };
+                Some((src, resolved, info))
+            }
+        };
+        let mut archive = ArchiveWriter::create(output, overwrite)?;
+        let mut base_layers = Vec::new();
+        if let Some((src, resolved, _)) = &base {
+            let diff_ids = resolved.config.rootfs().diff_ids();
+            for (i, desc) in resolved.manifest.layers().iter().enumerate() {
+                let digest = desc.digest().to_string();
+                let included = base_blobs == BaseBlobs::Include && src.has_blob(desc.digest());
+                if included && !archive.has_blob(&digest) {
+                    let tmp = archive.temp_path().to_path_buf();
+                    archive.stream_blob(|file| {
+                        let mut out = BufWriter::with_capacity(1 << 20, file);
+                        let n = src.copy_blob(desc, &mut out)?;
+                        let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
+                        Ok((file, digest.clone(), n, ()))
+                    })?;
+                }
+                base_layers.push(LayerSummary {
+                    digest,
+                    diff_id: diff_ids.get(i).cloned().unwrap_or_default(),
+                    size: desc.size(),
+                    media_type: desc.media_type().to_string(),
+                    included,
+                });
+            }
+        }
+        Ok(Commit {
+            archive,
+            base,
+            base_layers,
+            layers: Vec::new(),
+            walk: WalkReport::default(),
+            started,
+        })
+    }
+
+    /// The temporary archive's path.
+    pub fn temp_path(&self) -> &Path {
+        self.archive.temp_path()
+    }
+
+    /// Walks `spec` and streams it into the archive as a new layer.
+    pub fn add_layer(
+        &mut self,
+        spec: &TreeSpec,
+        settings: Settings,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(LayerInfo, WalkReport)> {
+        let tmp = self.archive.temp_path().to_path_buf();
+        let (info, report) = self.archive.stream_blob(|file: File| {
+            let out = BufWriter::with_capacity(1 << 20, file);
+            let (out, info, report) = write_layer(spec, settings, out, &tmp, progress, cancel)?;
+            let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
+            Ok((file, info.digest.clone(), info.size, (info, report)))
+        })?;
+        merge_reports(&mut self.walk, &report);
+        self.layers.push(info.clone());
+        Ok((info, report))
+    }
+
+    /// Writes config, manifest and index, and commits the archive.
+    pub fn finish(mut self, meta: &ImageMeta) -> Result<CommitReport> {
+        let base_config: Option<&ImageConfiguration> =
+            self.base.as_ref().map(|(_, r, _)| &r.config);
+        let config = image::build_config(base_config, &self.layers, meta)?;
+        let config_json = image::canonical_json(&config)?;
+        let config_digest = self.archive.add_blob(&config_json)?;
+        let config_desc = image::descriptor(
+            MediaType::ImageConfig,
+            config_json.len() as u64,
+            &config_digest,
+        )?;
+
+        let mut layer_descs: Vec<Descriptor> = match &self.base {
+            Some((_, r, _)) => r.manifest.layers().clone(),
+            None => Vec::new(),
+        };
+        for l in &self.layers {
+            layer_descs.push(image::descriptor(
+                MediaType::from(l.media_type.as_str()),
+                l.size,
+                &l.digest,
+            )?);
+        }
+        let base_info = self.base.as_ref().map(|(_, _, b)| b.clone());
+        let manifest = image::build_manifest(config_desc, layer_descs, base_info.as_ref(), meta)?;
+        let manifest_json = image::canonical_json(&manifest)?;
+        let manifest_digest = self.archive.add_blob(&manifest_json)?;
+        let manifest_desc = image::descriptor(
+            MediaType::ImageManifest,
+            manifest_json.len() as u64,
+            &manifest_digest,
+        )?;
+        let index = image::build_index(manifest_desc, meta.tag.as_deref())?;
+        self.archive
+            .add_file("index.json", &image::canonical_json(&index)?)?;
+
+        let Committed { path, size, sha256 } = self.archive.commit()?;
+        let mut layers = std::mem::take(&mut self.base_layers);
+        layers.extend(self.layers.iter().map(|l| LayerSummary {
+            digest: l.digest.clone(),
+            diff_id: l.diff_id.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+            included: true,
+        }));
+        Ok(CommitReport {
+            archive: path,
+            size,
+            archive_sha256: sha256,
+            manifest_digest,
+            config_digest,
+            base: base_info,
+            layers,
+            files: self.walk.files,
+            bytes: self.walk.bytes,
+            walk: self.walk,
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+fn merge_reports(into: &mut WalkReport, r: &WalkReport) {
+    into.files += r.files;
+    into.dirs += r.dirs;
+    into.symlinks += r.symlinks;
+    into.hardlinks += r.hardlinks;
+    into.devices += r.devices;
+    into.fifos += r.fifos;
+    into.whiteouts += r.whiteouts;
+    into.opaque_dirs += r.opaque_dirs;
+    into.bytes += r.bytes;
+    into.excluded += r.excluded;
+    for (k, v) in &r.skipped_counts {
+        *into.skipped_counts.entry(*k).or_default() += v;
+    }
+    into.skipped.extend(r.skipped.iter().cloned());
+    into.changed.extend(r.changed.iter().cloned());
+}
+
+/// Everything a one-shot commit needs.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub trees: TreeSpec,
+    pub base: Option<ImageRef>,
+    pub base_blobs: BaseBlobs,
+    pub compression: Settings,
+    pub meta: ImageMeta,
+    pub output: PathBuf,
+    pub overwrite: bool,
+}
+
+/// Commits `req.trees` as one new layer on top of the base.
+pub fn commit(
+    req: &CommitRequest,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<CommitReport> {
+    let mut c = Commit::begin(
+        &req.output,
+        req.overwrite,
+        req.base.as_ref(),
+        req.base_blobs,
+    )?;
+    c.add_layer(&req.trees, req.compression, progress, cancel)?;
+    c.finish(&req.meta)
+}

@@ -1,0 +1,64 @@
+//! The crate's error type: every variant names the path, blob or field at fault.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+
+    /// The tree holds something freezeframe will not turn into a layer, because the
+    /// result could be wrong.
+    #[error("{}: {message}", path.display())]
+    Refused { path: PathBuf, message: String },
+
+    #[error("invalid exclude pattern {pattern:?}: {message}")]
+    Pattern { pattern: String, message: String },
+
+    #[error("{}: already exists (pass --force to overwrite it)", path.display())]
+    Exists { path: PathBuf },
+
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+
+    #[error(transparent)]
+    Change(#[from] crate::changes::ChangeError),
+
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches a path to I/O errors, as in `file.read(..).at(&path)?`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|errno| Error::Io {
+            path: path.into(),
+            source: io::Error::from(errno),
+        })
+    }
+}

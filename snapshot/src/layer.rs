@@ -1,0 +1,106 @@
+//! One pass from trees to a layer blob: walk → tar → sha256 (diffID) →
+//! compression → sha256 (digest) → output, with no temporary copy of the layer.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+
+use crate::compress::{Encoder, Settings};
+use crate::digest::HashingWriter;
+use crate::error::{Error, IoContext, Result};
+use crate::tar::{CopyError, TarWriter};
+use crate::walk::{self, Entry, Progress, TreeSpec, Visitor, WalkReport};
+
+/// What a written layer is, for the image config and manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// `sha256:` of the compressed blob.
+    pub digest: String,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// Size of the uncompressed tar.
+    pub tar_size: u64,
+    pub media_type: String,
+}
+
+const COPY_BUF: usize = 256 * 1024;
+
+/// Writes the walk's entries as a tar stream.
+pub struct TarVisitor<W: Write> {
+    tar: TarWriter<W>,
+    buf: Vec<u8>,
+    /// Where the stream goes, for messages.
+    out_path: PathBuf,
+}
+
+impl<W: Write> TarVisitor<W> {
+    pub fn new(out: W, out_path: &Path) -> Self {
+        TarVisitor {
+            tar: TarWriter::new(out),
+            buf: vec![0; COPY_BUF],
+            out_path: out_path.to_path_buf(),
+        }
+    }
+
+    pub fn finish(self) -> Result<W> {
+        self.tar.finish().at(&self.out_path)
+    }
+}
+
+impl<W: Write> Visitor for TarVisitor<W> {
+    fn entry(&mut self, entry: &Entry<'_>, data: Option<&mut File>) -> Result<u64> {
+        self.tar.header(entry.header).at(&self.out_path)?;
+        match data {
+            None => Ok(0),
+            Some(file) => self
+                .tar
+                .data(file, entry.header.data_size(), &mut self.buf)
+                .map_err(|e| match e {
+                    CopyError::Read(source) => Error::Io {
+                        path: PathBuf::from(format!(
+                            "/{}",
+                            String::from_utf8_lossy(&entry.header.path)
+                        )),
+                        source,
+                    },
+                    CopyError::Write(source) => Error::Io {
+                        path: self.out_path.clone(),
+                        source,
+                    },
+                }),
+        }
+    }
+}
+
+/// Streams the layer for `spec` into `out`, returning `out` and what was written.
+/// `out_path` only names the destination in messages.
+pub fn write_layer<W: Write + Send + 'static>(
+    spec: &TreeSpec,
+    settings: Settings,
+    out: W,
+    out_path: &Path,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<(W, LayerInfo, WalkReport)> {
+    let blob = HashingWriter::new(out).with_progress(progress.bytes_written.clone());
+    let encoder = Encoder::new(settings, blob).at(out_path)?;
+    let mut visitor = TarVisitor::new(HashingWriter::new(encoder), out_path);
+    let report = walk::walk(spec, &mut visitor, progress, cancel)?;
+    let (encoder, diff_id, tar_size) = visitor.finish()?.finish();
+    let blob = encoder.finish().at(out_path)?;
+    let (mut out, digest, size) = blob.finish();
+    out.flush().at(out_path)?;
+    let info = LayerInfo {
+        digest,
+        diff_id,
+        size,
+        tar_size,
+        media_type: settings.algorithm.media_type().to_string(),
+    };
+    Ok((out, info, report))
+}
