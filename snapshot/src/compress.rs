@@ -98,6 +98,9 @@ impl<W: Write + Send + 'static> Encoder<W> {
                 // Always at least one worker: zstd's output is then the same for any
                 // number of workers, so the digest does not depend on the machine.
                 enc.multithread(threads.max(1) as u32)?;
+                // Small jobs keep the memory of the workers' queues bounded
+                // (zstd's default job is several times its window).
+                enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB))?;
                 enc.include_checksum(false)?;
                 Encoder::Zstd(enc)
             }
@@ -133,6 +136,7 @@ impl<W: Write + Send + 'static> Write for Encoder<W> {
 }
 
 const GZ_BLOCK: usize = 128 * 1024;
+const ZSTD_JOB: u32 = 2 << 20;
 const DICT: usize = 32 * 1024;
 
 struct Job {
@@ -307,7 +311,57 @@ fn worker(jobs: &Mutex<Receiver<Job>>, level: u32) {
     }
 }
 
+/// Whether a block looks incompressible (already compressed or random): its
+/// order-0 entropy is within a few hundredths of a bit of 8 bits per byte.
+/// Deflating such data costs the most CPU for no gain, so it is stored.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < 4096 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits > 7.99
+}
+
+/// Deflate "stored" blocks: the data as it is, in pieces of at most 64 KiB.
+/// The stream is byte-aligned here, as every block ends with a sync flush.
+fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 65535 * 5 + 10);
+    let mut chunks = data.chunks(65535).peekable();
+    if data.is_empty() {
+        out.extend_from_slice(&[u8::from(last), 0, 0, 0xff, 0xff]);
+        return out;
+    }
+    while let Some(c) = chunks.next() {
+        let final_bit = last && chunks.peek().is_none();
+        let len = c.len() as u16;
+        out.push(u8::from(final_bit));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    if !last {
+        // The empty stored block a sync flush ends with, as deflate would write.
+        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+    }
+    out
+}
+
 fn deflate_block(z: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
+    if incompressible(&job.data) {
+        return Ok(stored_blocks(&job.data, job.last));
+    }
     z.reset();
     if !job.dict.is_empty() {
         z.set_dictionary(&job.dict).map_err(io::Error::other)?;
@@ -392,6 +446,32 @@ mod tests {
         let one = gzip(&data, 1, 4096);
         assert_eq!(one, gzip(&data, 4, 100_000));
         assert_eq!(one, gzip(&data, 2, 1));
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored_and_still_decode() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = vec![0u8; 3 * GZ_BLOCK + 5];
+        for b in random.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        assert!(incompressible(&random[..GZ_BLOCK]));
+        assert!(!incompressible(&sample(GZ_BLOCK)));
+        let mut mixed = sample(GZ_BLOCK + 3);
+        mixed.extend_from_slice(&random);
+        mixed.extend_from_slice(&sample(1000));
+        for data in [&random[..], &mixed[..], &random[..GZ_BLOCK]] {
+            let z = gzip(data, 2, 9000);
+            assert!(z.len() < data.len() + data.len() / 1000 + 64);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(z.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data);
+        }
     }
 
     #[test]

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The layer engine against tar | pigz -6 and tar | gzip -6, on the same data in
+# the same run: a Python standard library tree plus a 256 MiB random file, laid
+# out as an overlay upper dir. Prints wall time, output size and peak RSS of each,
+# and the ratios the targets are stated in (see BENCHMARKS.md).
+#
+#   bash bench/engine.sh            # BENCH_DIR=/var/tmp/freezeframe-bench, BENCH_RUNS=3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+dir=${BENCH_DIR:-/var/tmp/freezeframe-bench}
+runs=${BENCH_RUNS:-3}
+
+bash scripts/deps.sh test >/dev/null
+cargo build --release --locked -p freezeframe >/dev/null 2>&1
+ff=$root/target/release/freezeframe
+
+stdlib=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+upper=$dir/upper
+if [[ ! -f $dir/.ready ]]; then
+  rm -rf "$dir"
+  mkdir -p "$upper/usr/lib" "$upper/data"
+  cp -a "$stdlib" "$upper/usr/lib/"
+  python3 -c 'import random,sys; random.seed(7); open(sys.argv[1],"wb").write(random.randbytes(256<<20))' "$upper/data/random.bin"
+  touch "$dir/.ready"
+fi
+files=$(find "$upper" | wc -l)
+bytes=$(du -sb "$upper" | cut -f1)
+echo "workload: $upper: $files entries, $((bytes >> 20)) MiB (stdlib from $stdlib + 256 MiB random)"
+echo "machine:  $(nproc) cores, $(uname -r); $runs runs each, median wall time"
+tar -C "$upper" -cf - . >/dev/null   # warm the page cache for every contender alike
+
+out=$dir/out
+mkdir -p "$out"
+# run NAME OUTPUT CMD...: prints "wall_seconds peak_rss_kib" (median wall, max RSS)
+measure() {
+  local name=$1 output=$2; shift 2
+  local walls=() rss=0 line
+  for _ in $(seq "$runs"); do
+    rm -f "$output"
+    line=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    walls+=("${line% *}")
+    (( ${line#* } > rss )) && rss=${line#* }
+  done
+  local median
+  median=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  echo "$median $rss $(stat -c %s "$output")"
+}
+
+declare -A wall size rss
+record() { read -r wall[$1] rss[$1] size[$1] <<<"$2"; }
+record ff      "$(measure ff "$out/ff.tar" "$ff" commit --upper "$upper" -o "$out/ff.tar" --force --json)"
+record ff_zstd "$(measure ff_zstd "$out/ffz.tar" "$ff" commit --upper "$upper" -o "$out/ffz.tar" --force --json --compression zstd)"
+record pigz    "$(measure pigz "$out/pigz.tgz" bash -c "tar -C '$upper' -cf - . | pigz -6 > '$out/pigz.tgz'")"
+record gzip    "$(measure gzip "$out/gzip.tgz" bash -c "tar -C '$upper' -cf - . | gzip -6 > '$out/gzip.tgz'")"
+
+printf '\n%-34s %9s %12s %10s %12s %12s\n' contender wall_s size_MiB rss_MiB wall/pigz size/pigz
+for k in ff ff_zstd pigz gzip; do
+  case $k in
+    ff) label="freezeframe commit (gzip -6)" ;;
+    ff_zstd) label="freezeframe commit (zstd -3)" ;;
+    pigz) label="tar | pigz -6" ;;
+    gzip) label="tar | gzip -6" ;;
+  esac
+  awk -v l="$label" -v w="${wall[$k]}" -v s="${size[$k]}" -v r="${rss[$k]}" \
+      -v pw="${wall[pigz]}" -v ps="${size[pigz]}" \
+      'BEGIN { printf "%-34s %9.2f %12.1f %10.1f %12.2f %12.3f\n", l, w, s/1048576, r/1024, w/pw, s/ps }'
+done
+echo
+awk -v w="${wall[ff]}" -v pw="${wall[pigz]}" -v s="${size[ff]}" -v ps="${size[pigz]}" -v r="${rss[ff]}" -v rz="${rss[ff_zstd]}" 'BEGIN {
+  printf "target wall <= 0.5 x pigz:   %.2f  %s\n", w/pw, (w/pw <= 0.5 ? "met" : "NOT met")
+  printf "target size <= 1.05 x pigz:  %.3f %s\n", s/ps, (s/ps <= 1.05 ? "met" : "NOT met")
+  printf "target peak RSS <= 64 MiB:   %.1f / %.1f MiB (gzip / zstd) %s\n", r/1024, rz/1024, (r <= 65536 && rz <= 65536 ? "met" : "NOT met")
+}'
+"$ff" inspect "$out/ff.tar" >/dev/null && echo "freezeframe inspect: archive verified"
