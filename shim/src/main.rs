@@ -1,6 +1,7 @@
 //! The `freezeframe` binary: a thin command line over the library crates.
 
 mod cmd;
+mod live;
 mod progress;
 
 use std::path::PathBuf;
@@ -28,6 +29,11 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Build a throwaway session on a real overlay mount, commit it and verify it.
     Demo(cmd::demo::Args),
+    /// Thaw a session's cgroup by hand (after a crash, say).
+    Thaw(cmd::thaw::Args),
+    /// Internal: the process that thaws a frozen session if its committer dies.
+    #[command(hide = true)]
+    Guardian(cmd::thaw::GuardianArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,12 +49,30 @@ fn main() -> ExitCode {
         Command::Commit(a) => cmd::commit::run(cli.config.as_deref(), *a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Thaw(a) => cmd::thaw::run(cli.config.as_deref(), a),
+        Command::Guardian(a) => return cmd::thaw::guardian(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("freezeframe: {e:#}");
+            eprintln!("freezeframe: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: our error types put their cause in
+/// their own message, so a cause already said is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

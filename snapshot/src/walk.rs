@@ -80,6 +80,8 @@ pub struct TreeSpec {
 pub struct Exclude {
     patterns: Vec<String>,
     set: GlobSet,
+    /// Absolute paths matched as they are (mount points), whatever they hold.
+    exact: std::collections::HashSet<Vec<u8>>,
 }
 
 impl Exclude {
@@ -113,7 +115,22 @@ impl Exclude {
         Ok(Exclude {
             patterns: kept,
             set,
+            exact: Default::default(),
         })
+    }
+
+    /// Also leaves out these absolute paths, taken literally (no glob syntax).
+    pub fn with_paths<P: AsRef<Path>>(mut self, paths: &[P]) -> Self {
+        for p in paths {
+            let b = p.as_ref().as_os_str().as_bytes();
+            let trimmed = if b.len() > 1 {
+                b.strip_suffix(b"/").unwrap_or(b)
+            } else {
+                b
+            };
+            self.exact.insert(trimmed.to_vec());
+        }
+        self
     }
 
     pub fn patterns(&self) -> &[String] {
@@ -121,10 +138,11 @@ impl Exclude {
     }
 
     fn matches(&self, container_path: &[u8]) -> bool {
-        !self.patterns.is_empty()
-            && self
-                .set
-                .is_match(Path::new(OsStr::from_bytes(container_path)))
+        self.exact.contains(container_path)
+            || !self.patterns.is_empty()
+                && self
+                    .set
+                    .is_match(Path::new(OsStr::from_bytes(container_path)))
     }
 }
 
@@ -304,6 +322,7 @@ struct Walker<'a> {
     lowers: Vec<Dir>,
     stack: Vec<Frame>,
     open_dirs: usize,
+    max_open: usize,
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
     report: WalkReport,
 }
@@ -363,6 +382,7 @@ impl<'a> Walker<'a> {
             lowers,
             stack: Vec::new(),
             open_dirs: 0,
+            max_open: max_open_dirs(),
             hardlinks: HashMap::new(),
             report: WalkReport::default(),
         })
@@ -498,7 +518,7 @@ impl<'a> Walker<'a> {
     fn push(&mut self, frame: Frame) {
         if frame.dir.is_some() {
             self.open_dirs += 1;
-            if self.open_dirs > MAX_OPEN_DIRS {
+            if self.open_dirs > self.max_open {
                 // Close the shallowest open directory below the root; it is
                 // reopened by name if the walk needs it again.
                 if let Some(f) = self.stack.iter_mut().skip(1).find(|f| f.dir.is_some()) {
@@ -1075,7 +1095,9 @@ impl<'a> Walker<'a> {
             None,
         )?;
         self.report.dirs += 1;
-        // Whatever the upper dir holds at a graft's path is hidden by the mount.
+        // A graft is a mount: it hides whatever the image and the upper dir hold
+        // at its path, so in the layer the directory is opaque.
+        self.opaque_marker(&rel, visitor)?;
         let frame = self.frame(
             Some(dir),
             Reopen::Root(source.clone()),
@@ -1142,6 +1164,16 @@ impl<'a> Walker<'a> {
         out.sort();
         Ok(out)
     }
+}
+
+/// How many directory fds the walk may hold: [`MAX_OPEN_DIRS`], or a quarter of
+/// the process's fd limit when that is lower.
+fn max_open_dirs() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    MAX_OPEN_DIRS
+        .min(usize::try_from(soft / 4).unwrap_or(MAX_OPEN_DIRS))
+        .max(8)
 }
 
 /// Which xattrs go into the layer: file capabilities and user attributes, but not
@@ -1393,6 +1425,8 @@ mod tests {
                 "etc/motd file",
                 "home dir",
                 "home/work dir",
+                // The mount hides what the image has at the home path.
+                "home/work/.wh..wh..opq file",
                 "home/work/proj dir",
                 "home/work/proj/train.py file"
             ]
@@ -1523,7 +1557,10 @@ mod tests {
             ..TreeSpec::default()
         };
         let (c, r) = run(&spec);
-        assert_eq!(c.lines, vec!["home dir", "home/work dir"]);
+        assert_eq!(
+            c.lines,
+            vec!["home dir", "home/work dir", "home/work/.wh..wh..opq file"]
+        );
         assert_eq!(r.skipped_counts.get(&SkipReason::WhiteoutDevice), Some(&1));
     }
 

@@ -16,19 +16,53 @@ use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSp
 use freezeframe_snapshot::{BaseBlobs, CommitReport, CommitRequest, Error};
 use indicatif::HumanBytes;
 
+use crate::live::{self, Pause, SessionRequest, Target};
 use crate::progress::Bar;
+use freezeframe_runtime::freezer::CgroupVersion;
+
+pub fn parse_cgroup_version(s: &str) -> Result<CgroupVersion, String> {
+    match s {
+        "v1" | "1" => Ok(CgroupVersion::V1),
+        "v2" | "2" => Ok(CgroupVersion::V2),
+        o => Err(format!("unknown cgroup version {o:?} (expected v1 or v2)")),
+    }
+}
 
 #[derive(ClapArgs)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["session", "pid", "upper"])))]
 pub struct Args {
-    /// The overlay upper dir: every change made to the image's files.
-    #[arg(long, value_name = "DIR")]
-    upper: PathBuf,
+    /// The container to commit, by id, looked up in the runtime state roots
+    /// [config: runtime.roots].
+    session: Option<String>,
+    /// A runtime state root to look the container up in (instead of the configured ones).
+    #[arg(long, value_name = "DIR", requires = "session")]
+    root: Option<PathBuf>,
+    /// The container to commit, by its init process.
+    #[arg(long, value_name = "PID", conflicts_with = "session")]
+    pid: Option<i32>,
+    /// Include the content of the container's mount at PATH (e.g. a vfolder under
+    /// the home); other mounts are left out (repeatable).
+    #[arg(long = "include-mount", value_name = "PATH")]
+    include_mounts: Vec<PathBuf>,
+    /// full: frozen for the whole walk; none: never frozen.
+    #[arg(long, value_name = "MODE", default_value = "full")]
+    pause: Pause,
+    /// Give up (and thaw) if the freeze takes longer [config: freeze.timeout].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    freeze_timeout: Option<std::time::Duration>,
+    /// Which cgroup hierarchy to freeze with on a hybrid host (default: the v1
+    /// freezer if the session has one, else v2).
+    #[arg(long, value_name = "VERSION", value_parser = parse_cgroup_version)]
+    cgroup: Option<CgroupVersion>,
+    /// Offline mode: the overlay upper dir, with every change made to the image's files.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["session", "pid"])]
+    upper: Option<PathBuf>,
     /// A lower dir of the overlay, topmost first (repeatable); needed for
     /// metacopy upper dirs.
-    #[arg(long = "lower", value_name = "DIR")]
+    #[arg(long = "lower", value_name = "DIR", requires = "upper")]
     lowers: Vec<PathBuf>,
-    /// The session's scratch home directory on the host.
-    #[arg(long, value_name = "DIR")]
+    /// Offline mode: the session's scratch home directory on the host.
+    #[arg(long, value_name = "DIR", requires = "upper")]
     home: Option<PathBuf>,
     /// Where the scratch home is mounted in the container [config: session.home_path].
     #[arg(long, value_name = "PATH")]
@@ -64,7 +98,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// The overlay keeps its metadata in user.overlay.* (mounted with userxattr).
-    #[arg(long)]
+    #[arg(long, requires = "upper")]
     userxattr: bool,
     /// Replace the output if it exists.
     #[arg(long)]
@@ -95,37 +129,15 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
         level,
         threads: a.threads.unwrap_or(config.compression.threads as usize),
     };
-    let trees = TreeSpec {
-        upper: Some(a.upper),
-        lowers: a.lowers,
-        grafts: a
-            .home
-            .map(|source| Graft {
-                at: home_path,
-                source,
-            })
-            .into_iter()
-            .collect(),
-        exclude: Exclude::new(&patterns)?,
-        overlay_xattrs: if a.userxattr {
-            OverlayXattrs::User
-        } else {
-            OverlayXattrs::Trusted
-        },
-    };
     let mut meta = ImageMeta::now();
     meta.author = a.author;
     meta.comment = a.message;
     meta.changes = a.changes;
     meta.tag = a.tag;
-    let req = CommitRequest {
-        trees,
-        base: a.base,
-        base_blobs: a.base_blobs,
-        compression: settings,
-        meta,
-        output: a.output,
-        overwrite: a.force,
+    let overlay_xattrs = if a.userxattr {
+        OverlayXattrs::User
+    } else {
+        OverlayXattrs::Trusted
     };
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -135,22 +147,103 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
     }
     let progress = Arc::new(Progress::default());
     let bar = Bar::start(Arc::clone(&progress), a.json);
-    let result = freezeframe_snapshot::commit(&req, &progress, &cancel);
+    let result = match a.upper {
+        Some(upper) => {
+            let req = CommitRequest {
+                trees: TreeSpec {
+                    upper: Some(upper),
+                    lowers: a.lowers,
+                    grafts: a
+                        .home
+                        .map(|source| Graft {
+                            at: home_path,
+                            source,
+                        })
+                        .into_iter()
+                        .collect(),
+                    exclude: Exclude::new(&patterns)?,
+                    overlay_xattrs,
+                },
+                base: a.base,
+                base_blobs: a.base_blobs,
+                compression: settings,
+                meta,
+                output: a.output,
+                overwrite: a.force,
+            };
+            freezeframe_snapshot::commit(&req, &progress, &cancel)
+                .map(Done::Offline)
+                .map_err(anyhow::Error::from)
+        }
+        None => {
+            let target = match (a.session, a.pid) {
+                (Some(id), _) => Target::Id(id),
+                (None, Some(pid)) => Target::Pid(pid),
+                (None, None) => unreachable!("clap requires a session, --pid or --upper"),
+            };
+            let req = SessionRequest {
+                target,
+                roots: a
+                    .root
+                    .map_or_else(|| config.runtime.roots.clone(), |r| vec![r]),
+                home_path,
+                include_mounts: a.include_mounts,
+                excludes: patterns,
+                base: a.base,
+                base_blobs: a.base_blobs,
+                compression: settings,
+                meta,
+                output: a.output,
+                overwrite: a.force,
+                pause: a.pause,
+                freeze_timeout: a.freeze_timeout.unwrap_or(config.freeze.timeout),
+                cgroup_version: a.cgroup,
+            };
+            live::commit_session(&req, &progress, &cancel).map(|r| Done::Session(Box::new(r)))
+        }
+    };
     drop(bar);
-    let report = match result {
+    let done = match result {
         Ok(r) => r,
-        Err(Error::Cancelled) => {
+        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Cancelled)) => {
             eprintln!("freezeframe: cancelled; nothing was written");
             return Ok(ExitCode::from(130));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&json_report(&report))?);
-    } else {
-        print_summary(&report);
+    match (&done, a.json) {
+        (Done::Offline(r), true) => println!("{}", serde_json::to_string_pretty(&json_report(r))?),
+        (Done::Offline(r), false) => print_summary(r),
+        (Done::Session(r), true) => {
+            let mut v = json_report(&r.commit);
+            v["frozen_ms"] = r.frozen_ms.into();
+            v["session"] = serde_json::to_value(&r.session)?;
+            v["excluded_mounts"] = serde_json::to_value(&r.excluded_mounts)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        (Done::Session(r), false) => {
+            print_summary(&r.commit);
+            println!(
+                "session   {} (pid {}), frozen {} ms",
+                r.session.id, r.session.pid, r.frozen_ms
+            );
+            println!("base from {}", r.session.base_source);
+            for m in &r.excluded_mounts {
+                println!(
+                    "excluded  {} ({} {})",
+                    m.target.display(),
+                    m.fs_type,
+                    m.source
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+enum Done {
+    Offline(CommitReport),
+    Session(Box<live::SessionReport>),
 }
 
 fn config_algorithm(config: &Config) -> Algorithm {

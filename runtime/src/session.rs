@@ -1,0 +1,365 @@
+//! What a session *is* on a node: its init process, its overlay rootfs, its
+//! scratch home and every other mount, found from an OCI runtime's state and
+//! `/proc/PID/mountinfo`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::mountinfo::{self, split_lowerdir, Mount};
+
+/// Annotations that may name the image a container was started from, best first.
+pub const BASE_IMAGE_ANNOTATIONS: &[&str] = &[
+    "org.freezeframe.image",
+    "org.opencontainers.image.base.name",
+    "io.kubernetes.cri.image-name",
+];
+
+/// A running container, ready to be committed.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub pid: i32,
+    /// The runtime state file it was found through, if any.
+    pub state_file: Option<PathBuf>,
+    pub annotations: BTreeMap<String, String>,
+    /// cgroup dirs the runtime recorded: the v1 freezer and the v2 (unified) one.
+    pub cgroup_v1_freezer: Option<PathBuf>,
+    pub cgroup_v2: Option<PathBuf>,
+    pub rootfs: OverlayRoot,
+    /// The home path asked for, and the mount found there if any.
+    pub home_path: PathBuf,
+    pub home: Option<HostMount>,
+    /// Every other mount of the container, outermost first.
+    pub mounts: Vec<Mount>,
+}
+
+/// The container's overlayfs root.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverlayRoot {
+    pub upper: PathBuf,
+    /// Lower dirs, topmost first (data-only lowers last).
+    pub lowers: Vec<PathBuf>,
+    pub userxattr: bool,
+    pub redirect_dir: Option<String>,
+    pub metacopy: bool,
+}
+
+/// A mount of the container whose content lives in a host directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostMount {
+    /// Where the container sees it.
+    pub target: PathBuf,
+    /// The host directory mounted there.
+    pub host_dir: PathBuf,
+    pub fs_type: String,
+}
+
+/// A mount the commit leaves out, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExcludedMount {
+    pub target: PathBuf,
+    pub fs_type: String,
+    pub source: String,
+}
+
+impl Session {
+    /// Finds container `id` in the given runtime state roots. A root holds
+    /// `ID/state.json` (runc, youki, freezeframe) or `NAMESPACE/ID/state.json`
+    /// (containerd's runc shim).
+    pub fn find(id: &str, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
+        check_id(id)?;
+        let mut looked = Vec::new();
+        for root in roots {
+            let mut candidates = vec![root.join(id).join("state.json")];
+            if let Ok(dir) = std::fs::read_dir(root) {
+                for ns in dir.flatten() {
+                    candidates.push(ns.path().join(id).join("state.json"));
+                }
+            }
+            for c in candidates {
+                if c.is_file() {
+                    return Session::from_state_file(id, &c, home_path);
+                }
+            }
+            looked.push(root.display().to_string());
+        }
+        Err(Error::NotFound {
+            id: id.to_string(),
+            looked: looked.join(", "),
+        })
+    }
+
+    fn from_state_file(id: &str, file: &Path, home_path: &Path) -> Result<Session> {
+        let text = std::fs::read(file).map_err(|source| Error::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let state: RuntimeState = serde_json::from_slice(&text).map_err(|e| Error::Parse {
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let pid = state
+            .init_process_pid
+            .or(state.pid)
+            .filter(|&p| p > 0)
+            .ok_or_else(|| Error::NotRunning {
+                id: id.to_string(),
+                detail: format!("{} records no init process", file.display()),
+            })?;
+        check_alive(id, pid, state.init_process_start)?;
+        let mut annotations = state.annotations.unwrap_or_default();
+        for label in state.config.map(|c| c.labels).unwrap_or_default() {
+            if let Some((k, v)) = label.split_once('=') {
+                annotations.entry(k.to_string()).or_insert_with(|| v.to_string());
+            }
+        }
+        let paths = state.cgroup_paths.unwrap_or_default();
+        let mut s = Session::from_pid_named(id, pid, home_path)?;
+        s.state_file = Some(file.to_path_buf());
+        s.annotations = annotations;
+        s.cgroup_v1_freezer = paths.get("freezer").map(PathBuf::from);
+        s.cgroup_v2 = paths.get("").map(PathBuf::from);
+        Ok(s)
+    }
+
+    /// Describes the container whose init process is `pid`.
+    pub fn from_pid(pid: i32, home_path: &Path) -> Result<Session> {
+        check_alive(&pid.to_string(), pid, None)?;
+        Session::from_pid_named(&format!("pid-{pid}"), pid, home_path)
+    }
+
+    fn from_pid_named(id: &str, pid: i32, home_path: &Path) -> Result<Session> {
+        let mounts = mountinfo::read(&pid.to_string())?;
+        let root = mounts
+            .iter()
+            .rev()
+            .find(|m| m.target == Path::new("/"))
+            .ok_or_else(|| Error::NotOverlay {
+                id: id.to_string(),
+                detail: "no mount at /".into(),
+            })?;
+        let rootfs = overlay_root(id, root)?;
+        let host = mountinfo::read("self")?;
+        let mut home = None;
+        let mut others = Vec::new();
+        for m in mounts.iter().filter(|m| m.target != Path::new("/")) {
+            if m.target == home_path && home.is_none() {
+                home = Some(host_mount(pid, m, &host)?);
+            } else {
+                others.push(m.clone());
+            }
+        }
+        Ok(Session {
+            id: id.to_string(),
+            pid,
+            state_file: None,
+            annotations: BTreeMap::new(),
+            cgroup_v1_freezer: None,
+            cgroup_v2: None,
+            rootfs,
+            home_path: home_path.to_path_buf(),
+            home,
+            mounts: others,
+        })
+    }
+
+    /// The mount at `target`, resolved to its host directory, for a request to
+    /// include a mount's content.
+    pub fn include_mount(&self, target: &Path) -> Result<HostMount> {
+        let m = self
+            .mounts
+            .iter()
+            .rev()
+            .find(|m| m.target == target)
+            .ok_or_else(|| Error::NoSuchMount {
+                id: self.id.clone(),
+                target: target.to_path_buf(),
+            })?;
+        host_mount(self.pid, m, &mountinfo::read("self")?)
+    }
+
+    /// Mounts to leave out: every mount but the rootfs, the home and `included`.
+    /// Nested mounts under an excluded one are implied and not listed again.
+    pub fn excluded_mounts(&self, included: &[PathBuf]) -> Vec<ExcludedMount> {
+        let mut out: Vec<ExcludedMount> = Vec::new();
+        for m in &self.mounts {
+            if included.contains(&m.target)
+                || out.iter().any(|e| m.target.starts_with(&e.target))
+            {
+                continue;
+            }
+            out.push(ExcludedMount {
+                target: m.target.clone(),
+                fs_type: m.fs_type.clone(),
+                source: m.source.clone(),
+            });
+        }
+        out
+    }
+
+    /// The image this container was started from, when its runtime recorded it.
+    pub fn base_image_annotation(&self) -> Option<(&str, &str)> {
+        BASE_IMAGE_ANNOTATIONS
+            .iter()
+            .find_map(|k| self.annotations.get(*k).map(|v| (*k, v.as_str())))
+    }
+}
+
+/// The fields of runc's, youki's and libcontainer's state files that matter here.
+#[derive(serde::Deserialize, Default)]
+struct RuntimeState {
+    init_process_pid: Option<i32>,
+    init_process_start: Option<u64>,
+    pid: Option<i32>,
+    annotations: Option<BTreeMap<String, String>>,
+    config: Option<RuncConfig>,
+    cgroup_paths: Option<BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RuncConfig {
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+/// Ids name a directory under a state root: no separators, no dot-dot.
+fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && !id.contains('/')
+        && id != "."
+        && id != ".."
+        && !id.contains('\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadId { id: id.to_string() })
+    }
+}
+
+fn check_alive(id: &str, pid: i32, start: Option<u64>) -> Result<()> {
+    let stat = procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .map_err(|e| Error::NotRunning {
+            id: id.to_string(),
+            detail: format!("process {pid}: {e}"),
+        })?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return Err(Error::NotRunning {
+            id: id.to_string(),
+            detail: format!("process {pid} has exited"),
+        });
+    }
+    if let Some(start) = start.filter(|s| *s != stat.starttime) {
+        return Err(Error::NotRunning {
+            id: id.to_string(),
+            detail: format!(
+                "process {pid} started at tick {} but the runtime's init started at {start}: the pid was reused",
+                stat.starttime
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn overlay_root(id: &str, m: &Mount) -> Result<OverlayRoot> {
+    if m.fs_type != "overlay" {
+        return Err(Error::NotOverlay {
+            id: id.to_string(),
+            detail: format!("the rootfs is {} ({}), not overlayfs", m.fs_type, m.source),
+        });
+    }
+    let upper = m.super_option("upperdir").ok_or_else(|| Error::NotOverlay {
+        id: id.to_string(),
+        detail: "the overlay rootfs has no upperdir (read-only)".into(),
+    })?;
+    let mut lowers: Vec<PathBuf> = m
+        .super_option("lowerdir")
+        .map(split_lowerdir)
+        .unwrap_or_default();
+    for (k, v) in &m.super_options {
+        if let (Some(v), "lowerdir+" | "datadir+") = (v, k.as_str()) {
+            lowers.push(PathBuf::from(v));
+        }
+    }
+    Ok(OverlayRoot {
+        upper: PathBuf::from(upper),
+        lowers,
+        userxattr: m.has_super_flag("userxattr"),
+        redirect_dir: m.super_option("redirect_dir").map(str::to_string),
+        metacopy: m.super_option("metacopy") == Some("on"),
+    })
+}
+
+/// Finds the host directory behind a container mount: a host mount of the same
+/// device whose root is a prefix of the container mount's root. The result is
+/// checked against the mount itself, opened through the container's root
+/// without following any symlink.
+fn host_mount(pid: i32, m: &Mount, host: &[Mount]) -> Result<HostMount> {
+    let best = host
+        .iter()
+        .filter(|h| (h.major, h.minor) == (m.major, m.minor) && m.root.starts_with(&h.root))
+        .max_by_key(|h| h.root.components().count());
+    let unresolved = |why: String| Error::MountSource {
+        target: m.target.clone(),
+        detail: why,
+    };
+    let h = best.ok_or_else(|| {
+        unresolved(format!(
+            "no host mount of device {}:{} holds {}",
+            m.major,
+            m.minor,
+            m.root.display()
+        ))
+    })?;
+    let rest = m.root.strip_prefix(&h.root).expect("filtered on prefix");
+    let host_dir = h.target.join(rest);
+    let on_host = std::fs::metadata(&host_dir).map_err(|e| unresolved(format!("{}: {e}", host_dir.display())))?;
+    let in_container = open_in_root(pid, &m.target)
+        .and_then(|f| f.metadata().map_err(|e| unresolved(e.to_string())))?;
+    if (on_host.dev(), on_host.ino()) != (in_container.dev(), in_container.ino()) {
+        return Err(unresolved(format!(
+            "{} is not the directory mounted there",
+            host_dir.display()
+        )));
+    }
+    Ok(HostMount {
+        target: m.target.clone(),
+        host_dir,
+        fs_type: m.fs_type.clone(),
+    })
+}
+
+/// Opens a path of the container through `/proc/PID/root`, refusing symlinks and
+/// `..` so that content written in the container cannot redirect the open.
+fn open_in_root(pid: i32, path: &Path) -> Result<File> {
+    let root_path = PathBuf::from(format!("/proc/{pid}/root"));
+    let root = File::open(&root_path).map_err(|source| Error::Io {
+        path: root_path.clone(),
+        source,
+    })?;
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let target = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
+    let fd = openat2(root.as_raw_fd(), &target, how).map_err(|e| Error::Io {
+        path: root_path.join(&target),
+        source: e.into(),
+    })?;
+    // SAFETY: `openat2` just returned this fd and nothing else owns it.
+    #[allow(unsafe_code)]
+    Ok(unsafe { File::from_raw_fd(fd) })
+}

@@ -1,0 +1,207 @@
+//! Committing a running session: find it, decide what to read, freeze it for the
+//! walk, always thaw, and write the archive.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
+use freezeframe_runtime::guardian::Guardian;
+use freezeframe_runtime::session::{ExcludedMount, HostMount, OverlayRoot};
+use freezeframe_runtime::Session;
+use freezeframe_snapshot::compress::Settings;
+use freezeframe_snapshot::image::ImageMeta;
+use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSpec};
+use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
+use serde::Serialize;
+
+/// How long the session is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pause {
+    /// Frozen for the whole walk: the image is exactly the moment of the freeze.
+    Full,
+    /// Never frozen: files may change while they are read (they are reported).
+    None,
+}
+
+/// Which session, and how to commit it.
+pub struct SessionRequest {
+    pub target: Target,
+    pub roots: Vec<PathBuf>,
+    pub home_path: PathBuf,
+    pub include_mounts: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub base: Option<ImageRef>,
+    pub base_blobs: BaseBlobs,
+    pub compression: Settings,
+    pub meta: ImageMeta,
+    pub output: PathBuf,
+    pub overwrite: bool,
+    pub pause: Pause,
+    pub freeze_timeout: Duration,
+    pub cgroup_version: Option<CgroupVersion>,
+}
+
+pub enum Target {
+    Id(String),
+    Pid(i32),
+}
+
+/// The session as the report describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub pid: i32,
+    pub state_file: Option<PathBuf>,
+    pub rootfs: OverlayRoot,
+    pub home: Option<HostMount>,
+    pub included_mounts: Vec<HostMount>,
+    pub cgroup: Option<PathBuf>,
+    /// Where the base image came from: `--base`, an annotation, or none.
+    pub base_source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionReport {
+    #[serde(flatten)]
+    pub commit: CommitReport,
+    pub session: SessionInfo,
+    pub excluded_mounts: Vec<ExcludedMount>,
+    pub frozen_ms: u64,
+}
+
+pub fn find(target: &Target, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
+    Ok(match target {
+        Target::Id(id) => Session::find(id, roots, home_path)?,
+        Target::Pid(pid) => Session::from_pid(*pid, home_path)?,
+    })
+}
+
+/// The session's freezer cgroup: the one its runtime recorded, else its init
+/// process's.
+pub fn cgroup_of(session: &Session, prefer: Option<CgroupVersion>) -> Result<Cgroup> {
+    let recorded = match prefer {
+        Some(CgroupVersion::V2) => session.cgroup_v2.clone().map(|d| (CgroupVersion::V2, d)),
+        _ => session
+            .cgroup_v1_freezer
+            .clone()
+            .filter(|d| d.join("freezer.state").exists())
+            .map(|d| (CgroupVersion::V1, d))
+            .or_else(|| match prefer {
+                None => session
+                    .cgroup_v2
+                    .clone()
+                    .filter(|d| d.join("cgroup.freeze").exists())
+                    .map(|d| (CgroupVersion::V2, d)),
+                _ => None,
+            }),
+    };
+    Ok(match recorded {
+        Some((v, dir)) => Cgroup::new(v, dir),
+        None => Cgroup::of_pid(session.pid, prefer)?,
+    })
+}
+
+pub fn commit_session(
+    req: &SessionRequest,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<SessionReport> {
+    let session = find(&req.target, &req.roots, &req.home_path)?;
+    let included = req
+        .include_mounts
+        .iter()
+        .map(|t| session.include_mount(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let excluded = session.excluded_mounts(&req.include_mounts);
+    let (base, base_source) = match (&req.base, session.base_image_annotation()) {
+        (Some(b), _) => (Some(b.clone()), "--base".to_string()),
+        (None, Some((key, value))) => match value.parse::<ImageRef>() {
+            Ok(r) => (Some(r), format!("annotation {key}")),
+            Err(_) => (
+                None,
+                format!("none: annotation {key}={value} names no local OCI image; the base config is empty"),
+            ),
+        },
+        (None, None) => (None, "none: the runtime recorded no base image; the base config is empty".into()),
+    };
+
+    let mut grafts: Vec<Graft> = session
+        .home
+        .iter()
+        .chain(&included)
+        .map(|m| Graft {
+            at: m.target.clone(),
+            source: m.host_dir.clone(),
+        })
+        .collect();
+    grafts.sort_by(|a, b| a.at.cmp(&b.at));
+    let exclude = Exclude::new(&req.excludes)?.with_paths(
+        &excluded
+            .iter()
+            .map(|m| m.target.clone())
+            .collect::<Vec<_>>(),
+    );
+    let trees = TreeSpec {
+        upper: Some(session.rootfs.upper.clone()),
+        lowers: session.rootfs.lowers.clone(),
+        grafts,
+        exclude,
+        overlay_xattrs: if session.rootfs.userxattr {
+            OverlayXattrs::User
+        } else {
+            OverlayXattrs::Trusted
+        },
+    };
+
+    // The slow, safe part first: base blobs are copied while the session runs.
+    let mut commit = Commit::begin(&req.output, req.overwrite, base.as_ref(), req.base_blobs)?;
+    let cgroup = match req.pause {
+        Pause::Full => Some(cgroup_of(&session, req.cgroup_version)?),
+        Pause::None => None,
+    };
+    let frozen_ms = match &cgroup {
+        Some(cg) => {
+            let exe =
+                std::env::current_exe().context("finding this executable for the guardian")?;
+            let guardian = Guardian::spawn(&exe, cg)?;
+            let pause = cg.pause(req.freeze_timeout)?;
+            let walked = commit.add_layer(&trees, req.compression, progress, cancel);
+            let frozen = pause.resume()?;
+            guardian.release()?;
+            walked?;
+            frozen.as_millis() as u64
+        }
+        None => {
+            commit.add_layer(&trees, req.compression, progress, cancel)?;
+            0
+        }
+    };
+    let report = commit.finish(&req.meta)?;
+    Ok(SessionReport {
+        commit: report,
+        session: SessionInfo {
+            id: session.id.clone(),
+            pid: session.pid,
+            state_file: session.state_file.clone(),
+            rootfs: session.rootfs.clone(),
+            home: session.home.clone(),
+            included_mounts: included,
+            cgroup: cgroup.map(|c| c.dir().to_path_buf()),
+            base_source,
+        },
+        excluded_mounts: excluded,
+        frozen_ms,
+    })
+}
+
+/// Thaws a session by hand.
+pub fn thaw(target: &Target, roots: &[PathBuf], prefer: Option<CgroupVersion>) -> Result<PathBuf> {
+    let session = find(target, roots, Path::new("/"))?;
+    let cg = cgroup_of(&session, prefer)?;
+    cg.thaw()?;
+    Ok(cg.dir().to_path_buf())
+}
