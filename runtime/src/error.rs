@@ -11,7 +11,9 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
 
-    #[error("invalid container id {id:?}: ids name a directory and may not hold '/' or be '.' or '..'")]
+    #[error(
+        "invalid container id {id:?}: ids name a directory and may not hold '/' or be '.' or '..'"
+    )]
     BadId { id: String },
 
     #[error("no container {id:?} in the runtime state roots {looked}")]

@@ -190,7 +190,7 @@ impl Cgroup {
                 let (path, content) = self.read(V2_FREEZE)?;
                 match content.trim_end() {
                     "0" => Ok(FreezerState::Thawed),
-                    "1" if self.v2_frozen()? => Ok(FreezerState::Frozen),
+                    "1" if self.v2_frozen()?.0 => Ok(FreezerState::Frozen),
                     "1" => Ok(FreezerState::Freezing),
                     _ => Err(Error::Parse { path, content }),
                 }
@@ -300,79 +300,66 @@ impl Cgroup {
             })
     }
 
-    /// Whether `cgroup.events` says `frozen 1`.
-    fn v2_frozen(&self) -> Result<bool> {
+    /// Whether `cgroup.events` says `frozen 1`, and the file it was read from.
+    fn v2_frozen(&self) -> Result<(bool, File)> {
         let path = self.dir.join(V2_EVENTS);
-        let mut file = File::open(&path).map_err(|source| Error::Read {
+        let read = |source| Error::Read {
             path: path.clone(),
             source,
-        })?;
-        events_frozen(&path, &mut file)
+        };
+        let mut file = File::open(&path).map_err(read)?;
+        let mut content = String::new();
+        file.read_to_string(&mut content).map_err(read)?;
+        let frozen = content
+            .lines()
+            .find_map(|l| l.strip_prefix("frozen "))
+            .map(str::trim);
+        match frozen {
+            Some("0") => Ok((false, file)),
+            Some("1") => Ok((true, file)),
+            _ => Err(Error::Parse { path, content }),
+        }
     }
 
     /// Waits until the kernel reports the cgroup frozen; false at the deadline.
     ///
     /// v1 has no notification: poll with a backoff from 100 µs to 10 ms. On v2 the
-    /// kernel signals POLLPRI on `cgroup.events` when it changes; the wait is capped
-    /// at the same backoff so that fake files (and missed events) still work. The
-    /// file is reopened each round so that a test's kernel may replace it.
+    /// kernel raises POLLPRI on `cgroup.events` when it changes, but at most once
+    /// per 20 ms per file (later changes are delayed), so the wait for it is capped
+    /// by the same backoff; that also serves fake files. The file is reopened each
+    /// round so that a test's kernel may replace it.
     fn wait_frozen(&self, deadline: Instant) -> Result<bool> {
         let mut nap = Duration::from_micros(100);
         loop {
-            let frozen = match self.version {
-                CgroupVersion::V1 => self.state()? == FreezerState::Frozen,
-                CgroupVersion::V2 => {
-                    let path = self.dir.join(V2_EVENTS);
-                    let mut file = File::open(&path).map_err(|source| Error::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    if events_frozen(&path, &mut file)? {
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            match self.version {
+                CgroupVersion::V1 => {
+                    if self.state()? == FreezerState::Frozen {
                         return Ok(true);
                     }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let wait = nap.min(left).max(Duration::from_millis(1));
-                    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-                    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
-                    // EINTR and friends: just look again.
-                    let _ = nix::poll::poll(&mut fds, PollTimeout::from(ms));
-                    false
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    std::thread::sleep(nap.min(left));
                 }
-            };
-            if frozen {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            if self.version == CgroupVersion::V1 {
-                std::thread::sleep(nap.min(deadline - now));
+                CgroupVersion::V2 => {
+                    let (frozen, file) = self.v2_frozen()?;
+                    if frozen {
+                        return Ok(true);
+                    }
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    // poll() counts whole milliseconds.
+                    let ms = nap.min(left).as_millis().clamp(1, 1000) as u16;
+                    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+                    // An error (EINTR) only means: look again.
+                    let _ = nix::poll::poll(&mut fds, PollTimeout::from(ms));
+                }
             }
             nap = (nap * 2).min(Duration::from_millis(10));
         }
-    }
-}
-
-/// Parses `cgroup.events` ("populated 1\nfrozen 0\n") from an open file.
-fn events_frozen(path: &Path, file: &mut File) -> Result<bool> {
-    let mut content = String::new();
-    file.read_to_string(&mut content)
-        .map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let value = content
-        .lines()
-        .find_map(|l| l.strip_prefix("frozen "))
-        .map(str::trim);
-    match value {
-        Some("0") => Ok(false),
-        Some("1") => Ok(true),
-        _ => Err(Error::Parse {
-            path: path.to_path_buf(),
-            content,
-        }),
     }
 }
 

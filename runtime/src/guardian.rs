@@ -75,6 +75,9 @@ impl Guardian {
     /// Starts `exe guardian --version v1|v2 --cgroup DIR` (`exe` is normally
     /// [`std::env::current_exe`]) in its own process group, so a terminal's Ctrl-C
     /// does not reach it, and waits until it says `ready`.
+    ///
+    /// Call it before freezing: the guardian notes whether the cgroup is already
+    /// frozen when it starts (paused by its owner) and then never thaws it.
     pub fn spawn(exe: &Path, cgroup: &Cgroup) -> Result<Self> {
         let dir = cgroup.dir().to_path_buf();
         let mut child = Command::new(exe)
@@ -144,15 +147,11 @@ impl Guardian {
             dir: dir.clone(),
             source,
         })?;
-        told.map_err(|source| Error::Release {
-            dir: dir.clone(),
-            source,
-        })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Failed { dir, status })
+        if !status.success() {
+            return Err(Error::Failed { dir, status });
         }
+        // Exited 0 without the word: it read EOF and thawed the cgroup.
+        told.map_err(|source| Error::Release { dir, source })
     }
 }
 
@@ -256,6 +255,7 @@ pub fn guardian_main(version: CgroupVersion, cgroup: PathBuf) -> ExitCode {
         match stdin.read_line(&mut line) {
             Ok(0) => break,
             Ok(_) if line.trim_end() == "release" => return ExitCode::SUCCESS,
+            Ok(_) if line.trim().is_empty() => {}
             Ok(_) => tracing::warn!(line = line.trim_end(), "guardian: unknown command"),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {

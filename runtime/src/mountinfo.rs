@@ -64,48 +64,52 @@ pub fn parse(text: &[u8]) -> std::result::Result<Vec<Mount>, String> {
 }
 
 fn parse_line(line: &[u8]) -> std::result::Result<Mount, String> {
-    let line = std::str::from_utf8(line).map_err(|_| "not ascii".to_string())?;
-    let (head, tail) = line
-        .split_once(" - ")
+    // Paths may hold any byte but the escaped ones, so split bytes, not text.
+    let sep = line
+        .windows(3)
+        .position(|w| w == b" - ")
         .ok_or_else(|| "no ' - ' separator".to_string())?;
-    let f: Vec<&str> = head.split(' ').collect();
+    let (head, tail) = (&line[..sep], &line[sep + 3..]);
+    let f: Vec<&[u8]> = head.split(|&b| b == b' ').collect();
     if f.len() < 6 {
         return Err(format!("{} fields before the separator, need 6", f.len()));
     }
-    let num = |s: &str, what: &str| s.parse::<u32>().map_err(|_| format!("bad {what} {s:?}"));
-    let (major, minor) = f[2]
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let num = |s: &[u8], what: &str| {
+        text(s)
+            .parse::<u32>()
+            .map_err(|_| format!("bad {what} {:?}", text(s)))
+    };
+    let dev = text(f[2]);
+    let (major, minor) = dev
         .split_once(':')
-        .ok_or_else(|| format!("bad device {:?}", f[2]))?;
-    let t: Vec<&str> = tail.splitn(3, ' ').collect();
+        .ok_or_else(|| format!("bad device {dev:?}"))?;
+    let t: Vec<&[u8]> = tail.splitn(3, |&b| b == b' ').collect();
     if t.len() < 3 {
         return Err("fewer than 3 fields after the separator".into());
     }
     Ok(Mount {
         id: num(f[0], "mount id")?,
         parent: num(f[1], "parent id")?,
-        major: num(major, "major")?,
-        minor: num(minor, "minor")?,
+        major: num(major.as_bytes(), "major")?,
+        minor: num(minor.as_bytes(), "minor")?,
         root: unescape_path(f[3]),
         target: unescape_path(f[4]),
-        options: f[5].split(',').map(str::to_string).collect(),
-        fs_type: t[0].to_string(),
-        source: String::from_utf8_lossy(&unescape(t[1])).into_owned(),
+        options: text(f[5]).split(',').map(str::to_string).collect(),
+        fs_type: text(t[0]),
+        source: text(&unescape(t[1])),
         super_options: t[2]
-            .split(',')
-            .map(|o| match o.split_once('=') {
-                Some((k, v)) => (
-                    k.to_string(),
-                    Some(String::from_utf8_lossy(&unescape(v)).into_owned()),
-                ),
-                None => (o.to_string(), None),
+            .split(|&b| b == b',')
+            .map(|o| match o.iter().position(|&b| b == b'=') {
+                Some(i) => (text(&o[..i]), Some(text(&unescape(&o[i + 1..])))),
+                None => (text(o), None),
             })
             .collect(),
     })
 }
 
 /// Decodes the kernel's `\ooo` escapes.
-pub fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
+pub fn unescape(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -113,7 +117,9 @@ pub fn unescape(s: &str) -> Vec<u8> {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
                 i += 4;
@@ -126,7 +132,7 @@ pub fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
-fn unescape_path(s: &str) -> PathBuf {
+fn unescape_path(s: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(unescape(s)))
 }
 
@@ -193,6 +199,15 @@ mod tests {
             let e = parse(text.as_bytes()).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn non_utf8_paths_survive() {
+        let line = b"7 1 8:1 /\xff /mnt/caf\xe9 rw - ext4 /dev/sda1 rw\n";
+        let m = parse(line).unwrap();
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(m[0].target.as_os_str().as_bytes(), b"/mnt/caf\xe9");
+        assert_eq!(m[0].root.as_os_str().as_bytes(), b"/\xff");
     }
 
     #[test]

@@ -118,7 +118,9 @@ impl Session {
         let mut annotations = state.annotations.unwrap_or_default();
         for label in state.config.map(|c| c.labels).unwrap_or_default() {
             if let Some((k, v)) = label.split_once('=') {
-                annotations.entry(k.to_string()).or_insert_with(|| v.to_string());
+                annotations
+                    .entry(k.to_string())
+                    .or_insert_with(|| v.to_string());
             }
         }
         let paths = state.cgroup_paths.unwrap_or_default();
@@ -191,9 +193,7 @@ impl Session {
     pub fn excluded_mounts(&self, included: &[PathBuf]) -> Vec<ExcludedMount> {
         let mut out: Vec<ExcludedMount> = Vec::new();
         for m in &self.mounts {
-            if included.contains(&m.target)
-                || out.iter().any(|e| m.target.starts_with(&e.target))
-            {
+            if included.contains(&m.target) || out.iter().any(|e| m.target.starts_with(&e.target)) {
                 continue;
             }
             out.push(ExcludedMount {
@@ -277,10 +277,12 @@ fn overlay_root(id: &str, m: &Mount) -> Result<OverlayRoot> {
             detail: format!("the rootfs is {} ({}), not overlayfs", m.fs_type, m.source),
         });
     }
-    let upper = m.super_option("upperdir").ok_or_else(|| Error::NotOverlay {
-        id: id.to_string(),
-        detail: "the overlay rootfs has no upperdir (read-only)".into(),
-    })?;
+    let upper = m
+        .super_option("upperdir")
+        .ok_or_else(|| Error::NotOverlay {
+            id: id.to_string(),
+            detail: "the overlay rootfs has no upperdir (read-only)".into(),
+        })?;
     let mut lowers: Vec<PathBuf> = m
         .super_option("lowerdir")
         .map(split_lowerdir)
@@ -322,7 +324,8 @@ fn host_mount(pid: i32, m: &Mount, host: &[Mount]) -> Result<HostMount> {
     })?;
     let rest = m.root.strip_prefix(&h.root).expect("filtered on prefix");
     let host_dir = h.target.join(rest);
-    let on_host = std::fs::metadata(&host_dir).map_err(|e| unresolved(format!("{}: {e}", host_dir.display())))?;
+    let on_host = std::fs::metadata(&host_dir)
+        .map_err(|e| unresolved(format!("{}: {e}", host_dir.display())))?;
     let in_container = open_in_root(pid, &m.target)
         .and_then(|f| f.metadata().map_err(|e| unresolved(e.to_string())))?;
     if (on_host.dev(), on_host.ino()) != (in_container.dev(), in_container.ino()) {
@@ -353,8 +356,16 @@ fn open_in_root(pid: i32, path: &Path) -> Result<File> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH)
         .mode(Mode::empty())
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let target = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
+        .resolve(
+            ResolveFlag::RESOLVE_IN_ROOT
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let target = if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    };
     let fd = openat2(root.as_raw_fd(), &target, how).map_err(|e| Error::Io {
         path: root_path.join(&target),
         source: e.into(),
