@@ -242,7 +242,7 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
 }
 
 enum Done {
-    Offline(CommitReport),
+    Offline(Box<CommitReport>),
     Session(Box<live::SessionReport>),
 }
 
