@@ -172,7 +172,7 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
                 overwrite: a.force,
             };
             freezeframe_snapshot::commit(&req, &progress, &cancel)
-                .map(Done::Offline)
+                .map(|r| Done::Offline(Box::new(r)))
                 .map_err(anyhow::Error::from)
         }
         None => {
