@@ -110,9 +110,9 @@ pub struct Freeze {
 #[serde(rename_all = "lowercase")]
 pub enum PauseMode {
     /// A live first pass, then a brief freeze for what changed.
+    #[default]
     Auto,
     /// Frozen for the whole commit.
-    #[default]
     Full,
     /// Never frozen: the image may mix states from different moments.
     None,
@@ -300,7 +300,7 @@ impl Default for Freeze {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
-            pause: PauseMode::Full,
+            pause: PauseMode::Auto,
             live_fallback_bytes: 256 << 20,
         }
     }

@@ -32,7 +32,7 @@ fn defaults() {
     assert_eq!(config.compression.threads, 0);
     assert!(config.compression.effective_threads() >= 1);
     assert_eq!(config.freeze.timeout, Duration::from_secs(10));
-    assert_eq!(config.freeze.pause, PauseMode::Full);
+    assert_eq!(config.freeze.pause, PauseMode::Auto);
     assert_eq!(config.freeze.live_fallback_bytes, 256 * 1024 * 1024);
     assert_eq!(
         config.server.socket,
@@ -129,7 +129,7 @@ fn full_file_parses() {
 
         [freeze]
         timeout = "1m 30s"
-        pause = "auto"
+        pause = "full"
         live_fallback_bytes = 1048576
 
         [server]
@@ -168,7 +168,7 @@ fn full_file_parses() {
         },
         freeze: Freeze {
             timeout: Duration::from_secs(90),
-            pause: PauseMode::Auto,
+            pause: PauseMode::Full,
             live_fallback_bytes: 1 << 20,
         },
         server: Server {

@@ -11,9 +11,10 @@ use freezeframe_runtime::guardian::Guardian;
 use freezeframe_runtime::session::{ExcludedMount, HostMount, OverlayRoot};
 use freezeframe_runtime::Session;
 use freezeframe_snapshot::compress::Settings;
+use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
 use freezeframe_snapshot::source::ImageRef;
-use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSpec};
+use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
 use serde::Serialize;
 
@@ -21,7 +22,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Pause {
-    /// Frozen for the whole walk: the image is exactly the moment of the freeze.
+    /// A first pass while the session runs, then a brief freeze that captures
+    /// only what changed since, as a second small layer.
+    Auto,
+    /// Frozen for the whole walk.
     Full,
     /// Never frozen: files may change while they are read (they are reported).
     None,
@@ -42,6 +46,9 @@ pub struct SessionRequest {
     pub overwrite: bool,
     pub pause: Pause,
     pub freeze_timeout: Duration,
+    /// With `Pause::Auto`: a frozen pass with more file data than this falls
+    /// back to a full freeze.
+    pub live_fallback_bytes: u64,
     pub cgroup_version: Option<CgroupVersion>,
 }
 
@@ -70,7 +77,23 @@ pub struct SessionReport {
     pub commit: CommitReport,
     pub session: SessionInfo,
     pub excluded_mounts: Vec<ExcludedMount>,
+    pub frozen: Frozen,
+}
+
+/// What the pause cost and what it captured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Frozen {
+    /// How the session was paused: `auto` (live first pass + frozen delta),
+    /// `auto-fallback-full` (the delta was too large: one layer, frozen),
+    /// `full`, or `none`.
+    pub path: String,
     pub frozen_ms: u64,
+    /// Entries and bytes of file data written while frozen.
+    pub entries: u64,
+    pub bytes: u64,
+    /// Layers this commit added to the base: 1, or 2 for a live commit whose
+    /// frozen pass found changes.
+    pub layers_added: usize,
 }
 
 pub fn find(target: &Target, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
@@ -160,25 +183,20 @@ pub fn commit_session(
     // The slow, safe part first: base blobs are copied while the session runs.
     let mut commit = Commit::begin(&req.output, req.overwrite, base.as_ref(), req.base_blobs)?;
     let cgroup = match req.pause {
-        Pause::Full => Some(cgroup_of(&session, req.cgroup_version)?),
         Pause::None => None,
+        Pause::Auto | Pause::Full => Some(cgroup_of(&session, req.cgroup_version)?),
     };
-    let frozen_ms = match &cgroup {
-        Some(cg) => {
-            let exe =
-                std::env::current_exe().context("finding this executable for the guardian")?;
-            let guardian = Guardian::spawn(&exe, cg)?;
-            let pause = cg.pause(req.freeze_timeout)?;
-            let walked = commit.add_layer(&trees, req.compression, progress, cancel);
-            let frozen = pause.resume()?;
-            guardian.release()?;
-            walked?;
-            frozen.as_millis() as u64
-        }
+    let frozen = match &cgroup {
         None => {
-            commit.add_layer(&trees, req.compression, progress, cancel)?;
-            0
+            let (_, r) = commit.add_layer(&trees, req.compression, progress, cancel)?;
+            Frozen {
+                path: "none".into(),
+                entries: r.entries(),
+                layers_added: 1,
+                ..Frozen::default()
+            }
         }
+        Some(cg) => frozen_commit(req, &mut commit, &trees, cg, progress, cancel)?,
     };
     let report = commit.finish(&req.meta)?;
     Ok(SessionReport {
@@ -194,7 +212,65 @@ pub fn commit_session(
             base_source,
         },
         excluded_mounts: excluded,
-        frozen_ms,
+        frozen,
+    })
+}
+
+/// Adds the session's layers with the cgroup frozen as briefly as `req.pause`
+/// allows, and always thawed: by `Pause` on every return and unwind, and by the
+/// guardian process if this one is killed.
+fn frozen_commit(
+    req: &SessionRequest,
+    commit: &mut Commit,
+    trees: &TreeSpec,
+    cg: &Cgroup,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<Frozen> {
+    let mut baseline = Baseline::new();
+    let before_live = commit.mark()?;
+    let live = req.pause == Pause::Auto;
+    if live {
+        let pass = Pass::Record(&mut baseline);
+        commit.add_layer_pass(trees, req.compression, progress, cancel, pass, None)?;
+        baseline.seal();
+    }
+    let exe = std::env::current_exe().context("finding this executable for the guardian")?;
+    let guardian = Guardian::spawn(&exe, cg)?;
+    let pause = cg.pause(req.freeze_timeout)?;
+    let mut path = if live { "auto" } else { "full" };
+    let captured = if live {
+        let pass = Pass::Delta(&baseline);
+        let limit = Some(req.live_fallback_bytes);
+        match commit.add_layer_pass(trees, req.compression, progress, cancel, pass, limit) {
+            Err(freezeframe_snapshot::Error::LayerTooLarge { .. }) => {
+                // So much changed that the second layer would be large: one
+                // layer, all of it read frozen.
+                path = "auto-fallback-full";
+                commit.rollback(before_live)?;
+                commit
+                    .add_layer(trees, req.compression, progress, cancel)
+                    .map(Some)
+            }
+            other => other,
+        }
+    } else {
+        commit
+            .add_layer(trees, req.compression, progress, cancel)
+            .map(Some)
+    };
+    let frozen_for = pause.resume()?;
+    guardian.release()?;
+    let captured = captured?;
+    let (entries, bytes) = captured
+        .as_ref()
+        .map_or((0, 0), |(_, r)| (r.entries(), r.bytes));
+    Ok(Frozen {
+        path: path.into(),
+        frozen_ms: frozen_for.as_millis() as u64,
+        entries,
+        bytes,
+        layers_added: commit.layers_added(),
     })
 }
 

@@ -29,6 +29,15 @@ pub struct ArchiveWriter {
     dest: PathBuf,
     overwrite: bool,
     blobs: HashSet<String>,
+    /// Blobs in the order they were written, for [`ArchiveWriter::rollback`].
+    order: Vec<String>,
+}
+
+/// A point in the archive to roll back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    offset: u64,
+    blobs: usize,
 }
 
 /// The archive as it was committed.
@@ -72,6 +81,7 @@ impl ArchiveWriter {
             dest: dest.to_path_buf(),
             overwrite,
             blobs: HashSet::new(),
+            order: Vec::new(),
         };
         w.dir_entry("blobs")?;
         w.dir_entry("blobs/sha256")?;
@@ -109,9 +119,11 @@ impl ArchiveWriter {
     /// Adds an in-memory blob and returns its digest.
     pub fn add_blob(&mut self, data: &[u8]) -> Result<String> {
         let digest = sha256_digest(data);
-        if self.blobs.insert(digest.clone()) {
+        if !self.blobs.contains(&digest) {
             let name = blob_name(&digest);
             self.add_file(&name, data)?;
+            self.blobs.insert(digest.clone());
+            self.order.push(digest.clone());
         }
         Ok(digest)
     }
@@ -128,11 +140,19 @@ impl ArchiveWriter {
         write: impl FnOnce(File) -> Result<(File, String, u64, T)>,
     ) -> Result<T> {
         let tmp = self.tmp.clone();
+        let mark = self.mark()?;
+        let start = mark.offset;
         let f = self.file();
-        let start = f.stream_position().at(&tmp)?;
         f.write_all(&[0u8; BLOCK]).at(&tmp)?;
         let handle = f.try_clone().at(&tmp)?;
-        let (handle, digest, size, extra) = write(handle)?;
+        let (handle, digest, size, extra) = match write(handle) {
+            Ok(written) => written,
+            Err(e) => {
+                // Leave the archive as it was, so the caller may go on.
+                self.rollback(mark)?;
+                return Err(e);
+            }
+        };
         drop(handle);
         let f = self.file();
         let end = f.stream_position().at(&tmp)?;
@@ -147,9 +167,7 @@ impl ArchiveWriter {
         }
         if self.blobs.contains(&digest) {
             // Already in the archive: drop the copy just written.
-            let f = self.file();
-            f.set_len(start).at(&tmp)?;
-            f.seek(SeekFrom::Start(start)).at(&tmp)?;
+            self.rollback(mark)?;
             return Ok(extra);
         }
         let name = blob_name(&digest);
@@ -160,8 +178,31 @@ impl ArchiveWriter {
         f.write_all(&h).at(&tmp)?;
         f.seek(SeekFrom::Start(end)).at(&tmp)?;
         f.write_all(&[0u8; BLOCK][..padding(size)]).at(&tmp)?;
-        self.blobs.insert(digest);
+        self.blobs.insert(digest.clone());
+        self.order.push(digest);
         Ok(extra)
+    }
+
+    /// The current end of the archive.
+    pub fn mark(&mut self) -> Result<Mark> {
+        let tmp = self.tmp.clone();
+        let offset = self.file().stream_position().at(&tmp)?;
+        Ok(Mark {
+            offset,
+            blobs: self.order.len(),
+        })
+    }
+
+    /// Drops everything written since `mark`.
+    pub fn rollback(&mut self, mark: Mark) -> Result<()> {
+        let tmp = self.tmp.clone();
+        let f = self.file();
+        f.set_len(mark.offset).at(&tmp)?;
+        f.seek(SeekFrom::Start(mark.offset)).at(&tmp)?;
+        for d in self.order.drain(mark.blobs..) {
+            self.blobs.remove(&d);
+        }
+        Ok(())
     }
 
     /// Ends the archive, syncs it, renames it into place and writes the sidecar.

@@ -14,13 +14,13 @@ use std::time::Instant;
 use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
 use serde::Serialize;
 
-use crate::archive::{ArchiveWriter, Committed};
+use crate::archive::{ArchiveWriter, Committed, Mark};
 use crate::compress::Settings;
 use crate::error::{IoContext, Result};
 use crate::image::{self, BaseInfo, ImageMeta};
 use crate::layer::{write_layer, LayerInfo};
 use crate::source::{ImageRef, ImageSource, ResolvedImage};
-use crate::walk::{Progress, TreeSpec, WalkReport};
+use crate::walk::{Pass, Progress, TreeSpec, WalkReport};
 
 /// Whether the base image's layer blobs are copied into the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -154,16 +154,63 @@ impl Commit {
         progress: &Progress,
         cancel: &AtomicBool,
     ) -> Result<(LayerInfo, WalkReport)> {
+        let (info, report) = self
+            .add_layer_pass(spec, settings, progress, cancel, Pass::Full, None)?
+            .expect("a full pass always keeps its layer");
+        Ok((info, report))
+    }
+
+    /// Like [`Commit::add_layer`], in a pass of a live commit. A delta pass
+    /// with nothing to say adds no layer (`None`); one whose tar stream would
+    /// pass `limit` bytes stops with [`Error::LayerTooLarge`] and adds nothing.
+    pub fn add_layer_pass(
+        &mut self,
+        spec: &TreeSpec,
+        settings: Settings,
+        progress: &Progress,
+        cancel: &AtomicBool,
+        pass: Pass<'_>,
+        limit: Option<u64>,
+    ) -> Result<Option<(LayerInfo, WalkReport)>> {
+        let delta = matches!(pass, Pass::Delta(_));
         let tmp = self.archive.temp_path().to_path_buf();
-        let (info, report) = self.archive.stream_blob(|file: File| {
+        let mark = self.archive.mark()?;
+        let (info, report, entries) = self.archive.stream_blob(|file: File| {
             let out = BufWriter::with_capacity(1 << 20, file);
-            let (out, info, report) = write_layer(spec, settings, out, &tmp, progress, cancel)?;
+            let (out, info, report, entries) =
+                write_layer(spec, settings, out, &tmp, progress, cancel, pass, limit)?;
             let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
-            Ok((file, info.digest.clone(), info.size, (info, report)))
+            Ok((
+                file,
+                info.digest.clone(),
+                info.size,
+                (info, report, entries),
+            ))
         })?;
+        if delta && entries == 0 {
+            self.archive.rollback(mark)?;
+            return Ok(None);
+        }
         merge_reports(&mut self.walk, &report);
         self.layers.push(info.clone());
-        Ok((info, report))
+        Ok(Some((info, report)))
+    }
+
+    /// How many layers this commit has added to the base.
+    pub fn layers_added(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// A point to come back to with [`Commit::rollback`].
+    pub fn mark(&mut self) -> Result<(Mark, usize)> {
+        Ok((self.archive.mark()?, self.layers.len()))
+    }
+
+    /// Forgets every layer added since `mark`. Walk counters are kept.
+    pub fn rollback(&mut self, mark: (Mark, usize)) -> Result<()> {
+        self.archive.rollback(mark.0)?;
+        self.layers.truncate(mark.1);
+        Ok(())
     }
 
     /// Writes config, manifest and index, and commits the archive.

@@ -28,6 +28,10 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// A layer of a live commit's frozen pass outgrew its limit.
+    #[error("the layer would hold more than {limit} bytes of file data")]
+    LayerTooLarge { limit: u64 },
+
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
 

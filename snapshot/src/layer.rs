@@ -12,7 +12,7 @@ use crate::compress::{Encoder, Settings};
 use crate::digest::HashingWriter;
 use crate::error::{Error, IoContext, Result};
 use crate::tar::{CopyError, TarWriter};
-use crate::walk::{self, Entry, Progress, TreeSpec, Visitor, WalkReport};
+use crate::walk::{self, Entry, Pass, Progress, TreeSpec, Visitor, WalkReport};
 
 /// What a written layer is, for the image config and manifest.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +36,10 @@ pub struct TarVisitor<W: Write> {
     buf: Vec<u8>,
     /// Where the stream goes, for messages.
     out_path: PathBuf,
+    entries: u64,
+    data_bytes: u64,
+    /// Stop with [`Error::LayerTooLarge`] past this many bytes of file data.
+    limit: Option<u64>,
 }
 
 impl<W: Write> TarVisitor<W> {
@@ -44,7 +48,19 @@ impl<W: Write> TarVisitor<W> {
             tar: TarWriter::new(out),
             buf: vec![0; COPY_BUF],
             out_path: out_path.to_path_buf(),
+            entries: 0,
+            data_bytes: 0,
+            limit: None,
         }
+    }
+
+    pub fn with_limit(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.entries
     }
 
     pub fn finish(self) -> Result<W> {
@@ -54,6 +70,11 @@ impl<W: Write> TarVisitor<W> {
 
 impl<W: Write> Visitor for TarVisitor<W> {
     fn entry(&mut self, entry: &Entry<'_>, data: Option<&mut File>) -> Result<u64> {
+        self.entries += 1;
+        self.data_bytes += entry.header.data_size();
+        if let Some(limit) = self.limit.filter(|&l| self.data_bytes > l) {
+            return Err(Error::LayerTooLarge { limit });
+        }
         self.tar.header(entry.header).at(&self.out_path)?;
         match data {
             None => Ok(0),
@@ -77,8 +98,10 @@ impl<W: Write> Visitor for TarVisitor<W> {
     }
 }
 
-/// Streams the layer for `spec` into `out`, returning `out` and what was written.
-/// `out_path` only names the destination in messages.
+/// Streams the layer for `spec` into `out`, returning `out`, what was written
+/// and the number of tar entries. `out_path` only names the destination in
+/// messages; `limit` caps the bytes of file data (see [`TarVisitor::with_limit`]).
+#[allow(clippy::too_many_arguments)]
 pub fn write_layer<W: Write + Send + 'static>(
     spec: &TreeSpec,
     settings: Settings,
@@ -86,11 +109,14 @@ pub fn write_layer<W: Write + Send + 'static>(
     out_path: &Path,
     progress: &Progress,
     cancel: &AtomicBool,
-) -> Result<(W, LayerInfo, WalkReport)> {
+    pass: Pass<'_>,
+    limit: Option<u64>,
+) -> Result<(W, LayerInfo, WalkReport, u64)> {
     let blob = HashingWriter::new(out).with_progress(progress.bytes_written.clone());
     let encoder = Encoder::new(settings, blob).at(out_path)?;
-    let mut visitor = TarVisitor::new(HashingWriter::new(encoder), out_path);
-    let report = walk::walk(spec, &mut visitor, progress, cancel)?;
+    let mut visitor = TarVisitor::new(HashingWriter::new(encoder), out_path).with_limit(limit);
+    let report = walk::walk_pass(spec, &mut visitor, progress, cancel, pass)?;
+    let entries = visitor.entries();
     let (encoder, diff_id, tar_size) = visitor.finish()?.finish();
     let blob = encoder.finish().at(out_path)?;
     let (mut out, digest, size) = blob.finish();
@@ -102,5 +128,5 @@ pub fn write_layer<W: Write + Send + 'static>(
         tar_size,
         media_type: settings.algorithm.media_type().to_string(),
     };
-    Ok((out, info, report))
+    Ok((out, info, report, entries))
 }

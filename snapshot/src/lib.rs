@@ -9,6 +9,7 @@ pub mod archive;
 pub mod changes;
 pub mod commit;
 pub mod compress;
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod image;

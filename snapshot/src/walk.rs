@@ -23,6 +23,7 @@ use nix::fcntl::{openat, readlinkat, OFlag};
 use nix::sys::stat::{fstat, fstatat, major, minor, FileStat, Mode, SFlag};
 use serde::Serialize;
 
+use crate::delta::{Baseline, State};
 use crate::error::{Error, IoContext, Result};
 use crate::tar::{Header, Kind};
 
@@ -235,6 +236,18 @@ pub struct WalkReport {
 }
 
 impl WalkReport {
+    /// Entries written: every kind counted here, whiteouts included.
+    pub fn entries(&self) -> u64 {
+        self.files
+            + self.dirs
+            + self.symlinks
+            + self.hardlinks
+            + self.devices
+            + self.fifos
+            + self.whiteouts
+            + self.opaque_dirs
+    }
+
     fn skip(&mut self, path: &[u8], reason: SkipReason) {
         *self.skipped_counts.entry(reason).or_default() += 1;
         if self.skipped.len() < MAX_LISTED {
@@ -288,6 +301,9 @@ struct Frame {
     tree: usize,
     /// Children still to visit, in reverse order.
     todo: Vec<Child>,
+    /// In a delta pass: everything below is written, changed or not (the
+    /// directory is new or replaced).
+    full: bool,
 }
 
 struct Child {
@@ -295,6 +311,18 @@ struct Child {
     /// Whether the directory listing has it (else it only leads to a graft).
     real: bool,
     node: Option<usize>,
+    /// In a delta pass: the first pass wrote it and it is gone now.
+    deleted: bool,
+}
+
+/// Which pass over a live tree this is.
+pub enum Pass<'b> {
+    /// Write everything.
+    Full,
+    /// Write everything and record what was written.
+    Record(&'b mut Baseline),
+    /// Write only what differs from the baseline, and whiteouts for what is gone.
+    Delta(&'b Baseline),
 }
 
 struct TreeRoot {
@@ -310,11 +338,23 @@ pub fn walk(
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<WalkReport> {
-    Walker::new(spec, progress, cancel)?.run(visitor)
+    walk_pass(spec, visitor, progress, cancel, Pass::Full)
+}
+
+/// [`walk`], recording into or comparing with a baseline.
+pub fn walk_pass(
+    spec: &TreeSpec,
+    visitor: &mut dyn Visitor,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    pass: Pass<'_>,
+) -> Result<WalkReport> {
+    Walker::new(spec, progress, cancel, pass)?.run(visitor)
 }
 
 struct Walker<'a> {
     spec: &'a TreeSpec,
+    pass: Pass<'a>,
     progress: &'a Progress,
     cancel: &'a AtomicBool,
     nodes: Vec<Node>,
@@ -345,7 +385,12 @@ fn open_root(path: &Path) -> Result<(Dir, FileStat)> {
 }
 
 impl<'a> Walker<'a> {
-    fn new(spec: &'a TreeSpec, progress: &'a Progress, cancel: &'a AtomicBool) -> Result<Self> {
+    fn new(
+        spec: &'a TreeSpec,
+        progress: &'a Progress,
+        cancel: &'a AtomicBool,
+        pass: Pass<'a>,
+    ) -> Result<Self> {
         let mut nodes = vec![Node::default()];
         for (i, g) in spec.grafts.iter().enumerate() {
             let rel = container_rel(&g.at).ok_or_else(|| Error::Invalid {
@@ -375,6 +420,7 @@ impl<'a> Walker<'a> {
             .collect::<Result<Vec<_>>>()?;
         Ok(Walker {
             spec,
+            pass,
             progress,
             cancel,
             nodes,
@@ -406,6 +452,7 @@ impl<'a> Walker<'a> {
                     upper.clone(),
                     0,
                     Some(0),
+                    false,
                 )?
             }
             None => {
@@ -413,7 +460,7 @@ impl<'a> Walker<'a> {
                     dev: 0,
                     overlay: false,
                 });
-                self.virtual_frame(Vec::new(), PathBuf::from("/"), 0)
+                self.virtual_frame(Vec::new(), PathBuf::from("/"), 0, false)
             }
         };
         for g in &self.spec.grafts {
@@ -452,6 +499,7 @@ impl<'a> Walker<'a> {
         host: PathBuf,
         tree: usize,
         node: Option<usize>,
+        full: bool,
     ) -> Result<Frame> {
         let mut todo: Vec<Child> = Vec::new();
         if let Some(d) = dir.as_mut() {
@@ -465,6 +513,7 @@ impl<'a> Walker<'a> {
                     name: name.to_vec(),
                     real: true,
                     node: None,
+                    deleted: false,
                 });
             }
         }
@@ -476,9 +525,26 @@ impl<'a> Walker<'a> {
                         name: name.clone(),
                         real: false,
                         node: Some(id),
+                        deleted: false,
                     }),
                 }
             }
+        }
+        if let (Pass::Delta(b), false) = (&self.pass, full) {
+            let now: std::collections::HashSet<&[u8]> =
+                todo.iter().map(|c| c.name.as_slice()).collect();
+            let gone: Vec<Child> = b
+                .children(&path)
+                .iter()
+                .filter(|n| !now.contains(n.as_slice()))
+                .map(|n| Child {
+                    name: n.clone(),
+                    real: false,
+                    node: None,
+                    deleted: true,
+                })
+                .collect();
+            todo.extend(gone);
         }
         // Reverse order, so that popping visits names in ascending byte order.
         todo.sort_unstable_by(|a, b| b.name.cmp(&a.name));
@@ -490,10 +556,11 @@ impl<'a> Walker<'a> {
             host,
             tree,
             todo,
+            full,
         })
     }
 
-    fn virtual_frame(&mut self, path: Vec<u8>, host: PathBuf, node: usize) -> Frame {
+    fn virtual_frame(&mut self, path: Vec<u8>, host: PathBuf, node: usize, full: bool) -> Frame {
         let mut todo: Vec<Child> = self.nodes[node]
             .children
             .iter()
@@ -501,6 +568,7 @@ impl<'a> Walker<'a> {
                 name: name.clone(),
                 real: false,
                 node: Some(id),
+                deleted: false,
             })
             .collect();
         todo.reverse();
@@ -512,6 +580,21 @@ impl<'a> Walker<'a> {
             host,
             tree: 0,
             todo,
+            full,
+        }
+    }
+
+    /// The baseline to compare with, in a delta pass outside new subtrees.
+    fn delta(&self) -> Option<&Baseline> {
+        match &self.pass {
+            Pass::Delta(b) if !self.stack.last().is_some_and(|f| f.full) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn record(&mut self, rel: &[u8], st: &FileStat) {
+        if let Pass::Record(b) = &mut self.pass {
+            b.record(rel, State::from(st));
         }
     }
 
@@ -589,7 +672,20 @@ impl<'a> Walker<'a> {
         rel.extend_from_slice(&child.name);
         let host = parent.host.join(OsStr::from_bytes(&child.name));
         let tree = parent.tree;
+        let full = parent.full;
         self.progress.entries.fetch_add(1, Ordering::Relaxed);
+        if child.deleted {
+            let h = whiteout_header(&rel, 0);
+            visitor.entry(
+                &Entry {
+                    header: &h,
+                    ident: None,
+                },
+                None,
+            )?;
+            self.report.whiteouts += 1;
+            return Ok(());
+        }
 
         if let Some(graft) = child.node.and_then(|n| self.nodes[n].graft) {
             return self.enter_graft(graft, rel, child.node, visitor);
@@ -636,16 +732,58 @@ impl<'a> Walker<'a> {
                 return self.enter_virtual(rel, host, node, hides_lower, visitor);
             }
         }
-        if is_whiteout {
-            if !overlay {
-                self.report.skip(&abs, SkipReason::WhiteoutDevice);
+        if is_whiteout && !overlay {
+            self.report.skip(&abs, SkipReason::WhiteoutDevice);
+            return Ok(());
+        }
+        if kind == SFlag::S_IFSOCK {
+            self.report.skip(&abs, SkipReason::Socket);
+            return Ok(());
+        }
+        let mut subtree_full = full;
+        if let Some(b) = self.delta() {
+            let now = State::from(&st);
+            if b.unchanged(&rel, &now) {
+                if kind == SFlag::S_IFDIR {
+                    return self.dir(rel, host, cname, &st, child.node, false, false, visitor);
+                }
                 return Ok(());
             }
+            let old = b.get(&rel).copied();
+            let replaced = old.is_some_and(|old| {
+                old.is_dir() != now.is_dir() || (now.is_dir() && old.ino != now.ino)
+            });
+            subtree_full = replaced || old.is_none();
+            if replaced && !is_whiteout {
+                // Say the old entry is gone before writing the new one in its
+                // place: a whiteout applies to the layers below, not this one.
+                let h = whiteout_header(&rel, st.st_mtime);
+                visitor.entry(
+                    &Entry {
+                        header: &h,
+                        ident: None,
+                    },
+                    None,
+                )?;
+                self.report.whiteouts += 1;
+            }
+        }
+        self.record(&rel, &st);
+        if is_whiteout {
             return self.whiteout(&rel, &st, visitor);
         }
         let header = |kind: Kind, xattrs| header_from(&rel, kind, &st, xattrs);
         match kind {
-            SFlag::S_IFDIR => self.dir(rel, host, cname, &st, child.node, visitor),
+            SFlag::S_IFDIR => self.dir(
+                rel,
+                host,
+                cname,
+                &st,
+                child.node,
+                true,
+                subtree_full,
+                visitor,
+            ),
             SFlag::S_IFREG => self.file(&rel, &host, &cname, &st, visitor),
             SFlag::S_IFLNK => {
                 let target = readlinkat(Some(dirfd), cname.as_c_str()).at(&host)?;
@@ -683,23 +821,12 @@ impl<'a> Walker<'a> {
                 self.report.fifos += 1;
                 Ok(())
             }
-            _ => {
-                self.report.skip(&abs, SkipReason::Socket);
-                Ok(())
-            }
+            _ => unreachable!("sockets are skipped above"),
         }
     }
 
     fn whiteout(&mut self, rel: &[u8], st: &FileStat, visitor: &mut dyn Visitor) -> Result<()> {
-        let (parent, name) = split_last(rel);
-        let mut path = parent.to_vec();
-        if !path.is_empty() {
-            path.push(b'/');
-        }
-        path.extend_from_slice(b".wh.");
-        path.extend_from_slice(name);
-        let mut h = Header::plain_file(path, 0, 0o644);
-        h.mtime_sec = st.st_mtime;
+        let h = whiteout_header(rel, st.st_mtime);
         visitor.entry(
             &Entry {
                 header: &h,
@@ -733,6 +860,8 @@ impl<'a> Walker<'a> {
         cname: CString,
         st: &FileStat,
         node: Option<usize>,
+        emit: bool,
+        full: bool,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let tree = self.stack.last().expect("frame").tree;
@@ -755,23 +884,25 @@ impl<'a> Walker<'a> {
             self.report.skip(&absolute(&rel), SkipReason::Vanished);
             return Ok(());
         }
-        let overlay = self.roots[tree].overlay;
-        let (xattrs, opaque) = if overlay {
-            self.check_dir_xattrs(&dir, &host)?
-        } else {
-            (fd_xattrs(dir.as_raw_fd(), &host)?, false)
-        };
-        let h = header_from(&rel, Kind::Dir, &now, xattrs);
-        visitor.entry(
-            &Entry {
-                header: &h,
-                ident: Some(Ident::from(&now)),
-            },
-            None,
-        )?;
-        self.report.dirs += 1;
-        if opaque {
-            self.opaque_marker(&rel, visitor)?;
+        if emit {
+            let overlay = self.roots[tree].overlay;
+            let (xattrs, opaque) = if overlay {
+                self.check_dir_xattrs(&dir, &host)?
+            } else {
+                (fd_xattrs(dir.as_raw_fd(), &host)?, false)
+            };
+            let h = header_from(&rel, Kind::Dir, &now, xattrs);
+            visitor.entry(
+                &Entry {
+                    header: &h,
+                    ident: Some(Ident::from(&now)),
+                },
+                None,
+            )?;
+            self.report.dirs += 1;
+            if opaque {
+                self.opaque_marker(&rel, visitor)?;
+            }
         }
         let frame = self.frame(
             Some(dir),
@@ -781,6 +912,7 @@ impl<'a> Walker<'a> {
             host,
             tree,
             node,
+            full,
         )?;
         self.push(frame);
         Ok(())
@@ -895,6 +1027,11 @@ impl<'a> Walker<'a> {
             || after.st_size != now.st_size
             || (after.st_mtime, after.st_mtime_nsec) != (now.st_mtime, now.st_mtime_nsec)
             || (after.st_ctime, after.st_ctime_nsec) != (now.st_ctime, now.st_ctime_nsec);
+        if changed {
+            if let Pass::Record(b) = &mut self.pass {
+                b.note_changed(rel);
+            }
+        }
         if changed && self.report.changed.len() < MAX_LISTED {
             self.report.changed.push(display_path(&absolute(rel)));
         }
@@ -1037,6 +1174,13 @@ impl<'a> Walker<'a> {
         opaque: bool,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
+        let full = self.stack.last().is_some_and(|f| f.full);
+        if self.delta().is_some() && !opaque {
+            // Made from the lower dirs' metadata, which a session cannot change.
+            let frame = self.virtual_frame(rel, host, node, full);
+            self.push(frame);
+            return Ok(());
+        }
         let st = if opaque {
             None
         } else {
@@ -1071,7 +1215,7 @@ impl<'a> Walker<'a> {
         if opaque {
             self.opaque_marker(&rel, visitor)?;
         }
-        let frame = self.virtual_frame(rel, host, node);
+        let frame = self.virtual_frame(rel, host, node, full);
         self.push(frame);
         Ok(())
     }
@@ -1085,19 +1229,28 @@ impl<'a> Walker<'a> {
     ) -> Result<()> {
         let source = self.spec.grafts[graft].source.clone();
         let (dir, st) = open_root(&source)?;
-        let xattrs = fd_xattrs(dir.as_raw_fd(), &source)?;
-        let h = header_from(&rel, Kind::Dir, &st, xattrs);
-        visitor.entry(
-            &Entry {
-                header: &h,
-                ident: Some(Ident::from(&st)),
-            },
-            None,
-        )?;
-        self.report.dirs += 1;
-        // A graft is a mount: it hides whatever the image and the upper dir hold
-        // at its path, so in the layer the directory is opaque.
-        self.opaque_marker(&rel, visitor)?;
+        let full = self.stack.last().is_some_and(|f| f.full);
+        let changed = self
+            .delta()
+            .is_none_or(|b| !b.unchanged(&rel, &State::from(&st)));
+        if changed {
+            let xattrs = fd_xattrs(dir.as_raw_fd(), &source)?;
+            let h = header_from(&rel, Kind::Dir, &st, xattrs);
+            visitor.entry(
+                &Entry {
+                    header: &h,
+                    ident: Some(Ident::from(&st)),
+                },
+                None,
+            )?;
+            self.report.dirs += 1;
+        }
+        if self.delta().is_none() {
+            // A graft is a mount: it hides whatever the image and the upper dir
+            // hold at its path, so in the layer the directory is opaque.
+            self.opaque_marker(&rel, visitor)?;
+        }
+        self.record(&rel, &st);
         let frame = self.frame(
             Some(dir),
             Reopen::Root(source.clone()),
@@ -1106,6 +1259,7 @@ impl<'a> Walker<'a> {
             source,
             graft + 1,
             node,
+            full,
         )?;
         self.push(frame);
         Ok(())
@@ -1219,6 +1373,20 @@ fn borrowed_file(fd: RawFd) -> std::mem::ManuallyDrop<File> {
     // ManuallyDrop keeps the view from closing it.
     #[allow(unsafe_code)]
     std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The OCI whiteout `DIR/.wh.NAME` for `rel`.
+fn whiteout_header(rel: &[u8], mtime: i64) -> Header {
+    let (parent, name) = split_last(rel);
+    let mut path = parent.to_vec();
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(b".wh.");
+    path.extend_from_slice(name);
+    let mut h = Header::plain_file(path, 0, 0o644);
+    h.mtime_sec = mtime;
+    h
 }
 
 fn header_from(rel: &[u8], kind: Kind, st: &FileStat, xattrs: Xattrs) -> Header {
@@ -1610,5 +1778,111 @@ mod tests {
         spec.lowers = vec![l];
         let (c, _) = run(&spec);
         assert_eq!(c.data["big"], b"lower data");
+    }
+
+    fn delta_lines(spec: &TreeSpec, base: &Baseline) -> Vec<String> {
+        let mut c = Collect::default();
+        walk_pass(
+            spec,
+            &mut c,
+            &Progress::default(),
+            &AtomicBool::new(false),
+            Pass::Delta(base),
+        )
+        .unwrap();
+        c.lines
+    }
+
+    fn recorded(spec: &TreeSpec) -> Baseline {
+        // Entries older than the racy margin count as settled.
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        let mut b = Baseline::new();
+        let mut c = Collect::default();
+        walk_pass(
+            spec,
+            &mut c,
+            &Progress::default(),
+            &AtomicBool::new(false),
+            Pass::Record(&mut b),
+        )
+        .unwrap();
+        b.seal();
+        b
+    }
+
+    #[test]
+    fn a_delta_pass_over_an_unchanged_tree_writes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("a/b")).unwrap();
+        fs::write(t.path().join("a/b/f"), b"1").unwrap();
+        fs::write(home.path().join("h"), b"1").unwrap();
+        let spec = TreeSpec {
+            upper: Some(t.path().into()),
+            grafts: vec![Graft {
+                at: "/home/work".into(),
+                source: home.path().into(),
+            }],
+            ..TreeSpec::default()
+        };
+        let b = recorded(&spec);
+        assert_eq!(b.len(), 5, "a, a/b, a/b/f, home/work, home/work/h");
+        assert!(delta_lines(&spec, &b).is_empty());
+    }
+
+    #[test]
+    fn a_delta_pass_writes_what_changed_and_whiteouts_for_what_went() {
+        let t = tempfile::tempdir().unwrap();
+        let u = t.path();
+        for d in ["keep", "gone", "swap", "redo"] {
+            fs::create_dir_all(u.join(d)).unwrap();
+        }
+        fs::write(u.join("keep/same"), b"s").unwrap();
+        fs::write(u.join("keep/edit"), b"old").unwrap();
+        fs::write(u.join("keep/rm"), b"x").unwrap();
+        fs::write(u.join("gone/x"), b"x").unwrap();
+        fs::write(u.join("swap/x"), b"x").unwrap();
+        fs::write(u.join("redo/old"), b"x").unwrap();
+        fs::write(u.join("mode"), b"m").unwrap();
+        let spec = upper(u);
+        let b = recorded(&spec);
+
+        fs::write(u.join("keep/edit"), b"new!").unwrap();
+        fs::remove_file(u.join("keep/rm")).unwrap();
+        fs::write(u.join("keep/add"), b"a").unwrap();
+        fs::remove_dir_all(u.join("gone")).unwrap();
+        fs::remove_dir_all(u.join("swap")).unwrap();
+        fs::write(u.join("swap"), b"now a file").unwrap();
+        fs::remove_dir_all(u.join("redo")).unwrap();
+        fs::create_dir(u.join("redo")).unwrap();
+        fs::write(u.join("redo/new"), b"n").unwrap();
+        fs::set_permissions(u.join("mode"), fs::Permissions::from_mode(0o600)).unwrap();
+
+        let mut c = Collect::default();
+        walk_pass(
+            &spec,
+            &mut c,
+            &Progress::default(),
+            &AtomicBool::new(false),
+            Pass::Delta(&b),
+        )
+        .unwrap();
+        assert_eq!(
+            c.lines,
+            vec![
+                ".wh.gone file",
+                "keep dir",
+                "keep/add file",
+                "keep/edit file",
+                "keep/.wh.rm file",
+                "mode file",
+                ".wh.redo file",
+                "redo dir",
+                "redo/new file",
+                ".wh.swap file",
+                "swap file",
+            ]
+        );
+        assert_eq!(c.data["keep/edit"], b"new!");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use freezeframe_config::Config;
+use freezeframe_config::{Config, PauseMode};
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::{Algorithm, Settings};
 use freezeframe_snapshot::image::ImageMeta;
@@ -44,9 +44,11 @@ pub struct Args {
     /// the home); other mounts are left out (repeatable).
     #[arg(long = "include-mount", value_name = "PATH")]
     include_mounts: Vec<PathBuf>,
-    /// full: frozen for the whole walk; none: never frozen.
-    #[arg(long, value_name = "MODE", default_value = "full")]
-    pause: Pause,
+    /// auto: a live pass, then a brief freeze for what changed (a second, small
+    /// layer); full: frozen for the whole walk; none: never frozen
+    /// [config: freeze.pause].
+    #[arg(long, value_name = "MODE")]
+    pause: Option<Pause>,
     /// Give up (and thaw) if the freeze takes longer [config: freeze.timeout].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     freeze_timeout: Option<std::time::Duration>,
@@ -195,8 +197,13 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
                 meta,
                 output: a.output,
                 overwrite: a.force,
-                pause: a.pause,
+                pause: a.pause.unwrap_or(match config.freeze.pause {
+                    PauseMode::Auto => Pause::Auto,
+                    PauseMode::Full => Pause::Full,
+                    PauseMode::None => Pause::None,
+                }),
                 freeze_timeout: a.freeze_timeout.unwrap_or(config.freeze.timeout),
+                live_fallback_bytes: config.freeze.live_fallback_bytes,
                 cgroup_version: a.cgroup,
             };
             live::commit_session(&req, &progress, &cancel).map(|r| Done::Session(Box::new(r)))
@@ -216,16 +223,23 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
         (Done::Offline(r), false) => print_summary(r),
         (Done::Session(r), true) => {
             let mut v = json_report(&r.commit);
-            v["frozen_ms"] = r.frozen_ms.into();
+            v["frozen_ms"] = r.frozen.frozen_ms.into();
+            v["frozen"] = serde_json::to_value(&r.frozen)?;
             v["session"] = serde_json::to_value(&r.session)?;
             v["excluded_mounts"] = serde_json::to_value(&r.excluded_mounts)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         (Done::Session(r), false) => {
             print_summary(&r.commit);
+            let f = &r.frozen;
+            println!("session   {} (pid {})", r.session.id, r.session.pid);
             println!(
-                "session   {} (pid {}), frozen {} ms",
-                r.session.id, r.session.pid, r.frozen_ms
+                "frozen    {} ms ({}): {} entries, {} captured while frozen; {} layer(s) added",
+                f.frozen_ms,
+                f.path,
+                f.entries,
+                HumanBytes(f.bytes),
+                f.layers_added
             );
             println!("base from {}", r.session.base_source);
             for m in &r.excluded_mounts {

@@ -1,0 +1,164 @@
+//! What a first pass over a live tree saw, so that a second pass (with the
+//! session frozen) can find what changed since and write only that.
+//!
+//! An entry is unchanged when its inode, ctime, mtime, size and mode are all as
+//! recorded, and its ctime is older than the first pass by more than a clock tick:
+//! a file changed in the same tick as it was first seen might keep its ctime, so
+//! such "racy" entries count as changed (as git treats racily clean files).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::stat::{FileStat, SFlag};
+
+/// Margin for timestamp granularity: kernels stamp times from a clock that
+/// advances once per tick (at most 10 ms).
+const RACY_MARGIN: Duration = Duration::from_millis(50);
+
+/// The state of an entry that, if any of it differs, means the entry changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub size: i64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl From<&FileStat> for State {
+    fn from(st: &FileStat) -> Self {
+        State {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+}
+
+impl State {
+    pub fn is_dir(&self) -> bool {
+        self.mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits()
+    }
+}
+
+/// Every entry a first pass wrote, by container path (relative, no leading `/`).
+#[derive(Debug, Default)]
+pub struct Baseline {
+    entries: HashMap<Vec<u8>, State>,
+    /// Entries whose content was seen changing while it was read.
+    changed: HashSet<Vec<u8>>,
+    /// ctimes at or after this are racy.
+    racy_after: (i64, i64),
+    /// Children of each directory, built by `seal`.
+    children: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+}
+
+impl Baseline {
+    /// A baseline for a pass starting now.
+    pub fn new() -> Self {
+        let start = SystemTime::now()
+            .checked_sub(RACY_MARGIN)
+            .unwrap_or(UNIX_EPOCH)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Baseline {
+            racy_after: (start.as_secs() as i64, i64::from(start.subsec_nanos())),
+            ..Baseline::default()
+        }
+    }
+
+    pub fn record(&mut self, path: &[u8], state: State) {
+        self.entries.insert(path.to_vec(), state);
+    }
+
+    pub fn note_changed(&mut self, path: &[u8]) {
+        self.changed.insert(path.to_vec());
+    }
+
+    /// Indexes children by directory; call once the first pass is done.
+    pub fn seal(&mut self) {
+        self.children.clear();
+        for path in self.entries.keys() {
+            let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&path[..i], &path[i + 1..]),
+                None => (&path[..0], &path[..]),
+            };
+            self.children
+                .entry(parent.to_vec())
+                .or_default()
+                .push(name.to_vec());
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&State> {
+        self.entries.get(path)
+    }
+
+    /// Whether `now` at `path` is what the first pass wrote, for certain.
+    pub fn unchanged(&self, path: &[u8], now: &State) -> bool {
+        self.entries.get(path) == Some(now)
+            && now.ctime < self.racy_after
+            && !self.changed.contains(path)
+    }
+
+    /// Names the first pass wrote in directory `dir`.
+    pub fn children(&self, dir: &[u8]) -> &[Vec<u8>] {
+        self.children.get(dir).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(ino: u64, ctime: i64) -> State {
+        State {
+            dev: 1,
+            ino,
+            mode: 0o100644,
+            size: 3,
+            mtime: (ctime, 0),
+            ctime: (ctime, 0),
+        }
+    }
+
+    #[test]
+    fn unchanged_needs_equal_state_an_old_ctime_and_no_change_noted() {
+        let mut b = Baseline::new();
+        b.record(b"old", state(1, 1000));
+        b.record(b"racy", state(2, b.racy_after.0 + 1));
+        b.record(b"noted", state(3, 1000));
+        b.note_changed(b"noted");
+        assert!(b.unchanged(b"old", &state(1, 1000)));
+        assert!(!b.unchanged(b"old", &state(9, 1000)));
+        assert!(!b.unchanged(b"racy", &state(2, b.racy_after.0 + 1)));
+        assert!(!b.unchanged(b"noted", &state(3, 1000)));
+        assert!(!b.unchanged(b"new", &state(4, 1000)));
+    }
+
+    #[test]
+    fn children_are_indexed_by_parent() {
+        let mut b = Baseline::new();
+        for p in [&b"a"[..], b"a/b", b"a/c", b"d"] {
+            b.record(p, state(1, 1));
+        }
+        b.seal();
+        let mut top = b.children(b"").to_vec();
+        top.sort();
+        assert_eq!(top, vec![b"a".to_vec(), b"d".to_vec()]);
+        assert_eq!(b.children(b"a").len(), 2);
+        assert!(b.children(b"a/b").is_empty());
+    }
+}
