@@ -853,6 +853,7 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn dir(
         &mut self,
         rel: Vec<u8>,
