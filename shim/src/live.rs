@@ -128,10 +128,38 @@ pub fn cgroup_of(session: &Session, prefer: Option<CgroupVersion>) -> Result<Cgr
     })
 }
 
+/// Where a commit is; a service records these to report progress and to
+/// recover after a crash (which cgroup to thaw, which temp file to remove).
+pub enum Phase<'a> {
+    /// The session was found; the archive is being written to `temp`.
+    Writing { session: &'a Session, temp: &'a Path },
+    /// The first pass of a live commit, with the session running.
+    Snapshotting,
+    /// About to freeze `cgroup`.
+    Freezing { cgroup: &'a Cgroup },
+    /// The cgroup is thawed again.
+    Thawed,
+    /// Writing config, manifest and index; syncing.
+    Finalizing,
+}
+
+/// Told of every [`Phase`] as the commit reaches it.
+pub trait Observer: Sync {
+    fn phase(&self, phase: Phase<'_>);
+}
+
+/// An observer that does nothing, for one-shot commits.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn phase(&self, _: Phase<'_>) {}
+}
+
 pub fn commit_session(
     req: &SessionRequest,
     progress: &Progress,
     cancel: &AtomicBool,
+    observer: &dyn Observer,
 ) -> Result<SessionReport> {
     let session = find(&req.target, &req.roots, &req.home_path)?;
     let included = req
@@ -182,6 +210,10 @@ pub fn commit_session(
 
     // The slow, safe part first: base blobs are copied while the session runs.
     let mut commit = Commit::begin(&req.output, req.overwrite, base.as_ref(), req.base_blobs)?;
+    observer.phase(Phase::Writing {
+        session: &session,
+        temp: commit.temp_path(),
+    });
     let cgroup = match req.pause {
         Pause::None => None,
         Pause::Auto | Pause::Full => Some(cgroup_of(&session, req.cgroup_version)?),
@@ -196,8 +228,9 @@ pub fn commit_session(
                 ..Frozen::default()
             }
         }
-        Some(cg) => frozen_commit(req, &mut commit, &trees, cg, progress, cancel)?,
+        Some(cg) => frozen_commit(req, &mut commit, &trees, cg, progress, cancel, observer)?,
     };
+    observer.phase(Phase::Finalizing);
     let report = commit.finish(&req.meta)?;
     Ok(SessionReport {
         commit: report,
@@ -226,18 +259,28 @@ fn frozen_commit(
     cg: &Cgroup,
     progress: &Progress,
     cancel: &AtomicBool,
+    observer: &dyn Observer,
 ) -> Result<Frozen> {
     let mut baseline = Baseline::new();
     let before_live = commit.mark()?;
     let live = req.pause == Pause::Auto;
     if live {
+        observer.phase(Phase::Snapshotting);
         let pass = Pass::Record(&mut baseline);
         commit.add_layer_pass(trees, req.compression, progress, cancel, pass, None)?;
         baseline.seal();
     }
     let exe = std::env::current_exe().context("finding this executable for the guardian")?;
     let guardian = Guardian::spawn(&exe, cg)?;
-    let pause = cg.pause(req.freeze_timeout)?;
+    observer.phase(Phase::Freezing { cgroup: cg });
+    let pause = cg.pause(req.freeze_timeout);
+    let pause = match pause {
+        Ok(p) => p,
+        Err(e) => {
+            observer.phase(Phase::Thawed);
+            return Err(e.into());
+        }
+    };
     let mut path = if live { "auto" } else { "full" };
     let captured = if live {
         let pass = Pass::Delta(&baseline);
@@ -260,6 +303,7 @@ fn frozen_commit(
             .map(Some)
     };
     let frozen_for = pause.resume()?;
+    observer.phase(Phase::Thawed);
     guardian.release()?;
     let captured = captured?;
     let (entries, bytes) = captured

@@ -206,7 +206,7 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
                 live_fallback_bytes: config.freeze.live_fallback_bytes,
                 cgroup_version: a.cgroup,
             };
-            live::commit_session(&req, &progress, &cancel).map(|r| Done::Session(Box::new(r)))
+            live::commit_session(&req, &progress, &cancel, &live::Quiet).map(|r| Done::Session(Box::new(r)))
         }
     };
     drop(bar);
