@@ -8,24 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-dir=${BENCH_DIR:-/var/tmp/freezeframe-bench}
 runs=${BENCH_RUNS:-3}
 
 bash scripts/deps.sh test >/dev/null
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe
 
-stdlib=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
-upper=$dir/upper
-if [[ ! -f $dir/.ready ]]; then
-  rm -rf "$dir"
-  mkdir -p "$upper/usr/lib" "$upper/data"
-  cp -a "$stdlib" "$upper/usr/lib/"
-  python3 -c 'import random,sys; random.seed(7); open(sys.argv[1],"wb").write(random.randbytes(256<<20))' "$upper/data/random.bin"
-  touch "$dir/.ready"
-fi
-files=$(find "$upper" | wc -l)
-bytes=$(du -sb "$upper" | cut -f1)
+source bench/workload.sh
 echo "workload: $upper: $files entries, $((bytes >> 20)) MiB (stdlib from $stdlib + 256 MiB random)"
 echo "machine:  $(nproc) cores, $(uname -r); $runs runs each, median wall time"
 tar -C "$upper" -cf - . >/dev/null   # warm the page cache for every contender alike

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build=(gcc pkg-config libseccomp-dev busybox-static)
-test=("${build[@]}" umoci skopeo runc attr pigz tar time python3)
+test=("${build[@]}" umoci skopeo runc containerd podman attr pigz tar time bc python3)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
@@ -131,8 +131,12 @@ pub fn cgroup_of(session: &Session, prefer: Option<CgroupVersion>) -> Result<Cgr
 /// Where a commit is; a service records these to report progress and to
 /// recover after a crash (which cgroup to thaw, which temp file to remove).
 pub enum Phase<'a> {
-    /// The session was found; the archive is being written to `temp`.
-    Writing { session: &'a Session, temp: &'a Path },
+    /// The session was found; the archive is being written, under the name
+    /// `temp` on filesystems that need one (else unnamed: nothing to clean up).
+    Writing {
+        session: &'a Session,
+        temp: Option<&'a Path>,
+    },
     /// The first pass of a live commit, with the session running.
     Snapshotting,
     /// About to freeze `cgroup`.
@@ -249,6 +253,14 @@ pub fn commit_session(
     })
 }
 
+/// What the frozen pass captured.
+enum Captured {
+    /// A layer already in the archive.
+    Written(freezeframe_snapshot::walk::WalkReport),
+    /// A layer to compress now that the session runs again, if any.
+    Spooled(Option<freezeframe_snapshot::commit::Spooled>),
+}
+
 /// Adds the session's layers with the cgroup frozen as briefly as `req.pause`
 /// allows, and always thawed: by `Pause` on every return and unwind, and by the
 /// guardian process if this one is killed.
@@ -266,9 +278,14 @@ fn frozen_commit(
     let live = req.pause == Pause::Auto;
     if live {
         observer.phase(Phase::Snapshotting);
+        let t = Instant::now();
         let pass = Pass::Record(&mut baseline);
         commit.add_layer_pass(trees, req.compression, progress, cancel, pass, None)?;
-        baseline.seal();
+        tracing::info!(
+            entries = baseline.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "live pass done"
+        );
     }
     let exe = std::env::current_exe().context("finding this executable for the guardian")?;
     let guardian = Guardian::spawn(&exe, cg)?;
@@ -282,10 +299,12 @@ fn frozen_commit(
         }
     };
     let mut path = if live { "auto" } else { "full" };
+    // Live: the frozen pass only reads what changed into a spool; it is
+    // compressed after the thaw. Full: the whole layer is written frozen.
     let captured = if live {
         let pass = Pass::Delta(&baseline);
         let limit = Some(req.live_fallback_bytes);
-        match commit.add_layer_pass(trees, req.compression, progress, cancel, pass, limit) {
+        match commit.spool_layer(trees, progress, cancel, pass, limit) {
             Err(freezeframe_snapshot::Error::LayerTooLarge { .. }) => {
                 // So much changed that the second layer would be large: one
                 // layer, all of it read frozen.
@@ -293,22 +312,31 @@ fn frozen_commit(
                 commit.rollback(before_live)?;
                 commit
                     .add_layer(trees, req.compression, progress, cancel)
-                    .map(Some)
+                    .map(|(_, r)| Captured::Written(r))
             }
-            other => other,
+            other => other.map(Captured::Spooled),
         }
     } else {
         commit
             .add_layer(trees, req.compression, progress, cancel)
-            .map(Some)
+            .map(|(_, r)| Captured::Written(r))
     };
+    tracing::info!(
+        ms = pause.frozen_for().as_millis() as u64,
+        "frozen pass done"
+    );
     let frozen_for = pause.resume()?;
     observer.phase(Phase::Thawed);
     guardian.release()?;
-    let captured = captured?;
-    let (entries, bytes) = captured
-        .as_ref()
-        .map_or((0, 0), |(_, r)| (r.entries(), r.bytes));
+    let (entries, bytes) = match captured? {
+        Captured::Written(r) => (r.entries(), r.bytes),
+        Captured::Spooled(None) => (0, 0),
+        Captured::Spooled(Some(spooled)) => {
+            let (entries, bytes) = (spooled.report().entries(), spooled.report().bytes);
+            commit.add_spooled(spooled, req.compression, progress)?;
+            (entries, bytes)
+        }
+    };
     Ok(Frozen {
         path: path.into(),
         frozen_ms: frozen_for.as_millis() as u64,

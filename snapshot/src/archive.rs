@@ -1,30 +1,31 @@
 //! Writes an OCI image layout as a tar archive, durably and atomically.
 //!
-//! The archive is written to a temporary file in the destination directory. Blobs
-//! whose digest is only known at the end (the new layer) are streamed straight
-//! into the archive after a placeholder header that is rewritten once the digest
-//! and size are known. On [`ArchiveWriter::commit`] the file is fsynced, renamed
-//! into place and the directory fsynced, and a `NAME.sha256` sidecar is written.
-//! If the writer is dropped before that, the temporary file is removed.
+//! The archive is written to an unnamed file in the destination directory (see
+//! [`Unnamed`]). Blobs whose digest is only known at the end (the new layer) are
+//! streamed straight into the archive after a placeholder header that is
+//! rewritten once the digest and size are known. On [`ArchiveWriter::commit`]
+//! the file is fsynced and linked into place, a `NAME.sha256` sidecar likewise,
+//! and the directory fsynced. Before that, nothing is under the final name, and
+//! a writer dropped or a process killed leaves nothing behind.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{renameat2, RenameFlags};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::sha256_digest;
 use crate::error::{Error, IoContext, Result};
 use crate::tar::{finish_checksum, padding, ustar, Header, BLOCK};
+use crate::unnamed::Unnamed;
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// An OCI layout archive being written under a temporary name.
+/// An OCI layout archive being written, not yet under its name.
 pub struct ArchiveWriter {
-    file: Option<File>,
+    out: Unnamed,
+    /// What messages call the file being written: its final path.
     tmp: PathBuf,
     dest: PathBuf,
     overwrite: bool,
@@ -63,21 +64,10 @@ impl ArchiveWriter {
             });
         }
         let dir = parent_dir(dest);
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .at(&tmp)?;
+        let out = Unnamed::new(dir, &name.to_string_lossy()).at(dir)?;
         let mut w = ArchiveWriter {
-            file: Some(file),
-            tmp,
+            out,
+            tmp: dest.to_path_buf(),
             dest: dest.to_path_buf(),
             overwrite,
             blobs: HashSet::new(),
@@ -89,13 +79,19 @@ impl ArchiveWriter {
         Ok(w)
     }
 
-    /// The temporary file's path (for messages and cleanup records).
-    pub fn temp_path(&self) -> &Path {
-        &self.tmp
+    /// The temporary file's path, when the filesystem needed one (for cleanup
+    /// records; an unnamed file needs none).
+    pub fn temp_path(&self) -> Option<&Path> {
+        self.out.temp_path()
+    }
+
+    /// The final path, which names the file being written in messages.
+    pub fn dest(&self) -> &Path {
+        &self.dest
     }
 
     fn file(&mut self) -> &mut File {
-        self.file.as_mut().expect("file is open until commit")
+        self.out.file()
     }
 
     fn dir_entry(&mut self, name: &str) -> Result<()> {
@@ -208,15 +204,14 @@ impl ArchiveWriter {
     /// Ends the archive, syncs it, renames it into place and writes the sidecar.
     pub fn commit(mut self) -> Result<Committed> {
         let tmp = self.tmp.clone();
-        let mut f = self.file.take().expect("file is open until commit");
+        let f = self.file();
         f.write_all(&[0u8; BLOCK * 2]).at(&tmp)?;
         let size = f.stream_position().at(&tmp)?;
         // The layer header was rewritten after its data, so the file's hash is
         // taken from what is on disk; this also reads back what was written.
         f.seek(SeekFrom::Start(0)).at(&tmp)?;
-        let sha256 = hash_reader(&mut f).at(&tmp)?;
+        let sha256 = hash_reader(f).at(&tmp)?;
         f.sync_all().at(&tmp)?;
-        drop(f);
 
         let dir = parent_dir(&self.dest).to_path_buf();
         let name = self
@@ -225,49 +220,25 @@ impl ArchiveWriter {
             .expect("checked in create")
             .to_string_lossy()
             .into_owned();
-        let sidecar_tmp = dir.join(format!(".{name}.sha256.{}.tmp", std::process::id()));
-        let sidecar = dir.join(format!("{name}.sha256"));
+        let sidecar_name = format!("{name}.sha256");
+        let sidecar = dir.join(&sidecar_name);
+        let mut side = Unnamed::new(&dir, &sidecar_name).at(&dir)?;
         let line = format!("{}  {name}\n", sha256.trim_start_matches("sha256:"));
-        let written = write_synced(&sidecar_tmp, line.as_bytes());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&sidecar_tmp);
-            return Err(e);
-        }
-        let flags = if self.overwrite {
-            RenameFlags::empty()
-        } else {
-            RenameFlags::RENAME_NOREPLACE
-        };
-        if let Err(e) = renameat2(None, &tmp, None, &self.dest, flags) {
-            let _ = std::fs::remove_file(&sidecar_tmp);
-            if e == nix::errno::Errno::EEXIST {
-                return Err(Error::Exists {
-                    path: self.dest.clone(),
-                });
+        side.file().write_all(line.as_bytes()).at(&sidecar)?;
+        side.file().sync_all().at(&sidecar)?;
+        match self.out.persist(&self.dest, self.overwrite) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists { path: self.dest });
             }
-            return Err(e).at(&self.dest);
+            other => other.at(&self.dest)?,
         }
-        self.tmp = PathBuf::new();
-        let sidecar_result = std::fs::rename(&sidecar_tmp, &sidecar).at(&sidecar);
-        if sidecar_result.is_err() {
-            let _ = std::fs::remove_file(&sidecar_tmp);
-        }
-        sidecar_result?;
+        side.persist(&sidecar, true).at(&sidecar)?;
         File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
         Ok(Committed {
-            path: self.dest.clone(),
+            path: self.dest,
             size,
             sha256,
         })
-    }
-}
-
-impl Drop for ArchiveWriter {
-    fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            drop(self.file.take());
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 
@@ -281,17 +252,6 @@ fn parent_dir(p: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
-}
-
-fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-        .at(path)?;
-    f.write_all(data).at(path)?;
-    f.sync_all().at(path)
 }
 
 fn hash_reader(r: &mut impl Read) -> io::Result<String> {
@@ -318,10 +278,8 @@ mod tests {
         let dest = dir.path().join("out.tar");
         let mut w = ArchiveWriter::create(&dest, false).unwrap();
         w.add_blob(b"{}").unwrap();
-        let tmp = w.temp_path().to_path_buf();
-        assert!(tmp.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         drop(w);
-        assert!(!tmp.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

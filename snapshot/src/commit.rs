@@ -6,7 +6,7 @@
 //! removes the temporary archive.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -15,12 +15,14 @@ use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
 use serde::Serialize;
 
 use crate::archive::{ArchiveWriter, Committed, Mark};
-use crate::compress::Settings;
+use crate::compress::{Encoder, Settings};
+use crate::digest::HashingWriter;
 use crate::error::{IoContext, Result};
 use crate::image::{self, BaseInfo, ImageMeta};
-use crate::layer::{write_layer, LayerInfo};
+use crate::layer::{write_layer, LayerInfo, SpoolVisitor};
 use crate::source::{ImageRef, ImageSource, ResolvedImage};
-use crate::walk::{Pass, Progress, TreeSpec, WalkReport};
+use crate::unnamed::Unnamed;
+use crate::walk::{walk_pass, Pass, Progress, TreeSpec, WalkReport};
 
 /// Whether the base image's layer blobs are copied into the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -43,6 +45,20 @@ impl std::str::FromStr for BaseBlobs {
                 "unknown base-blobs mode {o:?} (expected include or omit)"
             )),
         }
+    }
+}
+
+/// A layer captured uncompressed, waiting to be compressed into the archive.
+pub struct Spooled {
+    spool: Unnamed,
+    tar_size: u64,
+    report: WalkReport,
+}
+
+impl Spooled {
+    /// What the pass wrote: its entries and bytes.
+    pub fn report(&self) -> &WalkReport {
+        &self.report
     }
 }
 
@@ -114,7 +130,7 @@ impl Commit {
                 let digest = desc.digest().to_string();
                 let included = base_blobs == BaseBlobs::Include && src.has_blob(desc.digest());
                 if included && !archive.has_blob(&digest) {
-                    let tmp = archive.temp_path().to_path_buf();
+                    let tmp = archive.dest().to_path_buf();
                     archive.stream_blob(|file| {
                         let mut out = BufWriter::with_capacity(1 << 20, file);
                         let n = src.copy_blob(desc, &mut out)?;
@@ -141,8 +157,8 @@ impl Commit {
         })
     }
 
-    /// The temporary archive's path.
-    pub fn temp_path(&self) -> &Path {
+    /// The temporary archive's path, if the filesystem needed a named one.
+    pub fn temp_path(&self) -> Option<&Path> {
         self.archive.temp_path()
     }
 
@@ -173,7 +189,7 @@ impl Commit {
         limit: Option<u64>,
     ) -> Result<Option<(LayerInfo, WalkReport)>> {
         let delta = matches!(pass, Pass::Delta(_));
-        let tmp = self.archive.temp_path().to_path_buf();
+        let tmp = self.archive.dest().to_path_buf();
         let mark = self.archive.mark()?;
         let (info, report, entries) = self.archive.stream_blob(|file: File| {
             let out = BufWriter::with_capacity(1 << 20, file);
@@ -194,6 +210,72 @@ impl Commit {
         merge_reports(&mut self.walk, &report);
         self.layers.push(info.clone());
         Ok(Some((info, report)))
+    }
+
+    /// Captures a pass as an uncompressed tar in an unnamed scratch file beside
+    /// the archive, for [`Commit::add_spooled`] to compress later: a live
+    /// commit's frozen pass only reads, and compresses after the thaw. `None`
+    /// when the pass found nothing to write.
+    pub fn spool_layer(
+        &self,
+        spec: &TreeSpec,
+        progress: &Progress,
+        cancel: &AtomicBool,
+        pass: Pass<'_>,
+        limit: Option<u64>,
+    ) -> Result<Option<Spooled>> {
+        let dest = self.archive.dest();
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut spool = Unnamed::new(dir, "freezeframe-spool").at(dir)?;
+        let file = spool.file().try_clone().at(dest)?;
+        let mut visitor = SpoolVisitor::new(file, dest, limit);
+        let report = walk_pass(spec, &mut visitor, progress, cancel, pass)?;
+        let (_, entries, tar_size) = visitor.finish()?;
+        Ok((entries > 0).then_some(Spooled {
+            spool,
+            tar_size,
+            report,
+        }))
+    }
+
+    /// Compresses a spooled layer into the archive.
+    pub fn add_spooled(
+        &mut self,
+        spooled: Spooled,
+        settings: Settings,
+        progress: &Progress,
+    ) -> Result<LayerInfo> {
+        let Spooled {
+            mut spool,
+            tar_size,
+            report,
+        } = spooled;
+        let dest = self.archive.dest().to_path_buf();
+        let src = spool.file();
+        src.seek(SeekFrom::Start(0)).at(&dest)?;
+        let (digest, diff_id, size) = self.archive.stream_blob(|file: File| {
+            let out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file))
+                .with_progress(progress.bytes_written.clone());
+            let mut tar = HashingWriter::new(Encoder::new(settings, out).at(&dest)?);
+            io::copy(&mut src.take(tar_size), &mut tar).at(&dest)?;
+            let (enc, diff_id, _) = tar.finish();
+            let (out, digest, size) = enc.finish().at(&dest)?.finish();
+            let file = out.into_inner().map_err(|e| e.into_error()).at(&dest)?;
+            Ok((file, digest.clone(), size, (digest, diff_id, size)))
+        })?;
+        let info = LayerInfo {
+            digest,
+            diff_id,
+            size,
+            tar_size,
+            media_type: settings.algorithm.media_type().to_string(),
+        };
+        merge_reports(&mut self.walk, &report);
+        self.layers.push(info.clone());
+        Ok(info)
     }
 
     /// How many layers this commit has added to the base.

@@ -6,7 +6,7 @@
 //! a file changed in the same tick as it was first seen might keep its ctime, so
 //! such "racy" entries count as changed (as git treats racily clean files).
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::stat::{FileStat, SFlag};
@@ -45,30 +45,39 @@ impl State {
     }
 }
 
-/// Every entry a first pass wrote, by container path (relative, no leading `/`).
+/// Every entry the passes so far wrote, by container path (relative, no
+/// leading `/`), as of the pass that last wrote it.
+///
+/// A pass runs between [`Baseline::begin`] and [`Baseline::seal`]: it compares
+/// with what earlier passes sealed, and what it records takes effect at `seal`.
 #[derive(Debug, Default)]
 pub struct Baseline {
     entries: HashMap<Vec<u8>, State>,
-    /// Entries whose content was seen changing while it was read.
+    /// Entries whose content was seen changing while an earlier pass read it.
     changed: HashSet<Vec<u8>>,
     /// ctimes at or after this are racy.
     racy_after: (i64, i64),
     /// Children of each directory, built by `seal`.
     children: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// The pass under way: its start (less the margin) and what it saw change.
+    next_racy_after: (i64, i64),
+    next_changed: HashSet<Vec<u8>>,
 }
 
 impl Baseline {
-    /// A baseline for a pass starting now.
     pub fn new() -> Self {
+        Baseline::default()
+    }
+
+    /// Starts a pass that records: entries it writes are as of now.
+    pub fn begin(&mut self) {
         let start = SystemTime::now()
             .checked_sub(RACY_MARGIN)
             .unwrap_or(UNIX_EPOCH)
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Baseline {
-            racy_after: (start.as_secs() as i64, i64::from(start.subsec_nanos())),
-            ..Baseline::default()
-        }
+        self.next_racy_after = (start.as_secs() as i64, i64::from(start.subsec_nanos()));
+        self.next_changed.clear();
     }
 
     pub fn record(&mut self, path: &[u8], state: State) {
@@ -76,11 +85,14 @@ impl Baseline {
     }
 
     pub fn note_changed(&mut self, path: &[u8]) {
-        self.changed.insert(path.to_vec());
+        self.next_changed.insert(path.to_vec());
     }
 
-    /// Indexes children by directory; call once the first pass is done.
+    /// Ends a recording pass: what it recorded becomes what the next pass
+    /// compares with.
     pub fn seal(&mut self) {
+        self.racy_after = self.next_racy_after;
+        self.changed = std::mem::take(&mut self.next_changed);
         self.children.clear();
         for path in self.entries.keys() {
             let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
@@ -108,9 +120,9 @@ impl Baseline {
 
     /// Whether `now` at `path` is what the first pass wrote, for certain.
     pub fn unchanged(&self, path: &[u8], now: &State) -> bool {
-        self.entries.get(path) == Some(now)
-            && now.ctime < self.racy_after
-            && !self.changed.contains(path)
+        now.ctime < self.racy_after
+            && self.entries.get(path) == Some(now)
+            && (self.changed.is_empty() || !self.changed.contains(path))
     }
 
     /// Names the first pass wrote in directory `dir`.
@@ -137,15 +149,22 @@ mod tests {
     #[test]
     fn unchanged_needs_equal_state_an_old_ctime_and_no_change_noted() {
         let mut b = Baseline::new();
+        b.begin();
         b.record(b"old", state(1, 1000));
-        b.record(b"racy", state(2, b.racy_after.0 + 1));
+        b.record(b"racy", state(2, b.next_racy_after.0 + 1));
         b.record(b"noted", state(3, 1000));
         b.note_changed(b"noted");
+        b.seal();
         assert!(b.unchanged(b"old", &state(1, 1000)));
         assert!(!b.unchanged(b"old", &state(9, 1000)));
         assert!(!b.unchanged(b"racy", &state(2, b.racy_after.0 + 1)));
         assert!(!b.unchanged(b"noted", &state(3, 1000)));
         assert!(!b.unchanged(b"new", &state(4, 1000)));
+
+        // A second pass re-read it: from then on it is settled.
+        b.begin();
+        b.seal();
+        assert!(b.unchanged(b"noted", &state(3, 1000)));
     }
 
     #[test]

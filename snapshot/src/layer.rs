@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -95,6 +96,80 @@ impl<W: Write> Visitor for TarVisitor<W> {
                     },
                 }),
         }
+    }
+}
+
+/// Writes a pass as a plain tar into a file, copying file data inside the
+/// kernel (`copy_file_range`) and hashing nothing: the least work possible,
+/// for a pass that runs while the session is frozen. The digests are taken
+/// later, when the spool is compressed.
+pub struct SpoolVisitor {
+    out: File,
+    /// Where the stream goes, for messages.
+    out_path: PathBuf,
+    entries: u64,
+    data_bytes: u64,
+    size: u64,
+    limit: Option<u64>,
+}
+
+impl SpoolVisitor {
+    pub fn new(out: File, out_path: &Path, limit: Option<u64>) -> Self {
+        SpoolVisitor {
+            out,
+            out_path: out_path.to_path_buf(),
+            entries: 0,
+            data_bytes: 0,
+            size: 0,
+            limit,
+        }
+    }
+
+    /// Ends the tar stream; returns the file, its entries and its size.
+    pub fn finish(mut self) -> Result<(File, u64, u64)> {
+        self.put(&[0u8; crate::tar::BLOCK * 2])?;
+        Ok((self.out, self.entries, self.size))
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).at(&self.out_path)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+impl Visitor for SpoolVisitor {
+    fn entry(&mut self, entry: &Entry<'_>, data: Option<&mut File>) -> Result<u64> {
+        self.entries += 1;
+        let size = entry.header.data_size();
+        self.data_bytes += size;
+        if let Some(limit) = self.limit.filter(|&l| self.data_bytes > l) {
+            return Err(Error::LayerTooLarge { limit });
+        }
+        self.put(&entry.header.encode())?;
+        let Some(src) = data else { return Ok(0) };
+        let mut left = size;
+        while left > 0 {
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            match nix::fcntl::copy_file_range(&*src, None, &self.out, None, chunk) {
+                Ok(0) => break,
+                Ok(n) => left -= n as u64,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    let path =
+                        PathBuf::from(format!("/{}", String::from_utf8_lossy(&entry.header.path)));
+                    return Err(e).at(path);
+                }
+            }
+        }
+        let got = size - left;
+        self.size += got;
+        // A file that shrank while frozen (it cannot, but a host process may
+        // touch the upper dir) is zero-filled to the size in its header.
+        let pad = left as usize + crate::tar::padding(size);
+        let zeros = vec![0u8; pad];
+        self.put(&zeros)?;
+        Ok(got)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod layer;
 pub mod source;
 pub mod tar;
+pub mod unnamed;
 pub mod walk;
 
 pub use commit::{commit, BaseBlobs, Commit, CommitReport, CommitRequest};

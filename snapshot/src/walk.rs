@@ -347,9 +347,17 @@ pub fn walk_pass(
     visitor: &mut dyn Visitor,
     progress: &Progress,
     cancel: &AtomicBool,
-    pass: Pass<'_>,
+    mut pass: Pass<'_>,
 ) -> Result<WalkReport> {
-    Walker::new(spec, progress, cancel, pass)?.run(visitor)
+    if let Pass::Record(b) = &mut pass {
+        b.begin();
+    }
+    let mut walker = Walker::new(spec, progress, cancel, pass)?;
+    walker.run(visitor)?;
+    if let Some(b) = walker.recording() {
+        b.seal();
+    }
+    Ok(walker.report)
 }
 
 struct Walker<'a> {
@@ -434,7 +442,7 @@ impl<'a> Walker<'a> {
         })
     }
 
-    fn run(mut self, visitor: &mut dyn Visitor) -> Result<WalkReport> {
+    fn run(&mut self, visitor: &mut dyn Visitor) -> Result<()> {
         // Tree 0 is the upper dir; with none, a virtual root that only holds grafts.
         let root_frame = match &self.spec.upper {
             Some(upper) => {
@@ -486,7 +494,7 @@ impl<'a> Walker<'a> {
             }
             self.child(child, visitor)?;
         }
-        Ok(self.report)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -530,7 +538,11 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        if let (Pass::Delta(b), false) = (&self.pass, full) {
+        let baseline = match &self.pass {
+            Pass::Delta(b) if !full => Some(&**b),
+            _ => None,
+        };
+        if let Some(b) = baseline {
             let now: std::collections::HashSet<&[u8]> =
                 todo.iter().map(|c| c.name.as_slice()).collect();
             let gone: Vec<Child> = b
@@ -586,14 +598,25 @@ impl<'a> Walker<'a> {
 
     /// The baseline to compare with, in a delta pass outside new subtrees.
     fn delta(&self) -> Option<&Baseline> {
+        if self.stack.last().is_some_and(|f| f.full) {
+            return None;
+        }
         match &self.pass {
-            Pass::Delta(b) if !self.stack.last().is_some_and(|f| f.full) => Some(b),
+            Pass::Delta(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The baseline this pass records into, if it records.
+    fn recording(&mut self) -> Option<&mut Baseline> {
+        match &mut self.pass {
+            Pass::Record(b) => Some(b),
             _ => None,
         }
     }
 
     fn record(&mut self, rel: &[u8], st: &FileStat) {
-        if let Pass::Record(b) = &mut self.pass {
+        if let Some(b) = self.recording() {
             b.record(rel, State::from(st));
         }
     }
@@ -1029,7 +1052,7 @@ impl<'a> Walker<'a> {
             || (after.st_mtime, after.st_mtime_nsec) != (now.st_mtime, now.st_mtime_nsec)
             || (after.st_ctime, after.st_ctime_nsec) != (now.st_ctime, now.st_ctime_nsec);
         if changed {
-            if let Pass::Record(b) = &mut self.pass {
+            if let Some(b) = self.recording() {
                 b.note_changed(rel);
             }
         }

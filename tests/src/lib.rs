@@ -26,6 +26,9 @@ use tempfile::TempDir;
 
 pub use serde_json::Value;
 
+pub mod containers;
+pub mod server;
+
 // ---------------------------------------------------------------------------
 // The binary under test
 

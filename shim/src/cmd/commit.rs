@@ -111,9 +111,27 @@ pub struct Args {
     /// The archive to write.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: PathBuf,
+    /// Commit through the service (`freezeframe serve`) and follow it: FILE is
+    /// then a name inside the service's save location.
+    #[arg(long, requires = "session", conflicts_with_all = [
+        "pid", "upper", "base", "excludes", "changes", "level", "threads", "force",
+        "home_path", "cgroup", "freeze_timeout",
+    ])]
+    via_daemon: bool,
+    /// The service's socket [config: server.socket].
+    #[arg(long, value_name = "PATH", requires = "via_daemon")]
+    socket: Option<PathBuf>,
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
+    if a.via_daemon {
+        let body = serde_json::json!({
+            "session": a.session, "runtime_root": a.root, "output": a.output,
+            "include_mounts": a.include_mounts, "pause": a.pause, "compression": a.compression,
+            "tag": a.tag, "author": a.author, "message": a.message,
+        });
+        return crate::client::commit(config_path, a.socket.as_deref(), body, a.json);
+    }
     let config = Config::load(config_path)?;
     let home_path = a.home_path.unwrap_or(config.session.home_path.clone());
     let mut patterns = config.session.excludes.clone();
@@ -206,7 +224,8 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
                 live_fallback_bytes: config.freeze.live_fallback_bytes,
                 cgroup_version: a.cgroup,
             };
-            live::commit_session(&req, &progress, &cancel, &live::Quiet).map(|r| Done::Session(Box::new(r)))
+            live::commit_session(&req, &progress, &cancel, &live::Quiet)
+                .map(|r| Done::Session(Box::new(r)))
         }
     };
     drop(bar);
