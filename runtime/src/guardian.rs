@@ -268,10 +268,15 @@ pub fn guardian_main(version: CgroupVersion, cgroup: PathBuf) -> ExitCode {
         tracing::info!(cgroup = %cg.dir().display(), "guardian: the cgroup was paused before; left as it is");
         return ExitCode::SUCCESS;
     }
+    if matches!(cg.state(), Ok(FreezerState::Thawed)) {
+        // The committer ended on an error path and had thawed it already.
+        tracing::debug!(cgroup = %cg.dir().display(), "guardian: already thawed");
+        return ExitCode::SUCCESS;
+    }
     for attempt in 1..=THAW_ATTEMPTS {
         match cg.thaw() {
             Ok(()) => {
-                tracing::warn!(cgroup = %cg.dir().display(), "guardian: the committer is gone; thawed the session");
+                tracing::warn!(cgroup = %cg.dir().display(), "guardian: the committer ended without thawing the session; thawed it");
                 return ExitCode::SUCCESS;
             }
             Err(freezer::Error::Write { source, .. })
