@@ -21,32 +21,36 @@ tar -C "$upper" -cf - . >/dev/null   # warm the page cache for every contender a
 
 out=$dir/out
 mkdir -p "$out"
-# run NAME OUTPUT CMD...: prints "wall_seconds peak_rss_kib" (median wall, max RSS)
-measure() {
-  local name=$1 output=$2; shift 2
-  local walls=() rss=0 line
-  for _ in $(seq "$runs"); do
-    rm -f "$output"
-    line=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    walls+=("${line% *}")
-    (( ${line#* } > rss )) && rss=${line#* }
+# Contenders run in turn, round after round, so that a change in the machine's
+# load touches all of them alike; each gets its median wall time and its
+# largest peak RSS.
+names=(ff ff_zstd pigz gzip)
+declare -A cmd output walls rss size
+output[ff]=$out/ff.tar;       cmd[ff]="$ff commit --upper $upper -o $out/ff.tar --force --json"
+output[ff_zstd]=$out/ffz.tar; cmd[ff_zstd]="$ff commit --upper $upper -o $out/ffz.tar --force --json --compression zstd"
+output[pigz]=$out/pigz.tgz;   cmd[pigz]="bash -c 'tar -C $upper -cf - . | pigz -6 > $out/pigz.tgz'"
+output[gzip]=$out/gzip.tgz;   cmd[gzip]="bash -c 'tar -C $upper -cf - . | gzip -6 > $out/gzip.tgz'"
+for k in "${names[@]}"; do rss[$k]=0; walls[$k]=""; done
+for round in $(seq "$runs"); do
+  for k in "${names[@]}"; do
+    rm -f "${output[$k]}"
+    eval "/usr/bin/time -f '%e %M' -o '$out/time' ${cmd[$k]}" >/dev/null 2>&1
+    read -r w r < <(tail -1 "$out/time")
+    walls[$k]+="$w "
+    (( r > rss[$k] )) && rss[$k]=$r
+    size[$k]=$(stat -c %s "${output[$k]}")
   done
-  local median
-  median=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "$median $rss $(stat -c %s "$output")"
-}
-
-declare -A wall size rss
-record() { read -r wall[$1] rss[$1] size[$1] <<<"$2"; }
-record ff      "$(measure ff "$out/ff.tar" "$ff" commit --upper "$upper" -o "$out/ff.tar" --force --json)"
-record ff_zstd "$(measure ff_zstd "$out/ffz.tar" "$ff" commit --upper "$upper" -o "$out/ffz.tar" --force --json --compression zstd)"
-record pigz    "$(measure pigz "$out/pigz.tgz" bash -c "tar -C '$upper' -cf - . | pigz -6 > '$out/pigz.tgz'")"
-record gzip    "$(measure gzip "$out/gzip.tgz" bash -c "tar -C '$upper' -cf - . | gzip -6 > '$out/gzip.tgz'")"
+  echo "round $round done"
+done
+declare -A wall
+for k in "${names[@]}"; do
+  wall[$k]=$(tr ' ' '\n' <<<"${walls[$k]}" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+done
 
 printf '\n%-34s %9s %12s %10s %12s %12s\n' contender wall_s size_MiB rss_MiB wall/pigz size/pigz
 for k in ff ff_zstd pigz gzip; do
   case $k in
-    ff) label="freezeframe commit (gzip -6)" ;;
+    ff) label="freezeframe commit (gzip, level 5)" ;;
     ff_zstd) label="freezeframe commit (zstd -3)" ;;
     pigz) label="tar | pigz -6" ;;
     gzip) label="tar | gzip -6" ;;

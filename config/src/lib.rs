@@ -232,11 +232,11 @@ impl Config {
 }
 
 impl Compression {
-    /// The configured level, or the algorithm's default: 6 for gzip, 3 for zstd
+    /// The configured level, or the algorithm's default: 5 for gzip, 3 for zstd
     /// (0 for none, where it is unused).
     pub fn effective_level(&self) -> u32 {
         self.level.unwrap_or(match self.algorithm {
-            Algorithm::Gzip => 6,
+            Algorithm::Gzip => 5,
             Algorithm::Zstd => 3,
             Algorithm::None => 0,
         })

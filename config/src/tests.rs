@@ -28,7 +28,7 @@ fn defaults() {
     assert!(config.session.excludes.is_empty());
     assert_eq!(config.compression.algorithm, Algorithm::Gzip);
     assert_eq!(config.compression.level, None);
-    assert_eq!(config.compression.effective_level(), 6);
+    assert_eq!(config.compression.effective_level(), 5);
     assert_eq!(config.compression.threads, 0);
     assert!(config.compression.effective_threads() >= 1);
     assert_eq!(config.freeze.timeout, Duration::from_secs(10));
@@ -103,7 +103,7 @@ fn example_file_commented_keys_parse() {
         .collect();
     assert_eq!(uncommented, 4, "level, socket_group, owner_label, lock_dir");
     let config = parse(&text).unwrap();
-    assert_eq!(config.compression.level, Some(6));
+    assert_eq!(config.compression.level, Some(5));
     assert_eq!(
         config.server.socket_group,
         Some(Group::Name("freezeframe".into()))
@@ -197,7 +197,7 @@ fn full_file_parses() {
 #[test]
 fn effective_level() {
     let cases = [
-        (Algorithm::Gzip, None, 6),
+        (Algorithm::Gzip, None, 5),
         (Algorithm::Gzip, Some(0), 0),
         (Algorithm::Zstd, None, 3),
         (Algorithm::Zstd, Some(22), 22),

@@ -48,7 +48,7 @@ impl Algorithm {
 
     pub fn default_level(self) -> u32 {
         match self {
-            Algorithm::Gzip => 6,
+            Algorithm::Gzip => 5,
             Algorithm::Zstd => 3,
             Algorithm::None => 0,
         }
