@@ -1,8 +1,10 @@
 //! The `freezeframe` binary: a thin command line over the library crates.
 
+mod client;
 mod cmd;
 mod live;
 mod progress;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,14 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Thaw a session's cgroup by hand (after a crash, say).
     Thaw(cmd::thaw::Args),
+    /// Serve the commit API (HTTP/1.1 and JSON) on a Unix socket.
+    Serve(cmd::serve::Args),
+    /// List the service's commits.
+    Tasks(cmd::tasks::Args),
+    /// Show one commit of the service, or follow it to its end.
+    Status(cmd::status::Args),
+    /// Cancel a commit of the service.
+    Cancel(cmd::cancel::Args),
     /// Internal: the process that thaws a frozen session if its committer dies.
     #[command(hide = true)]
     Guardian(cmd::thaw::GuardianArgs),
@@ -50,6 +60,10 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Thaw(a) => cmd::thaw::run(cli.config.as_deref(), a),
+        Command::Serve(a) => cmd::serve::run(cli.config.as_deref(), a),
+        Command::Tasks(a) => cmd::tasks::run(cli.config.as_deref(), a),
+        Command::Status(a) => cmd::status::run(cli.config.as_deref(), a),
+        Command::Cancel(a) => cmd::cancel::run(cli.config.as_deref(), a),
         Command::Guardian(a) => return cmd::thaw::guardian(a),
     };
     match result {

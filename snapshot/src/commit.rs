@@ -178,7 +178,7 @@ impl Commit {
 
     /// Like [`Commit::add_layer`], in a pass of a live commit. A delta pass
     /// with nothing to say adds no layer (`None`); one whose tar stream would
-    /// pass `limit` bytes stops with [`Error::LayerTooLarge`] and adds nothing.
+    /// pass `limit` bytes stops with [`crate::Error::LayerTooLarge`] and adds nothing.
     pub fn add_layer_pass(
         &mut self,
         spec: &TreeSpec,

@@ -39,7 +39,7 @@ pub struct TarVisitor<W: Write> {
     out_path: PathBuf,
     entries: u64,
     data_bytes: u64,
-    /// Stop with [`Error::LayerTooLarge`] past this many bytes of file data.
+    /// Stop with [`crate::Error::LayerTooLarge`] past this many bytes of file data.
     limit: Option<u64>,
 }
 

@@ -2364,6 +2364,17 @@ fn a_full_destination_fails_naming_the_path_and_leaves_nothing() {
     );
 }
 
+/// Whether process `pid` has a file open in `dir`: an archive being written
+/// there, named or not (an `O_TMPFILE` shows as `DIR/#INODE (deleted)`).
+fn writes_in(pid: u32, dir: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| target.starts_with(dir))
+}
+
 #[test]
 fn sigint_cancels_a_commit_with_exit_130_and_leaves_no_files() {
     if !root_or_skip("sigint_cancels_a_commit_with_exit_130_and_leaves_no_files") {
@@ -2396,9 +2407,10 @@ fn sigint_cancels_a_commit_with_exit_130_and_leaves_no_files() {
     .stderr(Stdio::piped())
     .spawn()
     .expect("spawn freezeframe");
-    // Wait until the commit is writing (its temp file exists), then interrupt.
+    // Wait until the commit is writing its (unnamed) archive in the output
+    // directory, then interrupt.
     let t0 = Instant::now();
-    while dir_names(&out).is_empty() && t0.elapsed() < Duration::from_secs(20) {
+    while !writes_in(child.id(), &out) && t0.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(200));

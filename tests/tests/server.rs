@@ -450,32 +450,43 @@ fn peers_not_on_the_allow_list_get_403() {
     assert_eq!(mode, 0o666);
 
     // curl in a child that drops to another uid (and gid) before it connects.
-    let curl_as = |uid: u32, gid: u32| {
-        let out = Command::new("curl")
-            .args(["-sS", "--unix-socket"])
+    // A child that drops to another uid (and gid) before it connects: python3's
+    // http.client over the Unix socket.
+    const GET_HEALTH: &str = "import http.client, socket, sys\n\
+        class C(http.client.HTTPConnection):\n\
+        \x20   def connect(self):\n\
+        \x20       self.sock = socket.socket(socket.AF_UNIX)\n\
+        \x20       self.sock.connect(sys.argv[1])\n\
+        c = C('localhost')\n\
+        c.request('GET', '/v1/health')\n\
+        r = c.getresponse()\n\
+        print(r.status)\n\
+        print(r.read().decode())\n";
+    let get_as = |uid: u32, gid: u32| {
+        let out = Command::new("python3")
+            .args(["-c", GET_HEALTH])
             .arg(&srv.socket)
-            .args(["-w", "\n%{http_code}", "http://localhost/v1/health"])
             .uid(uid)
             .gid(gid)
             .output()
-            .expect("run curl");
+            .expect("run python3");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
-            "curl as {uid}:{gid}: {}",
+            "python3 as {uid}:{gid}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (body, code) = text.rsplit_once('\n').expect("status line");
-        (code.to_string(), body.to_string())
+        let (code, body) = text.split_once('\n').expect("status line");
+        (code.to_string(), body.trim().to_string())
     };
-    let (code, body) = curl_as(65534, 65534);
+    let (code, body) = get_as(65534, 65534);
     assert_eq!(code, "403", "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["code"], "forbidden", "{v}");
     assert!(v["message"].as_str().unwrap().contains("uid 65534"), "{v}");
     // An allowed gid is let in; so is root.
-    assert_eq!(curl_as(65534, 65533).0, "200");
-    assert_eq!(curl_as(0, 0).0, "200");
+    assert_eq!(get_as(65534, 65533).0, "200");
+    assert_eq!(get_as(0, 0).0, "200");
 
     // A second server on the same socket is refused; the first keeps serving.
     let second = run(Command::new(bin())
@@ -677,8 +688,8 @@ fn the_cli_commits_through_the_service_and_reads_its_tasks() {
 }
 
 #[test]
-fn the_python_example_client_commits_and_lists() {
-    if !root_or_skip("the_python_example_client_commits_and_lists") {
+fn the_python_clients_commit_and_list() {
+    if !root_or_skip("the_python_clients_commit_and_list") {
         return;
     }
     let root = runc_root("srv-py");
@@ -698,6 +709,32 @@ fn the_python_example_client_commits_and_lists() {
     unpack_archive(&archive, "py", unpacked.path());
     let list: Value = serde_json::from_str(&py(&["list", "--state", "done"]).ok().stdout).unwrap();
     assert_eq!(list[0]["id"], t["id"]);
+    // The README's example: it follows the events to the end.
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let api = &readme[readme.find("### The service API").expect("the API section")..];
+    let code = api
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a python block in the API section");
+    let example = srv.dir().join("readme_example.py");
+    fs::write(&example, code).unwrap();
+    let out = run(Command::new("python3")
+        .arg(&example)
+        .arg(&srv.socket)
+        .arg(&s.id))
+    .ok();
+    let t: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(t["state"], "done", "{t:#}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("finalizing ") || l.starts_with("done ")),
+        "{out}"
+    );
+    assert!(Path::new(t["result"]["archive"].as_str().unwrap()).is_file());
+
     let refused = py(&["commit", "no-such-session"]);
     assert_eq!(refused.status.code(), Some(2), "{refused}");
     assert!(refused.stderr.contains("session_not_found"), "{refused}");

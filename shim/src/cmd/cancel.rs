@@ -1,13 +1,13 @@
 //! `freezeframe cancel ID`: stops a commit of the service; its session is thawed
 //! and its temp archive removed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
 
-use crate::client::{self, Client};
+use crate::client::{self, Client, SocketArg};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -16,13 +16,12 @@ pub struct Args {
     /// Print the task as JSON.
     #[arg(long)]
     json: bool,
-    /// The service's socket [config: server.socket].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
+    #[command(flatten)]
+    socket: SocketArg,
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = Client::new(config_path, a.socket.as_deref())?;
+    let client = Client::new(config_path, a.socket.socket.as_deref())?;
     let task = client.call(
         "DELETE",
         &format!("/v1/commits/{}", client::percent_encode(&a.id)),

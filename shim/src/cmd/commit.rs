@@ -69,8 +69,11 @@ pub struct Args {
     /// Where the scratch home is mounted in the container [config: session.home_path].
     #[arg(long, value_name = "PATH")]
     home_path: Option<PathBuf>,
-    /// The base image: oci-layout:DIR[:REF] or oci-archive:FILE[:REF].
-    #[arg(long, value_name = "REF")]
+    #[arg(
+        long,
+        value_name = "REF",
+        help = "The base image: oci-layout:DIR[:REF] or oci-archive:FILE[:REF]"
+    )]
     base: Option<ImageRef>,
     /// Copy the base image's layer blobs into the archive, or leave them out.
     #[arg(long, value_name = "MODE", default_value = "include")]

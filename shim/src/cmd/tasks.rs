@@ -1,12 +1,12 @@
 //! `freezeframe tasks`: the service's commits, oldest first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
 
-use crate::client::{percent_encode, Client};
+use crate::client::{percent_encode, Client, SocketArg};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -20,13 +20,12 @@ pub struct Args {
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
-    /// The service's socket [config: server.socket].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
+    #[command(flatten)]
+    socket: SocketArg,
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = Client::new(config_path, a.socket.as_deref())?;
+    let client = Client::new(config_path, a.socket.socket.as_deref())?;
     let mut query = Vec::new();
     if let Some(s) = &a.session {
         query.push(format!("session={}", percent_encode(s)));

@@ -1,0 +1,607 @@
+//! API v1: routes, request parsing and validation, and the answers.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `POST /v1/commits` | 202 and the task |
+//! | `GET /v1/commits?session=ID&state=S` | the tasks, oldest first |
+//! | `GET /v1/commits/{id}` | the task |
+//! | `DELETE /v1/commits/{id}` | cancels; the task once it has stopped |
+//! | `GET /v1/commits/{id}/events` | newline-delimited JSON events until the task ends |
+//! | `GET /v1/health`, `GET /v1/version` | |
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use freezeframe_config::{Config, PauseMode};
+use freezeframe_runtime::Session;
+use freezeframe_snapshot::changes::Change;
+use freezeframe_snapshot::compress::{Algorithm, Settings};
+use freezeframe_snapshot::image::ImageMeta;
+use freezeframe_snapshot::BaseBlobs;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::output;
+use super::peer::{Allow, PeerAddr};
+use super::tasks::{Admission, Manager, State as TaskState, Summary, Task};
+use crate::live::{self, Pause, SessionRequest, Target};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long `DELETE` waits for a running commit to stop before it answers.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// How often the events stream reports progress.
+const EVENT_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct App {
+    pub manager: Arc<Manager>,
+    pub config: Config,
+    pub allow: Allow,
+    /// Compression threads of each commit: the cores shared among
+    /// `max_concurrent` commits.
+    pub threads: usize,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/commits", post(create).get(list))
+        .route("/v1/commits/{id}", get(show).delete(cancel))
+        .route("/v1/commits/{id}/events", get(events))
+        .route("/v1/health", get(health))
+        .route("/v1/version", get(version))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), authorize))
+        .with_state(app)
+}
+
+/// Refuses peers that are not on the allow-list.
+async fn authorize(
+    State(app): State<Arc<App>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match peer {
+        Some(p) if app.allow.permits(&p) => next.run(req).await,
+        Some(p) => {
+            tracing::warn!(uid = p.uid, gid = p.gid, pid = p.pid, "refused a peer");
+            ApiError::Forbidden(format!(
+                "uid {} (gid {}) may not use this API",
+                p.uid, p.gid
+            ))
+            .into_response()
+        }
+        None => ApiError::Forbidden("the peer's credentials are unknown".into()).into_response(),
+    }
+}
+
+/// The body of `POST /v1/commits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitBody {
+    pub session: String,
+    pub runtime_root: Option<PathBuf>,
+    pub output: Option<String>,
+    pub tag: Option<String>,
+    pub author: Option<String>,
+    pub message: Option<String>,
+    #[serde(default)]
+    pub changes: Vec<String>,
+    #[serde(default)]
+    pub include_mounts: Vec<PathBuf>,
+    pub compression: Option<CompressionName>,
+    pub pause: Option<PauseName>,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionName {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PauseName {
+    Auto,
+    Full,
+    None,
+}
+
+async fn create(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: CommitBody = parse_json(&body_bytes(body)?)?;
+    let task = blocking(move || app.admit(body)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/commits/{}", task.id))],
+        Json(task),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    session: Option<String>,
+    state: Option<TaskState>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Task>>, ApiError> {
+    let Query(q) = query.map_err(|r| {
+        let text = r.body_text();
+        match text.split('`').nth(1) {
+            Some(name) if text.contains("unknown field") => ApiError::UnknownField {
+                field: name.to_string(),
+                message: format!("unknown query parameter {name:?} (known: session, state)"),
+            },
+            _ if text.contains("variant") => ApiError::invalid("state", text),
+            _ => ApiError::BadRequest(text),
+        }
+    })?;
+    Ok(Json(app.manager.list(q.session.as_deref(), q.state)))
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Task>, ApiError> {
+    app.manager.get(&id).map(Json).ok_or_else(|| no_task(&id))
+}
+
+async fn cancel(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    app.manager.cancel(&id)?;
+    app.manager.wait_final(&id, CANCEL_WAIT).await;
+    let task = app.manager.get(&id).ok_or_else(|| no_task(&id))?;
+    // 202 if it has not stopped yet.
+    let status = if task.state.is_final() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(task)).into_response())
+}
+
+/// One line of the events stream.
+#[derive(Serialize)]
+struct Event<'a> {
+    /// `state` (the task entered a state), `progress` (every 250 ms), or `end`
+    /// (the last line; `task` is the final record).
+    event: &'static str,
+    id: &'a str,
+    state: TaskState,
+    progress: super::tasks::Counts,
+    frozen_ms: Option<u64>,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<&'a Task>,
+}
+
+async fn events(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let changes = app.manager.watch(&id).ok_or_else(|| no_task(&id))?;
+    struct Stream {
+        app: Arc<App>,
+        id: String,
+        changes: tokio::sync::watch::Receiver<TaskState>,
+        tick: tokio::time::Interval,
+        last: Option<TaskState>,
+        progress_due: bool,
+        done: bool,
+    }
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + EVENT_INTERVAL, EVENT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = Stream {
+        app,
+        id,
+        changes,
+        tick,
+        last: None,
+        progress_due: false,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(start, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            let task = s.app.manager.get(&s.id)?;
+            let kind = if task.state.is_final() {
+                s.done = true;
+                "end"
+            } else if s.last != Some(task.state) {
+                "state"
+            } else if s.progress_due {
+                "progress"
+            } else {
+                tokio::select! {
+                    changed = s.changes.changed() => {
+                        if changed.is_err() {
+                            s.tick.tick().await;
+                        }
+                    }
+                    _ = s.tick.tick() => s.progress_due = true,
+                }
+                continue;
+            };
+            s.last = Some(task.state);
+            s.progress_due = false;
+            let event = Event {
+                event: kind,
+                id: &task.id,
+                state: task.state,
+                progress: task.progress,
+                frozen_ms: task.frozen_ms,
+                time: super::tasks::now_rfc3339(),
+                task: (kind == "end").then_some(&task),
+            };
+            let mut line = serde_json::to_vec(&event).unwrap_or_default();
+            line.push(b'\n');
+            return Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), s));
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let (running, queued) = app.manager.counts();
+    Json(serde_json::json!({ "status": "ok", "running": running, "queued": queued }))
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }))
+}
+
+fn no_task(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no task {id:?}"))
+}
+
+/// The body, or why it could not be read: past [`BODY_LIMIT`] it is refused.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| match r {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::BodyTooLarge { limit: BODY_LIMIT }
+        }
+        other => ApiError::BadRequest(format!(
+            "cannot read the request body: {}",
+            other.body_text()
+        )),
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the request body is empty; a JSON object is expected".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Runs blocking work (session lookup, file system checks) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("a request handler failed: {e}")))?
+}
+
+impl App {
+    /// Checks a commit request against the node (the session, its owner, the
+    /// output) and hands it to the task manager. Blocking.
+    fn admit(&self, b: CommitBody) -> Result<Task, ApiError> {
+        let cfg = &self.config;
+        let roots = match &b.runtime_root {
+            Some(r) => vec![self.check_root(r)?],
+            None => cfg.runtime.roots.clone(),
+        };
+        let mut changes = Vec::with_capacity(b.changes.len());
+        for (i, c) in b.changes.iter().enumerate() {
+            changes.push(
+                c.parse::<Change>()
+                    .map_err(|e| ApiError::invalid(format!("changes[{i}]"), e.to_string()))?,
+            );
+        }
+        for (i, m) in b.include_mounts.iter().enumerate() {
+            if !m.is_absolute() {
+                return Err(ApiError::invalid(
+                    format!("include_mounts[{i}]"),
+                    "must be an absolute path in the container",
+                ));
+            }
+        }
+        if b.tag.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::invalid("tag", "is empty"));
+        }
+
+        let target = Target::Id(b.session.clone());
+        let session = live::find(&target, &roots, &cfg.session.home_path).map_err(session_error)?;
+        self.check_owner(&session, b.owner.as_deref())?;
+        for (i, m) in b.include_mounts.iter().enumerate() {
+            if !session.mounts.iter().any(|x| &x.target == m) {
+                return Err(ApiError::invalid(
+                    format!("include_mounts[{i}]"),
+                    format!("session {} has no mount at {}", session.id, m.display()),
+                ));
+            }
+        }
+
+        let save = &cfg.storage.save_location;
+        let rel = match &b.output {
+            Some(o) => o.clone(),
+            None => output::default_name(SystemTime::now(), &b.session, b.tag.as_deref()),
+        };
+        let output = output::resolve(save, &rel)?;
+
+        let config_algorithm: Algorithm = cfg
+            .compression
+            .algorithm
+            .as_str()
+            .parse()
+            .map_err(ApiError::Internal)?;
+        let algorithm = match b.compression {
+            Some(CompressionName::Gzip) => Algorithm::Gzip,
+            Some(CompressionName::Zstd) => Algorithm::Zstd,
+            Some(CompressionName::None) => Algorithm::None,
+            None => config_algorithm,
+        };
+        let level = if algorithm == config_algorithm {
+            cfg.compression.effective_level()
+        } else {
+            algorithm.default_level()
+        };
+        let pause = match (b.pause, cfg.freeze.pause) {
+            (Some(PauseName::Auto), _) | (None, PauseMode::Auto) => Pause::Auto,
+            (Some(PauseName::Full), _) | (None, PauseMode::Full) => Pause::Full,
+            (Some(PauseName::None), _) | (None, PauseMode::None) => Pause::None,
+        };
+        let mut meta = ImageMeta::now();
+        meta.author = b.author;
+        meta.comment = b.message;
+        meta.changes = changes;
+        meta.tag = b.tag.clone();
+        meta.created_by = "freezeframe serve".into();
+        let summary = Summary {
+            pause: pause_name(pause).into(),
+            compression: algorithm_name(algorithm).into(),
+            tag: b.tag,
+        };
+        let request = SessionRequest {
+            target,
+            roots,
+            home_path: cfg.session.home_path.clone(),
+            include_mounts: b.include_mounts,
+            excludes: cfg.session.excludes.clone(),
+            base: None,
+            base_blobs: BaseBlobs::Include,
+            compression: Settings {
+                algorithm,
+                level,
+                threads: self.threads,
+            },
+            meta,
+            output,
+            overwrite: false,
+            pause,
+            freeze_timeout: cfg.freeze.timeout,
+            live_fallback_bytes: cfg.freeze.live_fallback_bytes,
+            cgroup_version: None,
+        };
+        self.manager.submit(Admission {
+            session: session.id,
+            request,
+            summary,
+        })
+    }
+
+    /// A runtime root must be one of the configured roots or below one.
+    fn check_root(&self, root: &Path) -> Result<PathBuf, ApiError> {
+        let bad = |m: &str| ApiError::invalid("runtime_root", m);
+        if !root.is_absolute() {
+            return Err(bad("must be absolute"));
+        }
+        if root
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(bad("may not hold '..'"));
+        }
+        let known = &self.config.runtime.roots;
+        if !known.iter().any(|k| root.starts_with(k)) {
+            return Err(bad(&format!(
+                "{} is not one of the configured runtime roots ({}) or below one",
+                root.display(),
+                known
+                    .iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(root.to_path_buf())
+    }
+
+    /// With `server.owner_label` set, a request that names an owner must name
+    /// the one the container's label or annotation names. A request that names
+    /// none is not checked.
+    fn check_owner(&self, session: &Session, owner: Option<&str>) -> Result<(), ApiError> {
+        let (Some(key), Some(owner)) = (&self.config.server.owner_label, owner) else {
+            return Ok(());
+        };
+        match session.annotations.get(key) {
+            Some(v) if v == owner => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "owner {owner:?} does not match the {key} of session {}",
+                session.id
+            ))),
+            None => Err(ApiError::Forbidden(format!(
+                "session {} has no {key} label or annotation, so its owner cannot be checked",
+                session.id
+            ))),
+        }
+    }
+}
+
+fn algorithm_name(a: Algorithm) -> &'static str {
+    match a {
+        Algorithm::Gzip => "gzip",
+        Algorithm::Zstd => "zstd",
+        Algorithm::None => "none",
+    }
+}
+
+fn pause_name(p: Pause) -> &'static str {
+    match p {
+        Pause::Auto => "auto",
+        Pause::Full => "full",
+        Pause::None => "none",
+    }
+}
+
+fn session_error(e: anyhow::Error) -> ApiError {
+    use freezeframe_runtime::Error as R;
+    match e.downcast_ref::<R>() {
+        Some(R::NotFound { .. } | R::NotRunning { .. }) => ApiError::SessionNotFound(e.to_string()),
+        Some(R::BadId { .. }) => ApiError::invalid("session", e.to_string()),
+        _ => ApiError::SessionUnsupported(crate::error_chain(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error::Code;
+    use super::*;
+
+    #[test]
+    fn bodies_are_refused_with_a_code_and_the_field_serde_names() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Code, Option<&str>)] = &[
+            (r#"{"session":"s","bogus":1}"#, Code::UnknownField, Some("bogus")),
+            (r#"{"session":"s","pause":3}"#, Code::InvalidField, Some("pause")),
+            (r#"{"session":"s","pause":"sometimes"}"#, Code::InvalidField, Some("pause")),
+            (r#"{"session":"s","tag":["x"]}"#, Code::InvalidField, Some("tag")),
+            (r#"{"session":"s","changes":["ENV A=1",2]}"#, Code::InvalidField, Some("changes[1]")),
+            (r#"{"session":"s","include_mounts":"/x"}"#, Code::InvalidField, Some("include_mounts")),
+            (r#"{"session":"s","session":"t"}"#, Code::InvalidField, Some("session")),
+            (r#"{"tag":"x"}"#, Code::InvalidField, Some("session")),
+            (r#"{"session":"s","pause":tru}"#, Code::InvalidField, Some("pause")),
+            (r#"{"session":"s""#, Code::BadRequest, None),
+            (r#"{"session":"s"}}"#, Code::BadRequest, None),
+            (r#"[1]"#, Code::BadRequest, None),
+            (r#""session""#, Code::BadRequest, None),
+            ("", Code::BadRequest, None),
+            (" \n", Code::BadRequest, None),
+            ("\u{0}", Code::BadRequest, None),
+        ];
+        for (body, code, field) in cases {
+            let e = parse_json::<CommitBody>(body.as_bytes()).unwrap_err();
+            let b = e.body();
+            assert_eq!(
+                (b.code, b.field.as_deref()),
+                (*code, *field),
+                "{body:?}: {e}"
+            );
+            assert!(!b.message.is_empty());
+        }
+        let ok: CommitBody =
+            parse_json(br#"{"session":"s","pause":"full","compression":"zstd","output":null}"#)
+                .unwrap();
+        assert_eq!(ok.session, "s");
+        assert!(matches!(ok.pause, Some(PauseName::Full)));
+        assert!(ok.output.is_none());
+    }
+
+    #[test]
+    fn every_code_has_one_status() {
+        use ApiError::*;
+        let all = [
+            (BadRequest(String::new()), 400, "bad_request"),
+            (ApiError::invalid("f", "m"), 400, "invalid_field"),
+            (
+                UnknownField {
+                    field: "f".into(),
+                    message: "m".into(),
+                },
+                400,
+                "unknown_field",
+            ),
+            (BodyTooLarge { limit: 1 }, 400, "body_too_large"),
+            (Forbidden(String::new()), 403, "forbidden"),
+            (NotFound(String::new()), 404, "not_found"),
+            (MethodNotAllowed, 405, "method_not_allowed"),
+            (SessionNotFound(String::new()), 404, "session_not_found"),
+            (
+                SessionUnsupported(String::new()),
+                422,
+                "session_unsupported",
+            ),
+            (Conflict(String::new()), 409, "conflict"),
+            (OutputExists { path: "/x".into() }, 409, "output_exists"),
+            (
+                QueueFull {
+                    running: 1,
+                    queued: 1,
+                },
+                503,
+                "queue_full",
+            ),
+            (ShuttingDown, 503, "shutting_down"),
+            (Internal(String::new()), 500, "internal"),
+        ];
+        let openapi = include_str!("../../../api/openapi.yaml");
+        for (e, status, code) in all {
+            let (s, c) = e.status_and_code();
+            assert_eq!(s.as_u16(), status, "{e:?}");
+            assert_eq!(serde_json::to_value(c).unwrap(), code, "{e:?}");
+            assert!(
+                openapi.contains(&format!("        - {code}\n")),
+                "{code} is not in api/openapi.yaml"
+            );
+        }
+        for c in [Code::Interrupted, Code::Cancelled, Code::CommitFailed] {
+            let code = serde_json::to_value(c).unwrap();
+            let code = code.as_str().unwrap();
+            assert!(
+                openapi.contains(&format!("        - {code}\n")),
+                "{code} is not in api/openapi.yaml"
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `freezeframe serve`: the commit service. HTTP/1.1 and JSON over a Unix
+//! socket, for the platform's manager and agent: start a commit, watch it, get
+//! the result, cancel it.
+//!
+//! - [`api`]: the routes, request validation and answers;
+//! - [`tasks`]: admission, limits, the commit threads and their records;
+//! - [`store`]: task records on disk;
+//! - [`peer`]: the socket and its peers' credentials;
+//! - [`output`]: where an archive may be written;
+//! - [`error`]: the one mapping of errors to statuses and codes.
+//!
+//! Commits run on OS threads of their own, never on the async runtime's: the
+//! freeze, the walk and the guardian are blocking work. Status calls only copy
+//! in-memory state behind a lock that nothing holds for long.
+
+pub mod api;
+pub mod error;
+pub mod output;
+pub mod peer;
+pub mod store;
+pub mod tasks;
+
+use std::num::NonZeroUsize;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use freezeframe_config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+
+use api::App;
+use peer::{Allow, PeerAddr, PeerListener};
+use store::Store;
+use tasks::{Limits, Manager};
+
+/// The nice value of the threads that answer the API.
+const API_NICE: i32 = -10;
+
+/// Runs the service until SIGTERM or SIGINT; then stops accepting, cancels (or,
+/// with `server.cancel_on_shutdown = false`, waits for) the commits in flight,
+/// and returns once every session it froze is thawed.
+pub fn serve(config: Config) -> Result<()> {
+    // A few threads answer the API; commits have threads of their own.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, NonZeroUsize::get)
+        .clamp(2, 4);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("freezeframe-api")
+        .on_thread_start(|| {
+            // Status calls are answered promptly even while commits keep every
+            // core busy. Linux nice values are per thread: commit threads set
+            // their own (see `tasks`).
+            if let Err(e) = rustix::process::setpriority_process(None, API_NICE) {
+                tracing::debug!(error = %e, "cannot raise the API threads' priority");
+            }
+        })
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        // On a worker, not this thread: the accept loop runs at the API's priority.
+        .block_on(async { tokio::spawn(run(config)).await })
+        .context("the server task failed")?
+}
+
+async fn run(config: Config) -> Result<()> {
+    let s = &config.server;
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+
+    let save = &config.storage.save_location;
+    std::fs::create_dir_all(save)
+        .with_context(|| format!("creating the save location {}", save.display()))?;
+    let store = Store::open(&s.state_dir)?;
+    let manager = Arc::new(Manager::new(
+        store,
+        Limits {
+            max_concurrent: s.max_concurrent,
+            queue_size: s.queue_size,
+            lock_dir: s.lock_dir.clone(),
+        },
+    ));
+    let interrupted = manager.recover()?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "recovered tasks a previous server left unfinished"
+        );
+    }
+
+    let listener = peer::bind(&s.socket, s.socket_mode, s.socket_group.as_ref())?;
+    let ino = std::fs::metadata(&s.socket)
+        .with_context(|| format!("{}", s.socket.display()))?
+        .ino();
+    let threads = (config.compression.effective_threads() / s.max_concurrent).max(1);
+    let socket = s.socket.clone();
+    let cancel_on_shutdown = s.cancel_on_shutdown;
+    let app = Arc::new(App {
+        manager: Arc::clone(&manager),
+        allow: Allow {
+            uids: s.allowed_uids.clone(),
+            gids: s.allowed_gids.clone(),
+        },
+        threads,
+        config,
+    });
+    tracing::info!(socket = %socket.display(), threads, "serving API v1");
+
+    let stopping = Arc::clone(&manager);
+    let served = axum::serve(
+        PeerListener(listener),
+        api::router(app).into_make_service_with_connect_info::<PeerAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, cancel = cancel_on_shutdown, "shutting down");
+        stopping.shut_down(cancel_on_shutdown);
+    })
+    .await;
+    if served.is_err() {
+        // No commit may outlive the server with a frozen session.
+        manager.shut_down(true);
+    }
+    while !manager.idle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peer::unlink_if_ours(&socket, ino);
+    served.context("serving the API")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_packaged_config_is_valid() {
+        let path = std::path::Path::new("../packaging/config.toml");
+        let text = include_str!("../../../packaging/config.toml");
+        let c = freezeframe_config::Config::from_toml_str(text, path).unwrap();
+        assert_eq!(
+            c.server.socket,
+            std::path::Path::new("/run/freezeframe/freezeframe.sock")
+        );
+    }
+}

@@ -1,0 +1,936 @@
+//! The task manager: admits commits (one in flight per session, `max_concurrent`
+//! running, `queue_size` waiting), runs each on an OS thread of its own, keeps
+//! every task's record in memory behind a lock held only to copy or change it,
+//! persists each change, and recovers what a previous server left unfinished.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use freezeframe_runtime::freezer::{Cgroup, CgroupVersion, FreezerState};
+use freezeframe_snapshot::walk::Progress;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::error::{ApiError, Code};
+use super::store::Store;
+use crate::live::{self, Observer, Phase, SessionReport, SessionRequest};
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Admitted, waiting for a slot.
+    Queued,
+    /// Running with the session running: copying the base, the first pass of a
+    /// live commit, or the whole walk with `pause: none`.
+    Snapshotting,
+    /// The session is frozen (or being frozen) for the walk.
+    Freezing,
+    /// Writing config, manifest and index; syncing.
+    Finalizing,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Snapshotting => "snapshotting",
+            State::Freezing => "freezing",
+            State::Finalizing => "finalizing",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A task as the API shows it and as it is persisted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub session: String,
+    pub state: State,
+    /// The archive's final path.
+    pub output: PathBuf,
+    pub request: Summary,
+    /// RFC 3339 times.
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// Milliseconds spent in each state entered so far.
+    pub phases_ms: BTreeMap<State, u64>,
+    pub progress: Counts,
+    /// How long the session was frozen (so far, while frozen).
+    pub frozen_ms: Option<u64>,
+    pub result: Option<TaskResult>,
+    pub error: Option<TaskError>,
+    /// While running: the temporary archive, removed if the task does not finish.
+    /// Unset where the archive is written unnamed (`O_TMPFILE`): a file with no
+    /// name goes away with the process that wrote it.
+    pub temp: Option<PathBuf>,
+    /// While the session is frozen: its cgroup, thawed on recovery.
+    pub frozen_cgroup: Option<FrozenCgroup>,
+    /// While admitted: the platform's lock file for the session.
+    pub lock_file: Option<PathBuf>,
+}
+
+impl Task {
+    /// A task just admitted.
+    fn queued(id: &str, session: &str, output: &Path, request: Summary) -> Task {
+        Task {
+            id: id.to_string(),
+            session: session.to_string(),
+            state: State::Queued,
+            output: output.to_path_buf(),
+            request,
+            created: now_rfc3339(),
+            started: None,
+            finished: None,
+            phases_ms: BTreeMap::new(),
+            progress: Counts::default(),
+            frozen_ms: None,
+            result: None,
+            error: None,
+            temp: None,
+            frozen_cgroup: None,
+            lock_file: None,
+        }
+    }
+}
+
+/// What was asked for, as the record shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub pause: String,
+    pub compression: String,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Entries written to the layers so far (files, directories, links…).
+    pub files: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub archive: PathBuf,
+    pub size: u64,
+    pub archive_sha256: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    /// Every layer of the image, base layers first.
+    pub layers: Vec<Layer>,
+    /// How the session was paused: `auto`, `auto-fallback-full`, `full` or `none`.
+    pub pause_path: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Layer {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+    pub included: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskError {
+    pub code: Code,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrozenCgroup {
+    pub version: CgroupVersion,
+    pub dir: PathBuf,
+    /// Frozen by its owner before the commit: left frozen on recovery.
+    pub paused_before: bool,
+}
+
+/// An admitted request, ready to run.
+pub struct Admission {
+    pub session: String,
+    pub request: SessionRequest,
+    pub summary: Summary,
+}
+
+pub struct Limits {
+    pub max_concurrent: usize,
+    pub queue_size: usize,
+    pub lock_dir: Option<PathBuf>,
+}
+
+/// A task in memory.
+struct Entry {
+    task: Task,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+    /// When the current state was entered.
+    since: Instant,
+    frozen_since: Option<Instant>,
+    /// The request, until a thread takes it.
+    pending: Option<Box<SessionRequest>>,
+    changed: watch::Sender<State>,
+}
+
+impl Entry {
+    fn new(task: Task, pending: Option<Box<SessionRequest>>) -> Entry {
+        let (changed, _) = watch::channel(task.state);
+        Entry {
+            task,
+            progress: Arc::new(Progress::default()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            since: Instant::now(),
+            frozen_since: None,
+            pending,
+            changed,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    tasks: HashMap<String, Entry>,
+    queue: VecDeque<String>,
+    running: usize,
+    /// Session id → its task in flight.
+    sessions: HashMap<String, String>,
+    /// Outputs of tasks in flight: two commits may not write one file.
+    outputs: HashSet<PathBuf>,
+    shutting_down: bool,
+}
+
+pub struct Manager {
+    inner: Mutex<Inner>,
+    store: Store,
+    /// Serializes record writes, so the last write holds the latest state.
+    writing: Mutex<()>,
+    limits: Limits,
+}
+
+impl Manager {
+    pub fn new(store: Store, limits: Limits) -> Self {
+        Manager {
+            inner: Mutex::new(Inner::default()),
+            store,
+            writing: Mutex::new(()),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data: keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the records a previous server left, and finishes those it did not:
+    /// thaws the cgroup it had frozen (unless its owner had paused it), removes
+    /// the temp archive and the lock file, and marks the task `failed` with code
+    /// `interrupted`. Returns how many were interrupted.
+    pub fn recover(&self) -> Result<usize, super::store::Error> {
+        let (tasks, bad) = self.store.load()?;
+        for e in bad {
+            tracing::warn!(error = %e, "skipping an unreadable task record");
+        }
+        let mut interrupted = 0;
+        for mut task in tasks {
+            if !task.state.is_final() {
+                interrupted += 1;
+                clean_up_after(&task);
+                task.state = State::Failed;
+                task.finished = Some(now_rfc3339());
+                task.error = Some(TaskError {
+                    code: Code::Interrupted,
+                    message: "the server stopped before the commit finished".into(),
+                });
+                task.temp = None;
+                task.frozen_cgroup = None;
+                task.lock_file = None;
+                if let Err(e) = self.store.write(&task) {
+                    tracing::error!(task = %task.id, error = %e, "cannot record the interrupted task");
+                }
+                tracing::warn!(task = %task.id, session = %task.session, "marked interrupted");
+            }
+            self.lock()
+                .tasks
+                .insert(task.id.clone(), Entry::new(task, None));
+        }
+        Ok(interrupted)
+    }
+
+    /// Admits a commit of `a.session` to `a.request.output`: refused when the
+    /// server is shutting down, the session or the output already has a commit
+    /// in flight, or the queue is full. Blocking: it persists the record and
+    /// writes the lock file.
+    pub fn submit(self: &Arc<Self>, a: Admission) -> Result<Task, ApiError> {
+        let output = a.request.output.clone();
+        let (id, start) = {
+            let mut inner = self.lock();
+            if inner.shutting_down {
+                return Err(ApiError::ShuttingDown);
+            }
+            if let Some(other) = inner.sessions.get(&a.session) {
+                return Err(ApiError::Conflict(format!(
+                    "session {} already has a commit in flight: task {other}",
+                    a.session
+                )));
+            }
+            if inner.outputs.contains(&output) {
+                return Err(ApiError::Conflict(format!(
+                    "{}: another commit in flight writes there",
+                    output.display()
+                )));
+            }
+            let start = inner.running < self.limits.max_concurrent;
+            if !start && inner.queue.len() >= self.limits.queue_size {
+                return Err(ApiError::QueueFull {
+                    running: inner.running,
+                    queued: inner.queue.len(),
+                });
+            }
+            let id = loop {
+                let id = new_id();
+                if !inner.tasks.contains_key(&id) {
+                    break id;
+                }
+            };
+            let mut task = Task::queued(&id, &a.session, &output, a.summary);
+            task.lock_file = self.limits.lock_dir.as_ref().map(|d| d.join(&a.session));
+            inner
+                .tasks
+                .insert(id.clone(), Entry::new(task, Some(Box::new(a.request))));
+            inner.sessions.insert(a.session.clone(), id.clone());
+            inner.outputs.insert(output);
+            if start {
+                inner.running += 1;
+            } else {
+                inner.queue.push_back(id.clone());
+            }
+            (id, start)
+        };
+        self.persist(&id);
+        self.write_lock_file(&id);
+        if start {
+            self.spawn(id.clone());
+        }
+        self.get(&id)
+            .ok_or_else(|| ApiError::Internal(format!("task {id} vanished")))
+    }
+
+    /// The task now, progress and timings included.
+    pub fn get(&self, id: &str) -> Option<Task> {
+        self.lock().tasks.get(id).map(view)
+    }
+
+    /// Tasks, oldest first, optionally of one session and in one state.
+    pub fn list(&self, session: Option<&str>, state: Option<State>) -> Vec<Task> {
+        let mut out: Vec<Task> = self
+            .lock()
+            .tasks
+            .values()
+            .filter(|e| session.is_none_or(|s| e.task.session == s))
+            .filter(|e| state.is_none_or(|s| e.task.state == s))
+            .map(view)
+            .collect();
+        out.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        out
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.running, inner.queue.len())
+    }
+
+    /// A receiver told of each change of the task's state.
+    pub fn watch(&self, id: &str) -> Option<watch::Receiver<State>> {
+        self.lock().tasks.get(id).map(|e| e.changed.subscribe())
+    }
+
+    /// Asks a task to stop. A queued task is cancelled at once; a running one is
+    /// told to stop and ends `cancelled` once its session is thawed and its temp
+    /// archive removed (see [`Manager::wait_final`]). Cancelling a cancelled task
+    /// is a no-op; a task that is done or failed is a conflict.
+    pub fn cancel(&self, id: &str) -> Result<(), ApiError> {
+        let was_queued = {
+            let mut inner = self.lock();
+            let entry = inner
+                .tasks
+                .get(id)
+                .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+            match entry.task.state {
+                State::Cancelled => return Ok(()),
+                s if s.is_final() => {
+                    return Err(ApiError::Conflict(format!(
+                        "task {id} is already {}",
+                        s.as_str()
+                    )))
+                }
+                _ => {}
+            }
+            entry.cancel.store(true, Ordering::SeqCst);
+            let queued = inner.queue.iter().position(|q| q == id);
+            if let Some(i) = queued {
+                inner.queue.remove(i);
+            }
+            queued.is_some()
+        };
+        if was_queued {
+            self.finish(id, Err(cancelled()));
+        }
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) for a task to reach a final state.
+    pub async fn wait_final(&self, id: &str, timeout: Duration) {
+        let Some(mut changes) = self.watch(id) else {
+            return;
+        };
+        let _ = tokio::time::timeout(timeout, changes.wait_for(|s| s.is_final())).await;
+    }
+
+    /// Refuses new commits from now on; with `cancel`, cancels every task in
+    /// flight (queued ones at once). See [`Manager::idle`].
+    pub fn shut_down(&self, cancel: bool) {
+        let queued: Vec<String> = {
+            let mut inner = self.lock();
+            inner.shutting_down = true;
+            if !cancel {
+                return;
+            }
+            for e in inner.tasks.values() {
+                if !e.task.state.is_final() {
+                    e.cancel.store(true, Ordering::SeqCst);
+                }
+            }
+            inner.queue.drain(..).collect()
+        };
+        for id in queued {
+            self.finish(&id, Err(cancelled()));
+        }
+    }
+
+    /// No commit is running or waiting.
+    pub fn idle(&self) -> bool {
+        let inner = self.lock();
+        inner.running == 0 && inner.queue.is_empty()
+    }
+
+    fn spawn(self: &Arc<Self>, id: String) {
+        let me = Arc::clone(self);
+        let name = format!("commit-{id}");
+        let spawned = std::thread::Builder::new().name(name).spawn({
+            let id = id.clone();
+            move || me.run(&id)
+        });
+        if let Err(e) = spawned {
+            self.finish(
+                &id,
+                Err(TaskError {
+                    code: Code::Internal,
+                    message: format!("cannot start a thread for the commit: {e}"),
+                }),
+            );
+            self.release_slot();
+        }
+    }
+
+    /// The commit thread.
+    fn run(self: Arc<Self>, id: &str) {
+        let taken = {
+            let mut inner = self.lock();
+            inner.tasks.get_mut(id).and_then(|e| {
+                let req = e.pending.take()?;
+                set_state(e, State::Snapshotting);
+                e.task.started = Some(now_rfc3339());
+                Some((req, Arc::clone(&e.progress), Arc::clone(&e.cancel)))
+            })
+        };
+        let Some((req, progress, cancel)) = taken else {
+            self.release_slot();
+            return;
+        };
+        // Background work: the sessions and the API come first. The threads
+        // this one starts (compression) inherit its priority.
+        set_nice(COMMIT_NICE);
+        self.persist(id);
+        let outcome = if cancel.load(Ordering::SeqCst) {
+            Err(cancelled())
+        } else {
+            let observer = TaskObserver { manager: &self, id };
+            match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                live::commit_session(&req, &progress, &cancel, &observer)
+            })) {
+                Ok(Ok(report)) => Ok(report),
+                Ok(Err(e)) => Err(task_error(&e)),
+                Err(panic) => Err(TaskError {
+                    code: Code::Internal,
+                    message: format!("the commit panicked: {}", panic_message(&panic)),
+                }),
+            }
+        };
+        self.finish(id, outcome.map(Box::new));
+        self.release_slot();
+    }
+
+    /// Frees a running slot and starts the next queued task, if any.
+    fn release_slot(self: &Arc<Self>) {
+        let next = {
+            let mut inner = self.lock();
+            inner.running = inner.running.saturating_sub(1);
+            let next = inner.queue.pop_front();
+            if next.is_some() {
+                inner.running += 1;
+            }
+            next
+        };
+        if let Some(id) = next {
+            self.spawn(id);
+        }
+    }
+
+    /// Puts a task in its final state, frees its session and output, persists it
+    /// and removes its lock file.
+    fn finish(&self, id: &str, outcome: Result<Box<SessionReport>, TaskError>) {
+        // The lock file goes first: whoever sees the task end sees it gone.
+        let lock_file = self
+            .lock()
+            .tasks
+            .get_mut(id)
+            .and_then(|e| e.task.lock_file.take());
+        if let Some(f) = lock_file {
+            remove_lock_file(&f);
+        }
+        {
+            let mut inner = self.lock();
+            let Some(e) = inner.tasks.get_mut(id) else {
+                return;
+            };
+            let (state, result, error) = match outcome {
+                Ok(r) => (State::Done, Some(task_result(&r)), None),
+                Err(err) if err.code == Code::Cancelled => (State::Cancelled, None, Some(err)),
+                Err(err) => (State::Failed, None, Some(err)),
+            };
+            if let Some(r) = &result {
+                e.task.frozen_ms = Some(r.1);
+            }
+            e.task.result = result.map(|r| r.0);
+            e.task.error = error;
+            e.task.progress = live_counts(&e.progress);
+            e.task.temp = None;
+            e.task.frozen_cgroup = None;
+            e.task.finished = Some(now_rfc3339());
+            set_state(e, state);
+            let session = e.task.session.clone();
+            let output = e.task.output.clone();
+            if inner.sessions.get(&session).is_some_and(|t| t == id) {
+                inner.sessions.remove(&session);
+            }
+            inner.outputs.remove(&output);
+        }
+        self.persist(id);
+    }
+
+    /// Writes the task's current record.
+    fn persist(&self, id: &str) {
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(task) = self.lock().tasks.get(id).map(|e| e.task.clone()) else {
+            return;
+        };
+        if let Err(e) = self.store.write(&task) {
+            tracing::error!(task = id, error = %e, "cannot persist the task record");
+        }
+    }
+
+    fn write_lock_file(&self, id: &str) {
+        let Some(path) = self
+            .lock()
+            .tasks
+            .get(id)
+            .and_then(|e| e.task.lock_file.clone())
+        else {
+            return;
+        };
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, format!("{id}\n")));
+        if let Err(e) = written {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write the lock file");
+        }
+        // The task may have ended in the meantime (cancelled while queued).
+        let ended = self
+            .lock()
+            .tasks
+            .get(id)
+            .is_none_or(|e| e.task.lock_file.is_none());
+        if ended {
+            remove_lock_file(&path);
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Entry)) {
+        if let Some(e) = self.lock().tasks.get_mut(id) {
+            f(e);
+        }
+    }
+}
+
+fn remove_lock_file(f: &Path) {
+    if let Err(e) = std::fs::remove_file(f) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %f.display(), error = %e, "cannot remove the lock file");
+        }
+    }
+}
+
+/// Reports a running commit's phases into its task.
+struct TaskObserver<'a> {
+    manager: &'a Manager,
+    id: &'a str,
+}
+
+impl Observer for TaskObserver<'_> {
+    fn phase(&self, phase: Phase<'_>) {
+        match phase {
+            Phase::Writing { session, temp } => {
+                tracing::info!(task = self.id, session = %session.id, pid = session.pid,
+                    temp = ?temp, "writing the archive");
+                // An unnamed archive (O_TMPFILE) leaves nothing to clean up.
+                let temp = temp.map(Path::to_path_buf);
+                self.manager.update(self.id, |e| e.task.temp = temp);
+            }
+            Phase::Snapshotting => {
+                self.manager
+                    .update(self.id, |e| set_state(e, State::Snapshotting));
+            }
+            Phase::Freezing { cgroup } => {
+                // Recorded durably before the freeze, so a restart knows to thaw.
+                let frozen = FrozenCgroup {
+                    version: cgroup.version(),
+                    dir: cgroup.dir().to_path_buf(),
+                    paused_before: cgroup.state().is_ok_and(|s| s != FreezerState::Thawed),
+                };
+                // The frozen pass runs at normal priority: the pause is what
+                // users feel.
+                set_nice(0);
+                self.manager.update(self.id, |e| {
+                    e.task.frozen_cgroup = Some(frozen);
+                    e.frozen_since = Some(Instant::now());
+                    set_state(e, State::Freezing);
+                });
+            }
+            Phase::Thawed => {
+                set_nice(COMMIT_NICE);
+                self.manager.update(self.id, |e| {
+                    e.task.frozen_cgroup = None;
+                    if let Some(t) = e.frozen_since.take() {
+                        e.task.frozen_ms = Some(t.elapsed().as_millis() as u64);
+                    }
+                });
+            }
+            Phase::Finalizing => {
+                self.manager
+                    .update(self.id, |e| set_state(e, State::Finalizing));
+            }
+        }
+        self.manager.persist(self.id);
+    }
+}
+
+/// Undoes what an unfinished task may have left: a frozen cgroup, a temp archive
+/// (and the checksum sidecar's temp file next to it), a lock file.
+fn clean_up_after(task: &Task) {
+    if let Some(cg) = &task.frozen_cgroup {
+        if cg.paused_before {
+            tracing::info!(cgroup = %cg.dir.display(), "left frozen: its owner had paused it");
+        } else {
+            match Cgroup::new(cg.version, &cg.dir).thaw() {
+                Ok(()) => tracing::warn!(cgroup = %cg.dir.display(), task = %task.id, "thawed"),
+                Err(e) => tracing::error!(task = %task.id, error = %e, "cannot thaw"),
+            }
+        }
+    }
+    if let Some(temp) = &task.temp {
+        for f in [Some(temp.clone()), sidecar_temp(temp)]
+            .into_iter()
+            .flatten()
+        {
+            match std::fs::remove_file(&f) {
+                Ok(()) => tracing::warn!(file = %f.display(), "removed a leftover temp file"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::error!(file = %f.display(), error = %e, "cannot remove"),
+            }
+        }
+    }
+    if let Some(f) = &task.lock_file {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// Where the archive writer has to name its temp file (no `O_TMPFILE`), it is
+/// `.NAME.PID.tmp` and the sidecar's `.NAME.sha256.PID.tmp` (see
+/// `snapshot::unnamed`).
+fn sidecar_temp(temp: &Path) -> Option<PathBuf> {
+    let name = temp.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".tmp")?;
+    let (base, pid) = stem.rsplit_once('.')?;
+    Some(temp.with_file_name(format!("{base}.sha256.{pid}.tmp")))
+}
+
+/// The nice value of a commit's threads, but while its session is frozen.
+const COMMIT_NICE: i32 = 10;
+
+/// Sets this thread's nice value (Linux nice values are per thread; threads it
+/// starts inherit it). Going back down needs CAP_SYS_NICE, which root has.
+fn set_nice(nice: i32) {
+    if let Err(e) = rustix::process::setpriority_process(None, nice) {
+        tracing::debug!(nice, error = %e, "cannot set the commit thread's priority");
+    }
+}
+
+fn set_state(e: &mut Entry, state: State) {
+    if e.task.state == state {
+        return;
+    }
+    *e.task.phases_ms.entry(e.task.state).or_default() += e.since.elapsed().as_millis() as u64;
+    e.since = Instant::now();
+    e.task.state = state;
+    e.changed.send_replace(state);
+}
+
+/// The record with live progress and the time spent so far in the current state.
+fn view(e: &Entry) -> Task {
+    let mut t = e.task.clone();
+    if !t.state.is_final() {
+        t.progress = live_counts(&e.progress);
+        *t.phases_ms.entry(t.state).or_default() += e.since.elapsed().as_millis() as u64;
+        if let Some(since) = e.frozen_since {
+            t.frozen_ms = Some(since.elapsed().as_millis() as u64);
+        }
+    }
+    t
+}
+
+fn live_counts(p: &Progress) -> Counts {
+    Counts {
+        files: p.entries.load(Ordering::Relaxed),
+        bytes_read: p.bytes_read.load(Ordering::Relaxed),
+        bytes_written: p.bytes_written.load(Ordering::Relaxed),
+    }
+}
+
+/// The result and the frozen time.
+fn task_result(r: &SessionReport) -> (TaskResult, u64) {
+    let c = &r.commit;
+    (
+        TaskResult {
+            archive: c.archive.clone(),
+            size: c.size,
+            archive_sha256: c.archive_sha256.clone(),
+            manifest_digest: c.manifest_digest.clone(),
+            config_digest: c.config_digest.clone(),
+            layers: c
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    digest: l.digest.clone(),
+                    diff_id: l.diff_id.clone(),
+                    size: l.size,
+                    media_type: l.media_type.clone(),
+                    included: l.included,
+                })
+                .collect(),
+            pause_path: r.frozen.path.clone(),
+            files: c.files,
+            bytes: c.bytes,
+        },
+        r.frozen.frozen_ms,
+    )
+}
+
+fn cancelled() -> TaskError {
+    TaskError {
+        code: Code::Cancelled,
+        message: "cancelled".into(),
+    }
+}
+
+/// The stable code of a failed commit, and its whole message.
+fn task_error(e: &anyhow::Error) -> TaskError {
+    use freezeframe_runtime::Error as R;
+    use freezeframe_snapshot::Error as S;
+    let code = e
+        .chain()
+        .find_map(|c| {
+            if let Some(s) = c.downcast_ref::<S>() {
+                match s {
+                    S::Cancelled => return Some(Code::Cancelled),
+                    S::Exists { .. } => return Some(Code::OutputExists),
+                    _ => {}
+                }
+            }
+            match c.downcast_ref::<R>() {
+                Some(R::NotFound { .. } | R::NotRunning { .. }) => Some(Code::SessionNotFound),
+                _ => None,
+            }
+        })
+        .unwrap_or(Code::CommitFailed);
+    TaskError {
+        code,
+        message: crate::error_chain(e),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// 16 random hex digits.
+fn new_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if read.is_err() {
+        // Unique enough for a fallback: time and a counter.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        b = (t ^ N.fetch_add(1, Ordering::Relaxed).rotate_left(48)).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sidecar_temp_is_named_like_the_archive_writer_names_it() {
+        assert_eq!(
+            sidecar_temp(Path::new("/s/.a.tar.42.tmp")).unwrap(),
+            Path::new("/s/.a.tar.sha256.42.tmp")
+        );
+        assert_eq!(sidecar_temp(Path::new("/s/x")), None);
+    }
+
+    fn record(id: &str, state: State, dir: &Path) -> Task {
+        let summary = Summary {
+            pause: "full".into(),
+            compression: "gzip".into(),
+            tag: None,
+        };
+        let mut t = Task::queued(
+            id,
+            &format!("session-{id}"),
+            &dir.join(format!("{id}.tar")),
+            summary,
+        );
+        t.state = state;
+        t
+    }
+
+    /// A fake v1 freezer cgroup: a directory with `freezer.state`.
+    fn fake_cgroup(dir: &Path, state: &str) -> FrozenCgroup {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("freezer.state"), state).unwrap();
+        FrozenCgroup {
+            version: CgroupVersion::V1,
+            dir: dir.to_path_buf(),
+            paused_before: false,
+        }
+    }
+
+    #[test]
+    fn recovery_thaws_removes_leftovers_and_marks_unfinished_tasks_interrupted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let store = Store::open(&d.join("state")).unwrap();
+
+        // Killed while frozen, with a named temp archive, its sidecar's and a lock file.
+        let mut frozen = record("a", State::Freezing, d);
+        frozen.frozen_cgroup = Some(fake_cgroup(&d.join("cg-a"), "FROZEN\n"));
+        let temp = d.join(".a.tar.4242.tmp");
+        std::fs::write(&temp, "partial").unwrap();
+        std::fs::write(d.join(".a.tar.sha256.4242.tmp"), "partial").unwrap();
+        frozen.temp = Some(temp.clone());
+        frozen.lock_file = Some(d.join("lock-a"));
+        std::fs::write(d.join("lock-a"), "a\n").unwrap();
+        store.write(&frozen).unwrap();
+        // Paused by its owner before the commit froze it: left frozen.
+        let mut owners = record("b", State::Freezing, d);
+        let mut cg = fake_cgroup(&d.join("cg-b"), "FROZEN\n");
+        cg.paused_before = true;
+        owners.frozen_cgroup = Some(cg);
+        store.write(&owners).unwrap();
+        // Never started.
+        store.write(&record("c", State::Queued, d)).unwrap();
+        // Finished: untouched.
+        let mut done = record("d", State::Done, d);
+        done.finished = Some(now_rfc3339());
+        store.write(&done).unwrap();
+        // A write a crash interrupted, and a file that is not a record.
+        std::fs::write(d.join("state/tasks/.e.json.tmp"), "{").unwrap();
+        std::fs::write(d.join("state/tasks/f.json"), "not json").unwrap();
+
+        let m = Manager::new(
+            store,
+            Limits {
+                max_concurrent: 1,
+                queue_size: 1,
+                lock_dir: None,
+            },
+        );
+        assert_eq!(m.recover().unwrap(), 3);
+        let read = |cg: &str| std::fs::read_to_string(d.join(cg).join("freezer.state")).unwrap();
+        assert_eq!(read("cg-a"), "THAWED");
+        assert_eq!(read("cg-b"), "FROZEN\n");
+        assert!(!temp.exists() && !d.join(".a.tar.sha256.4242.tmp").exists());
+        assert!(!d.join("lock-a").exists());
+        assert!(!d.join("state/tasks/.e.json.tmp").exists());
+        for id in ["a", "b", "c"] {
+            let t = m.get(id).unwrap();
+            assert_eq!(t.state, State::Failed, "{id}");
+            assert_eq!(t.error.as_ref().unwrap().code, Code::Interrupted, "{id}");
+            assert!(t.temp.is_none() && t.frozen_cgroup.is_none() && t.finished.is_some());
+        }
+        assert_eq!(m.get("d").unwrap().state, State::Done);
+        assert!(m.get("f").is_none());
+        // What was recovered is on disk too.
+        let (again, _) = Store::open(&d.join("state")).unwrap().load().unwrap();
+        assert!(again.iter().all(|t| t.state.is_final()), "{again:?}");
+        assert!(m.idle());
+    }
+
+    #[test]
+    fn ids_are_hex_and_differ() {
+        let (a, b) = (new_id(), new_id());
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}
