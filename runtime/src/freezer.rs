@@ -246,6 +246,35 @@ impl Cgroup {
         }
     }
 
+    /// The processes in the cgroup (`cgroup.procs`, nested cgroups included).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let mut pids = Vec::new();
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let path = dir.join("cgroup.procs");
+            let text = fs::read_to_string(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let pid = line.parse().map_err(|_| Error::Parse {
+                    path: path.clone(),
+                    content: line.to_string(),
+                })?;
+                pids.push(pid);
+            }
+            if let Ok(entries) = fs::read_dir(&dir) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        Ok(pids)
+    }
+
     /// Freezes the cgroup for as long as the returned [`Pause`] lives.
     ///
     /// A cgroup that is already frozen or freezing (paused by its owner, say with

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -211,6 +212,39 @@ impl Session {
             .iter()
             .find_map(|k| self.annotations.get(*k).map(|v| (*k, v.as_str())))
     }
+}
+
+/// Files that `pids` have mapped shared and writable, as their paths in the
+/// container. Writes through such a mapping change a file without touching
+/// its mtime or ctime once its pages are dirty, so a commit must not trust a
+/// mapped file's metadata to tell whether it changed. Processes that exited
+/// meanwhile are skipped; deleted files are left out.
+pub fn shared_writable_mappings(pids: &[i32]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for pid in pids {
+        let Ok(maps) = std::fs::read(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        for line in maps.split(|&b| b == b'\n') {
+            // address perms offset dev inode pathname
+            let mut fields = line.splitn(6, |&b| b == b' ');
+            let perms = fields.nth(1).unwrap_or_default();
+            let Some(path) = fields.nth(3) else { continue };
+            let path = path.trim_ascii_start();
+            if perms.len() == 4
+                && perms[1] == b'w'
+                && perms[3] == b's'
+                && path.starts_with(b"/")
+                && !path.ends_with(b" (deleted)")
+            {
+                let p = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The fields of runc's, youki's and libcontainer's state files that matter here.

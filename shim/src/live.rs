@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
 use freezeframe_runtime::guardian::Guardian;
-use freezeframe_runtime::session::{ExcludedMount, HostMount, OverlayRoot};
+use freezeframe_runtime::session::{
+    shared_writable_mappings, ExcludedMount, HostMount, OverlayRoot,
+};
 use freezeframe_runtime::Session;
 use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
@@ -253,6 +255,25 @@ pub fn commit_session(
     })
 }
 
+/// Where a mapped file may be in the layer: as a container path (a process in
+/// the session), or as a host path under the upper dir or a grafted tree (a
+/// process that shares the session's cgroup from outside it). Relative, no
+/// leading `/`; marking a path that is not in the tree is harmless.
+fn container_paths(path: &Path, trees: &TreeSpec) -> Vec<Vec<u8>> {
+    let rel = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    let mut out = vec![rel(path.strip_prefix("/").unwrap_or(path))];
+    if let Some(rest) = trees.upper.as_ref().and_then(|u| path.strip_prefix(u).ok()) {
+        out.push(rel(rest));
+    }
+    for g in &trees.grafts {
+        if let Ok(rest) = path.strip_prefix(&g.source) {
+            let at = g.at.strip_prefix("/").unwrap_or(&g.at);
+            out.push(rel(&at.join(rest)));
+        }
+    }
+    out
+}
+
 /// What the frozen pass captured.
 enum Captured {
     /// A layer already in the archive.
@@ -302,6 +323,17 @@ fn frozen_commit(
     // Live: the frozen pass only reads what changed into a spool; it is
     // compressed after the thaw. Full: the whole layer is written frozen.
     let captured = if live {
+        // Writes through shared mappings leave no trace in metadata: re-read
+        // every file a session process has mapped shared and writable.
+        let pids = cg.pids().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the session's processes; shared mappings not checked");
+            Vec::new()
+        });
+        for path in shared_writable_mappings(&pids) {
+            for rel in container_paths(&path, trees) {
+                baseline.mark_changed(&rel);
+            }
+        }
         let pass = Pass::Delta(&baseline);
         let limit = Some(req.live_fallback_bytes);
         match commit.spool_layer(trees, progress, cancel, pass, limit) {

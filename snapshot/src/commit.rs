@@ -48,6 +48,13 @@ impl std::str::FromStr for BaseBlobs {
     }
 }
 
+/// A point in a commit to roll back to.
+pub struct CommitMark {
+    archive: Mark,
+    layers: usize,
+    walk: WalkReport,
+}
+
 /// A layer captured uncompressed, waiting to be compressed into the archive.
 pub struct Spooled {
     spool: Unnamed,
@@ -284,14 +291,19 @@ impl Commit {
     }
 
     /// A point to come back to with [`Commit::rollback`].
-    pub fn mark(&mut self) -> Result<(Mark, usize)> {
-        Ok((self.archive.mark()?, self.layers.len()))
+    pub fn mark(&mut self) -> Result<CommitMark> {
+        Ok(CommitMark {
+            archive: self.archive.mark()?,
+            layers: self.layers.len(),
+            walk: self.walk.clone(),
+        })
     }
 
-    /// Forgets every layer added since `mark`. Walk counters are kept.
-    pub fn rollback(&mut self, mark: (Mark, usize)) -> Result<()> {
-        self.archive.rollback(mark.0)?;
-        self.layers.truncate(mark.1);
+    /// Forgets every layer added since `mark`, and what their walks counted.
+    pub fn rollback(&mut self, mark: CommitMark) -> Result<()> {
+        self.archive.rollback(mark.archive)?;
+        self.layers.truncate(mark.layers);
+        self.walk = mark.walk;
         Ok(())
     }
 

@@ -84,6 +84,12 @@ impl Baseline {
         self.entries.insert(path.to_vec(), state);
     }
 
+    /// Counts `path` as changed in the next comparison, whatever its
+    /// metadata says (a file written through a shared mapping, say).
+    pub fn mark_changed(&mut self, path: &[u8]) {
+        self.changed.insert(path.to_vec());
+    }
+
     pub fn note_changed(&mut self, path: &[u8]) {
         self.next_changed.insert(path.to_vec());
     }

@@ -47,9 +47,11 @@ pub const CHUNK: usize = 65536;
 ///   removes file `n - 50`.
 /// - `mutator DIR`: in `DIR/mut`, step i renames a file across two directories
 ///   and a directory (`ren`), chmods a file and a directory and chowns the file
-///   (`cm`), deletes and recreates a directory tree (`rc`), replaces `x` by a
-///   file, a directory or a symlink in turn (`tf`), and adds a hard link and
-///   removes the previous one (`hl`); each part renames its own marker `m`.
+///   (`cm`), deletes and recreates a directory tree whose names change with i
+///   (`rc`), replaces `x` by a file, a directory or a symlink in turn (`tf`),
+///   adds a hard link and removes the previous one (`hl`), and replaces a
+///   directory by a new one into which it moves its subdirectory, whose file is
+///   never touched (`nest`); each part renames its own marker `m`.
 /// - `appender`: appends line i to `/data/append.log`, then to
 ///   `/home/work/w/append.log`.
 /// - `big_appender DIR USLEEP`: appends chunk i ("i\n" repeated, 64 KiB) to
@@ -91,10 +93,10 @@ rc_step() {
   r=$1/mut/rc
   rm -rf $r/d
   mkdir $r/d
-  echo $2 > $r/d/a
+  echo $2 > $r/d/a$2
   echo $2 > $r/d/b
   mkdir $r/d/sub
-  echo $2 > $r/d/sub/c
+  echo $2 > $r/d/sub/c$2
   mark $r $2
 }
 
@@ -111,12 +113,13 @@ tf_step() {
 
 mutator() {
   d=$1; m=$d/mut
-  mkdir -p $m/ren/a $m/ren/b $m/ren/d1/sub $m/cm/dir $m/rc $m/tf $m/hl
+  mkdir -p $m/ren/a $m/ren/b $m/ren/d1/sub $m/cm/dir $m/rc $m/tf $m/hl $m/nest/d/sub
   echo payload > $m/ren/a/f1; echo x > $m/ren/d1/x; echo y > $m/ren/d1/sub/y; mark $m/ren 1
   echo cm > $m/cm/f; cm_step $d 1
   rc_step $d 1
   tf_step $d 1
   echo linked > $m/hl/f; ln $m/hl/f $m/hl/l1; mark $m/hl 1
+  echo y > $m/nest/d/sub/y; echo 1 > $m/nest/d/g; mark $m/nest 1
   i=1
   while :; do
     p=$i; i=$((i+1))
@@ -128,6 +131,8 @@ mutator() {
     rc_step $d $i
     tf_step $d $i
     ln $m/hl/f $m/hl/l$i; rm $m/hl/l$p; mark $m/hl $i
+    mkdir $m/nest/n; echo $i > $m/nest/n/g; mv $m/nest/d/sub $m/nest/n/sub
+    rm -rf $m/nest/d; mv $m/nest/n $m/nest/d; mark $m/nest $i
     usleep 2000
   done
 }
@@ -264,6 +269,92 @@ pub fn add_ballast(s: &RuncSession, random: u64, small: usize) {
         }
         fs::write(d.join(format!("{i:05}")), format!("{i:05}\n").repeat(170))
             .expect("write ballast file");
+    }
+}
+
+/// Pages of the file a [`MappedWriter`] writes.
+pub const MAPPED_PAGES: usize = 64;
+
+/// A process in the session's cgroups (so frozen with it) that writes a file
+/// only through a shared writable mapping: sweep i stores i (8 bytes, little
+/// endian) at the start of each page in turn, so at any moment the pages hold
+/// i up to some page and i - 1 after it. Once every page is dirty, the kernel
+/// updates neither mtime nor ctime for these writes. Killed on drop.
+pub struct MappedWriter {
+    child: std::process::Child,
+    cgroups: Cgroups,
+}
+
+const MAPPED_WRITER: &str = r#"
+import mmap, os, sys, time
+pages = int(sys.argv[2])
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, pages * 4096)
+m = mmap.mmap(fd, pages * 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+i = 0
+while True:
+    i += 1
+    b = i.to_bytes(8, "little")
+    for p in range(pages):
+        m[p * 4096 : p * 4096 + 8] = b
+    time.sleep(0.001)
+"#;
+
+impl MappedWriter {
+    /// Starts `python3` writing `path` (a host path inside the session's tree)
+    /// and moves it into the session's freezer and unified cgroups.
+    pub fn start(path: &Path, cgroups: &Cgroups) -> MappedWriter {
+        let child = Command::new("python3")
+            .args(["-c", MAPPED_WRITER])
+            .arg(path)
+            .arg(MAPPED_PAGES.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn python3 (the mapped writer): {e}"));
+        let w = MappedWriter {
+            child,
+            cgroups: cgroups.clone(),
+        };
+        for dir in [&cgroups.freezer, &cgroups.unified] {
+            let procs = dir.join("cgroup.procs");
+            fs::write(&procs, w.child.id().to_string())
+                .unwrap_or_else(|e| panic!("echo {} > {}: {e}", w.child.id(), procs.display()));
+        }
+        w
+    }
+}
+
+impl Drop for MappedWriter {
+    fn drop(&mut self) {
+        // A frozen process dies only once thawed.
+        self.cgroups.thaw_quietly();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The values at the start of each page of a [`MappedWriter`]'s file, checked
+/// to be one moment of a sweep (i up to some page, i - 1 after; the rest of
+/// each page zero). Returns the pages' values.
+pub fn check_mapped(bytes: &[u8]) -> Result<Vec<u64>, String> {
+    if bytes.len() != MAPPED_PAGES * 4096 {
+        return Err(format!("the mapped file has {} bytes", bytes.len()));
+    }
+    let values: Vec<u64> = bytes
+        .chunks(4096)
+        .map(|p| u64::from_le_bytes(p[..8].try_into().expect("8 bytes")))
+        .collect();
+    let zeros = bytes.chunks(4096).all(|p| p[8..].iter().all(|&b| b == 0));
+    let i = values[0];
+    let k = values.iter().take_while(|&&v| v == i).count();
+    let sweep = i > 0 && values[k..].iter().all(|&v| v + 1 == i);
+    if zeros && sweep {
+        Ok(values)
+    } else {
+        Err(format!(
+            "the mapped file is no moment of a sweep: page values {values:?}"
+        ))
     }
 }
 
@@ -474,7 +565,7 @@ pub fn check_sequence(dir: &Path, renamed: bool) -> Result<u64, String> {
 
 /// A state reached by steps (a directory, a file written, a symlink), as
 /// (relative path, shape) in the order the writer makes them.
-type Steps = Vec<(&'static str, Shape)>;
+type Steps = Vec<(String, Shape)>;
 
 /// The state of a part rebuilt every step: given marker m, either what step m
 /// left minus some of it (closed under parents: `rm -rf` at work, or all gone),
@@ -488,11 +579,8 @@ fn check_rebuilt(dir: &Path, what: &str, steps: impl Fn(u64) -> Steps) -> Result
     state.remove("m");
     state.remove("m.tmp");
     let (cur, next) = (steps(m), steps(m + 1));
-    let complete = |s: &Steps| -> BTreeMap<String, Shape> {
-        s.iter()
-            .map(|(p, sh)| (p.to_string(), sh.clone()))
-            .collect()
-    };
+    let complete =
+        |s: &[(String, Shape)]| -> BTreeMap<String, Shape> { s.iter().cloned().collect() };
     if tmp {
         return if state == complete(&next) {
             Ok(m)
@@ -515,14 +603,14 @@ fn check_rebuilt(dir: &Path, what: &str, steps: impl Fn(u64) -> Steps) -> Result
         return Ok(m);
     }
     for k in 0..=next.len() {
-        let mut cand = complete(&next[..k].to_vec());
+        let mut cand = complete(&next[..k]);
         if cand == state {
             return Ok(m);
         }
         if let Some((p, Shape::File(want))) = next.get(k) {
-            if let Some(Shape::File(got)) = state.get(*p) {
+            if let Some(Shape::File(got)) = state.get(p) {
                 if want.starts_with(got) {
-                    cand.insert(p.to_string(), Shape::File(got.clone()));
+                    cand.insert(p.clone(), Shape::File(got.clone()));
                     if cand == state {
                         return Ok(m);
                     }
@@ -539,21 +627,87 @@ fn check_rebuilt(dir: &Path, what: &str, steps: impl Fn(u64) -> Steps) -> Result
     ))
 }
 
+fn steps(s: &[(&str, Shape)]) -> Steps {
+    s.iter()
+        .map(|(p, sh)| (p.to_string(), sh.clone()))
+        .collect()
+}
+
 fn rc_steps(g: u64) -> Steps {
-    vec![
+    let (a, c) = (format!("d/a{g}"), format!("d/sub/c{g}"));
+    steps(&[
         ("d", Shape::Dir),
-        ("d/a", Shape::File(line(g))),
+        (&a, Shape::File(line(g))),
         ("d/b", Shape::File(line(g))),
         ("d/sub", Shape::Dir),
-        ("d/sub/c", Shape::File(line(g))),
-    ]
+        (&c, Shape::File(line(g))),
+    ])
 }
 
 fn tf_steps(g: u64) -> Steps {
     match g % 3 {
-        0 => vec![("x", Shape::File(line(g)))],
-        1 => vec![("x", Shape::Dir), ("x/inner", Shape::File(line(g)))],
-        _ => vec![("x", Shape::Symlink(format!("t{g}").into_bytes()))],
+        0 => steps(&[("x", Shape::File(line(g)))]),
+        1 => steps(&[("x", Shape::Dir), ("x/inner", Shape::File(line(g)))]),
+        _ => steps(&[("x", Shape::Symlink(format!("t{g}").into_bytes()))]),
+    }
+}
+
+/// A directory replaced by a new one that takes over its subdirectory: given
+/// marker m, `d` as step m left it (`g` = m, `sub/y`), then `n` made beside it
+/// (`g` being written), then `sub` moved into `n`, then `d` removed (`rm -rf`,
+/// part by part), then `n` renamed to `d`. `sub/y` is never written after the
+/// first step, so only a layer that writes the whole of a replaced directory
+/// keeps it.
+fn check_nest(dir: &Path) -> Result<u64, String> {
+    let what = format!("{}", dir.display());
+    let mut state = shapes(dir);
+    let m = marker(&state, &what)?;
+    let tmp = marker_tmp(&state, m + 1, &what)?;
+    state.remove("m");
+    state.remove("m.tmp");
+    let tree = |at: &str, g: Option<u64>, sub: bool| -> BTreeMap<String, Shape> {
+        let mut t = BTreeMap::from([(at.to_string(), Shape::Dir)]);
+        if let Some(g) = g {
+            t.insert(format!("{at}/g"), Shape::File(line(g)));
+        }
+        if sub {
+            t.insert(format!("{at}/sub"), Shape::Dir);
+            t.insert(format!("{at}/sub/y"), Shape::File(b"y\n".to_vec()));
+        }
+        t
+    };
+    let (d, n): (BTreeMap<_, _>, BTreeMap<_, _>) = state
+        .clone()
+        .into_iter()
+        .partition(|(p, _)| p.starts_with('d'));
+    // `n` just made, its `g` not yet or partly written.
+    let mut n_started = tree("n", None, false);
+    if let Some(Shape::File(got)) = n.get("n/g") {
+        if line(m + 1).starts_with(got) {
+            n_started.insert("n/g".into(), Shape::File(got.clone()));
+        }
+    }
+    // What `rm -rf` leaves of `d` once `sub` went: part of it, or nothing.
+    let old = tree("d", Some(m), false);
+    let d_part_of_old =
+        d.iter().all(|(p, sh)| old.get(p) == Some(sh)) && (d.is_empty() || d.contains_key("d"));
+    let ok = if tmp {
+        state == tree("d", Some(m + 1), true)
+    } else {
+        state == tree("d", Some(m), true)
+            || state == tree("d", Some(m + 1), true)
+            || (d == tree("d", Some(m), true) && n == n_started)
+            || (d_part_of_old && n == tree("n", Some(m + 1), true))
+    };
+    if ok {
+        Ok(m)
+    } else {
+        Err(format!(
+            "{what}: marker {m}{}, but the state {} is no moment of step {}",
+            if tmp { " and m.tmp" } else { "" },
+            show_state(&state),
+            m + 1
+        ))
     }
 }
 
@@ -722,7 +876,7 @@ fn check_links(dir: &Path) -> Result<u64, String> {
     Ok(m)
 }
 
-/// The mutator's five parts in `dir/mut`. Returns the rename marker.
+/// The mutator's six parts in `dir/mut`. Returns the rename marker.
 pub fn check_mutator(dir: &Path) -> Result<u64, String> {
     let m = dir.join("mut");
     let r = check_renames(&m.join("ren"))?;
@@ -730,6 +884,7 @@ pub fn check_mutator(dir: &Path) -> Result<u64, String> {
     check_rebuilt(&m.join("rc"), "delete and recreate", rc_steps)?;
     check_rebuilt(&m.join("tf"), "file, dir, symlink in turn", tf_steps)?;
     check_links(&m.join("hl"))?;
+    check_nest(&m.join("nest"))?;
     Ok(r)
 }
 
@@ -1116,25 +1271,25 @@ mod tests {
         let r = t.path().join("rc");
         fs::create_dir_all(r.join("d/sub")).unwrap();
         put(&r, "m", b"7\n");
-        for f in ["d/a", "d/b", "d/sub/c"] {
+        for f in ["d/a7", "d/b", "d/sub/c7"] {
             put(&r, f, b"7\n");
         }
         assert_eq!(check_rebuilt(&r, "rc", rc_steps), Ok(7));
         // rm -rf half-way.
-        fs::remove_file(r.join("d/a")).unwrap();
-        fs::remove_file(r.join("d/sub/c")).unwrap();
+        fs::remove_file(r.join("d/a7")).unwrap();
+        fs::remove_file(r.join("d/sub/c7")).unwrap();
         assert_eq!(check_rebuilt(&r, "rc", rc_steps), Ok(7));
         // Step 8 under way.
         fs::remove_dir_all(r.join("d")).unwrap();
-        put(&r, "d/a", b"8\n");
+        put(&r, "d/a8", b"8\n");
         put(&r, "d/b", b"");
         assert_eq!(check_rebuilt(&r, "rc", rc_steps), Ok(7));
         // A file of step 7 beside one of step 8: two moments.
         put(&r, "d/b", b"7\n");
         assert!(check_rebuilt(&r, "rc", rc_steps).is_err());
-        // A directory of step 8 over what step 7 left: a whiteout missed.
+        // Step 8's directory over what step 7 left in it: a whiteout missed.
         put(&r, "d/b", b"8\n");
-        put(&r, "d/sub/c", b"7\n");
+        put(&r, "d/a7", b"7\n");
         assert!(check_rebuilt(&r, "rc", rc_steps).is_err());
 
         let x = t.path().join("tf");
@@ -1192,6 +1347,30 @@ mod tests {
             fs::set_permissions(cm.join("dir"), fs::Permissions::from_mode(d)).unwrap();
             assert_eq!(check_chmods(&cm), Ok(2));
         }
+
+        let nest = t.path().join("nest");
+        put(&nest, "m", b"3\n");
+        put(&nest, "d/g", b"3\n");
+        put(&nest, "d/sub/y", b"y\n");
+        assert_eq!(check_nest(&nest), Ok(3));
+        put(&nest, "n/g", b"4");
+        assert_eq!(check_nest(&nest), Ok(3));
+        fs::rename(nest.join("d/sub"), nest.join("n/sub")).unwrap();
+        put(&nest, "n/g", b"4\n");
+        assert_eq!(check_nest(&nest), Ok(3));
+        fs::remove_file(nest.join("d/g")).unwrap();
+        assert_eq!(check_nest(&nest), Ok(3));
+        fs::remove_dir(nest.join("d")).unwrap();
+        fs::rename(nest.join("n"), nest.join("d")).unwrap();
+        assert_eq!(check_nest(&nest), Ok(3));
+        // The replaced directory without its untouched file.
+        fs::remove_file(nest.join("d/sub/y")).unwrap();
+        assert!(check_nest(&nest).is_err());
+        // Or with the subdirectory in both places.
+        put(&nest, "d/sub/y", b"y\n");
+        put(&nest, "n/sub/y", b"y\n");
+        put(&nest, "n/g", b"4\n");
+        assert!(check_nest(&nest).is_err());
 
         let hl = t.path().join("hl");
         put(&hl, "f", b"linked\n");

@@ -24,9 +24,9 @@ use freezeframe_tests::*;
 // ---------------------------------------------------------------------------
 // Building blocks
 
-/// Random bytes in the rootfs and small files in the home that make the first
-/// pass take seconds in a debug build (it reads ~6 MB/s there), so that the
-/// writers make hundreds of steps during it.
+/// Random bytes in the rootfs and small files in the home: with the writers
+/// competing for the CPUs, the first pass of a debug build takes seconds over
+/// them, during which the writers make hundreds of steps.
 const BALLAST: u64 = 4 << 20;
 const SMALL_FILES: usize = 2000;
 
@@ -104,14 +104,9 @@ fn u64_of(v: &Value, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
 }
 
-/// Layers of the archive's manifest (base + added), by the report.
-fn layer_count(report: &Value) -> usize {
-    report["layers"].as_array().expect("layers").len()
-}
-
-/// Asserts the report says `path` with `added` layers, and that the manifest
-/// holds the base's layers plus those.
-fn assert_path_and_layers(report: &Value, s: &RuncSession, path: &str, added: u64) {
+/// Asserts the report says `path` with `added` layers, and that the image's
+/// manifest (as skopeo reads it) and the report hold the base's layers plus those.
+fn assert_path_and_layers(report: &Value, s: &RuncSession, archive: &Path, path: &str, added: u64) {
     let f = frozen(report);
     assert_eq!(f["path"], path, "frozen.path in {f}");
     assert_eq!(
@@ -120,11 +115,15 @@ fn assert_path_and_layers(report: &Value, s: &RuncSession, path: &str, added: u6
         "{f}"
     );
     let base = base_layers(s);
+    let manifest = skopeo_inspect(archive)["Layers"]
+        .as_array()
+        .expect("skopeo: Layers")
+        .len();
+    let reported = report["layers"].as_array().expect("layers").len();
     assert_eq!(
-        layer_count(report),
-        base + added as usize,
-        "the manifest has {} layers; the base has {base}",
-        layer_count(report)
+        (manifest, reported),
+        (base + added as usize, base + added as usize),
+        "layers in the manifest and in the report; the base has {base}"
     );
     assert_eq!(
         u64_of(&report["frozen_ms"], "frozen_ms"),
@@ -226,6 +225,14 @@ fn assert_image_is(expected: &TreeSnapshot, rootfs: &Path, what: &str) {
     assert_same_tree(&expected, &actual, what);
 }
 
+/// The sweep a [`MappedWriter`]'s first page holds (a read of the live file is
+/// no single moment, so only one page is looked at).
+fn first_sweep(bytes: &[u8]) -> u64 {
+    bytes
+        .get(..8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
 fn size_of(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
@@ -258,7 +265,7 @@ fn a_live_commit_of_busy_writers_is_one_moment_after_the_first_pass() {
         "live commit: frozen = {f}, elapsed_ms = {}, writers {before:?} -> {after:?}",
         report["elapsed_ms"]
     );
-    assert_path_and_layers(&report, &s, "auto", 2);
+    assert_path_and_layers(&report, &s, &archive, "auto", 2);
     assert!(
         u64_of(&f["entries"], "frozen.entries") > 0,
         "a second layer but no entry captured while frozen: {f}"
@@ -354,7 +361,7 @@ fn the_image_is_the_session_as_it_was_while_frozen() {
     let truth = truth.unwrap_or_else(|e| {
         panic!("the writers' properties fail on the frozen session itself (a test bug):\n{e}")
     });
-    assert_path_and_layers(&report, &s, "auto", 2);
+    assert_path_and_layers(&report, &s, &archive, "auto", 2);
     assert!(
         expected.nodes.len() > SMALL_FILES,
         "the frozen view has only {} paths",
@@ -431,7 +438,7 @@ fn a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer() {
         grown > 1 << 20,
         "the appender added only {grown} bytes during the first pass: the fallback is not exercised"
     );
-    assert_path_and_layers(&report, &s, "auto-fallback-full", 1);
+    assert_path_and_layers(&report, &s, &archive, "auto-fallback-full", 1);
     assert!(
         u64_of(&frozen(&report)["bytes"], "frozen.bytes") >= BALLAST / 2,
         "a full frozen layer must hold the ballast: {}",
@@ -477,7 +484,7 @@ fn pause_full_and_pause_none_add_one_layer() {
     assert_session_goes_on(&s, "after --pause full");
     assert!(w.probe_seen, "--pause full: never frozen");
     eprintln!("--pause full: frozen = {}", report["frozen"]);
-    assert_path_and_layers(&report, &s, "full", 1);
+    assert_path_and_layers(&report, &s, &archive, "full", 1);
     assert!(
         u64_of(&report["frozen_ms"], "frozen_ms") > 0,
         "frozen_ms is 0"
@@ -503,7 +510,7 @@ fn pause_full_and_pause_none_add_one_layer() {
     assert_session_goes_on(&s, "after --pause none");
     assert!(!w.probe_seen, "--pause none froze the session");
     eprintln!("--pause none: frozen = {}", report["frozen"]);
-    assert_path_and_layers(&report, &s, "none", 1);
+    assert_path_and_layers(&report, &s, &archive, "none", 1);
     assert_eq!(u64_of(&report["frozen_ms"], "frozen_ms"), 0);
     // Not frozen, so no moment is promised; the image is still one umoci reads.
     let rootfs = unpack_archive(&archive, "t", &s.scratch("unpacked-none"));
@@ -533,7 +540,7 @@ fn an_idle_session_is_committed_live_by_default_in_one_layer_with_a_short_pause(
         "idle session: frozen = {f}, elapsed_ms = {}",
         report["elapsed_ms"]
     );
-    assert_path_and_layers(&report, &s, "auto", 1);
+    assert_path_and_layers(&report, &s, &archive, "auto", 1);
     assert_eq!(u64_of(&f["entries"], "frozen.entries"), 0, "{f}");
     assert_eq!(u64_of(&f["bytes"], "frozen.bytes"), 0, "{f}");
     let ms = u64_of(&report["frozen_ms"], "frozen_ms");
@@ -550,4 +557,69 @@ fn an_idle_session_is_committed_live_by_default_in_one_layer_with_a_short_pause(
         &rootfs,
         "the idle session's image vs the session after the commit",
     );
+}
+
+// ---------------------------------------------------------------------------
+// Writes that change no timestamp
+
+#[test]
+fn a_file_written_through_a_shared_mapping_is_captured_as_of_the_freeze() {
+    if !root_or_skip("a_file_written_through_a_shared_mapping_is_captured_as_of_the_freeze") {
+        return;
+    }
+    let s = session("live-mmap", BALLAST, SMALL_FILES, None);
+    mkdirs(&s.home.join("w"));
+    let file = s.home.join("w/mapped.bin");
+    let writer = MappedWriter::start(&file, &s.cgroups);
+    // Every page dirty, the file's times settled well before the first pass.
+    assert!(
+        wait_until(Duration::from_secs(10), || fs::read(&file)
+            .is_ok_and(|b| first_sweep(&b) > 100)),
+        "the mapped writer did not start"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // As in the frozen-moment oracle: a commit that thawed before the committer
+    // could be stopped caught nothing, and another one is made.
+    let mut caught = None;
+    for attempt in 1..=3 {
+        let before = first_sweep(&fs::read(&file).expect("read mapped.bin"));
+        let archive = s.out.join(format!("mmap-{attempt}.tar"));
+        let run = commit_stopped_while_frozen(
+            target_and(&s, &[&"--pause", &"auto", &"--tag", &"t", &"-o", &archive]),
+            &s.cgroups,
+            || fs::read(&file).expect("read mapped.bin while frozen"),
+        );
+        let report = run.outcome.ok().json();
+        s.assert_running_and_thawed(&format!("after commit {attempt}"));
+        let after = first_sweep(&fs::read(&file).expect("read mapped.bin"));
+        assert!(after > before, "the mapped writer is stuck at {before}");
+        eprintln!(
+            "mapped writer: sweep {before} at the start, {after} at the end; caught frozen: {}; \
+             frozen = {}",
+            run.during.is_some(),
+            report["frozen"]
+        );
+        if let Some(at_freeze) = run.during {
+            caught = Some((archive, at_freeze, before));
+            break;
+        }
+    }
+    let (archive, at_freeze, before) =
+        caught.expect("the session was never caught frozen in 3 live commits");
+    let frozen_sweep = check_mapped(&at_freeze).expect("the file while frozen")[0];
+
+    let rootfs = unpack_archive(&archive, "t", &s.scratch("unpacked"));
+    let image = fs::read(rootfs.join("home/work/w/mapped.bin")).expect("mapped.bin in the image");
+    if image != at_freeze {
+        let held = match check_mapped(&image) {
+            Ok(v) => format!("sweep {}", v[0]),
+            Err(e) => format!("a torn file ({e})"),
+        };
+        panic!(
+            "the image holds {held} of the mapped file, but the session was frozen at sweep \
+             {frozen_sweep} (sweep {before} when the commit started): the frozen pass kept \
+             what the first pass read"
+        );
+    }
+    drop(writer);
 }
