@@ -24,7 +24,7 @@ cleanup() {
     runc --root "$dir/runc" delete -f "$id" >/dev/null 2>&1 || true
   done
   for m in "$dir"/c*/rootfs; do umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$dir"
+  rm -rf --one-file-system "$dir"
 }
 trap cleanup EXIT
 rm -rf "$dir"; mkdir -p "$dir"/{lower/bin,save,state}
