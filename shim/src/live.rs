@@ -341,9 +341,10 @@ fn frozen_commit(
                 // So much changed that the second layer would be large: one
                 // layer, all of it read frozen.
                 path = "auto-fallback-full";
-                commit.rollback(before_live)?;
+                // No early return while frozen: the thaw below must be told.
                 commit
-                    .add_layer(trees, req.compression, progress, cancel)
+                    .rollback(before_live)
+                    .and_then(|()| commit.add_layer(trees, req.compression, progress, cancel))
                     .map(|(_, r)| Captured::Written(r))
             }
             other => other.map(Captured::Spooled),

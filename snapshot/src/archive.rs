@@ -247,7 +247,8 @@ pub fn blob_name(digest: &str) -> String {
     format!("blobs/{alg}/{hex}")
 }
 
-fn parent_dir(p: &Path) -> &Path {
+/// The directory a file path is in (`.` for a bare name).
+pub(crate) fn parent_dir(p: &Path) -> &Path {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -14,7 +14,7 @@ use std::time::Instant;
 use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
 use serde::Serialize;
 
-use crate::archive::{ArchiveWriter, Committed, Mark};
+use crate::archive::{parent_dir, ArchiveWriter, Committed, Mark};
 use crate::compress::{Encoder, Settings};
 use crate::digest::HashingWriter;
 use crate::error::{IoContext, Result};
@@ -232,10 +232,7 @@ impl Commit {
         limit: Option<u64>,
     ) -> Result<Option<Spooled>> {
         let dest = self.archive.dest();
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let dir = parent_dir(dest);
         let mut spool = Unnamed::new(dir, "freezeframe-spool").at(dir)?;
         let file = spool.file().try_clone().at(dest)?;
         let mut visitor = SpoolVisitor::new(file, dest, limit);

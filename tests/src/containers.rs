@@ -9,7 +9,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +20,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::{args, freezeframe_cmd, run, tempdir, tool, try_tool, BaseImage, Outcome, Value};
+use crate::{
+    args, drain_output, freezeframe_cmd, run, tempdir, tool, try_tool, BaseImage, Outcome, Value,
+};
 
 // ---------------------------------------------------------------------------
 // Names and small helpers
@@ -349,18 +350,7 @@ pub fn run_watching(cmd: &mut Command, mut probe: impl FnMut() -> bool) -> Watch
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let (out, err) = drain_output(&mut child);
     let t0 = Instant::now();
     let mut seen = false;
     let status = loop {
@@ -387,16 +377,6 @@ pub fn run_watching(cmd: &mut Command, mut probe: impl FnMut() -> bool) -> Watch
         },
         probe_seen: seen,
     }
-}
-
-fn drain(r: Option<Box<dyn Read + Send>>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut r) = r {
-            let _ = r.read_to_end(&mut buf);
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    })
 }
 
 /// `freezeframe commit --json ARGS` watched by `probe`.

@@ -25,7 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::containers::{wait_until, Cgroups, RuncSession};
-use crate::{freezeframe_cmd, Outcome};
+use crate::{drain_output, freezeframe_cmd, Outcome};
 
 // ---------------------------------------------------------------------------
 // The writers
@@ -1058,27 +1058,7 @@ pub fn commit_stopped_while_frozen<T>(
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
     let pid = child.id() as i32;
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let (out, err) = drain_output(&mut child);
     let t0 = Instant::now();
     let mut during = Some(during);
     let mut result = None;
