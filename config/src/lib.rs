@@ -160,6 +160,9 @@ pub struct Runtime {
     pub roots: Vec<PathBuf>,
     /// freezeframe's own state root, when it runs as the OCI runtime.
     pub state_root: PathBuf,
+    /// When freezeframe runs a container whose image has content at the home
+    /// path, copy it into the empty scratch directory mounted there.
+    pub seed_home: bool,
 }
 
 impl Config {
@@ -336,6 +339,7 @@ impl Default for Runtime {
             .map(PathBuf::from)
             .to_vec(),
             state_root: "/run/freezeframe".into(),
+            seed_home: true,
         }
     }
 }

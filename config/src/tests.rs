@@ -148,6 +148,7 @@ fn full_file_parses() {
         [runtime]
         roots = ["/run/runc"]
         state_root = "/run/ff"
+        seed_home = false
     "#;
     let expected = Config {
         storage: Storage {
@@ -187,6 +188,7 @@ fn full_file_parses() {
         runtime: Runtime {
             roots: vec!["/run/runc".into()],
             state_root: "/run/ff".into(),
+            seed_home: false,
         },
     };
     assert_eq!(parse(text).unwrap(), expected);

@@ -8,6 +8,7 @@ mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,28 @@ struct Cli {
     /// Configuration file (default: $FREEZEFRAME_CONFIG, then /etc/freezeframe/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Runtime state root: where containers run by freezeframe keep their state
+    /// [config: runtime.state_root]; for commit and thaw, the one root to look a
+    /// container up in [config: runtime.roots].
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Write the runtime verbs' log here (runc's --log).
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+
+    /// The --log file's format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Manage the containers' cgroups through systemd.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    debug: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -41,36 +64,85 @@ enum Command {
     Status(cmd::status::Args),
     /// Cancel a commit of the service.
     Cancel(cmd::cancel::Args),
+    #[command(flatten)]
+    Runtime(cmd::oci::Verb),
     /// Internal: the process that thaws a frozen session if its committer dies.
     #[command(hide = true)]
     Guardian(cmd::thaw::GuardianArgs),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FREEZEFRAME_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log = match init_logging(&cli) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("freezeframe: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
-        Command::Commit(a) => cmd::commit::run(cli.config.as_deref(), *a),
+        Command::Commit(a) => cmd::commit::run(cli.config.as_deref(), cli.root.as_deref(), *a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),
-        Command::Thaw(a) => cmd::thaw::run(cli.config.as_deref(), a),
+        Command::Thaw(a) => cmd::thaw::run(cli.config.as_deref(), cli.root.as_deref(), a),
         Command::Serve(a) => cmd::serve::run(cli.config.as_deref(), a),
         Command::Tasks(a) => cmd::tasks::run(cli.config.as_deref(), a),
         Command::Status(a) => cmd::status::run(cli.config.as_deref(), a),
         Command::Cancel(a) => cmd::cancel::run(cli.config.as_deref(), a),
+        Command::Runtime(verb) => {
+            let globals = cmd::oci::Globals {
+                config: cli.config.as_deref(),
+                root: cli.root.as_deref(),
+                systemd_cgroup: cli.systemd_cgroup,
+            };
+            cmd::oci::run(&globals, verb)
+        }
         Command::Guardian(a) => return cmd::thaw::guardian(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("freezeframe: {}", error_chain(&e));
+            let message = error_chain(&e);
+            if let Some(log) = log {
+                log.write("error", &message);
+            }
+            eprintln!("freezeframe: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by $FREEZEFRAME_LOG (default: warnings), or with
+/// `--log` to that file in runc's format, which is where containerd's shim
+/// looks for a runtime's errors.
+fn init_logging(cli: &Cli) -> anyhow::Result<Option<Arc<cmd::oci::LogFile>>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::EnvFilter;
+
+    // libcgroups warns of every v1 controller a host lacks: noise, not news.
+    let default = if cli.debug { "debug" } else { "warn,libcgroups=error" };
+    let filter = EnvFilter::try_from_env("FREEZEFRAME_LOG").unwrap_or_else(|_| default.into());
+    let registry = tracing_subscriber::registry().with(filter);
+    match &cli.log {
+        Some(path) => {
+            let log = Arc::new(cmd::oci::LogFile::open(
+                path,
+                cli.log_format == LogFormat::Json,
+            )?);
+            registry.with(cmd::oci::LogLayer(log.clone())).init();
+            Ok(Some(log))
+        }
+        None => {
+            let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            registry.with(stderr).init();
+            Ok(None)
         }
     }
 }

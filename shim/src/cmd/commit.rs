@@ -34,9 +34,6 @@ pub struct Args {
     /// The container to commit, by id, looked up in the runtime state roots
     /// [config: runtime.roots].
     session: Option<String>,
-    /// A runtime state root to look the container up in (instead of the configured ones).
-    #[arg(long, value_name = "DIR", requires = "session")]
-    root: Option<PathBuf>,
     /// The container to commit, by its init process.
     #[arg(long, value_name = "PID", conflicts_with = "session")]
     pid: Option<i32>,
@@ -126,10 +123,10 @@ pub struct Args {
     socket: Option<PathBuf>,
 }
 
-pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
+pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<ExitCode> {
     if a.via_daemon {
         let body = serde_json::json!({
-            "session": a.session, "runtime_root": a.root, "output": a.output,
+            "session": a.session, "runtime_root": root, "output": a.output,
             "include_mounts": a.include_mounts, "pause": a.pause, "compression": a.compression,
             "tag": a.tag, "author": a.author, "message": a.message,
         });
@@ -206,8 +203,8 @@ pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
             };
             let req = SessionRequest {
                 target,
-                roots: a
-                    .root
+                roots: root
+                    .map(Path::to_path_buf)
                     .map_or_else(|| config.runtime.roots.clone(), |r| vec![r]),
                 home_path,
                 include_mounts: a.include_mounts,

@@ -4,6 +4,7 @@ pub mod cancel;
 pub mod commit;
 pub mod demo;
 pub mod inspect;
+pub mod oci;
 pub mod serve;
 pub mod status;
 pub mod tasks;

@@ -16,9 +16,6 @@ use crate::live::{self, Target};
 pub struct Args {
     /// The container, by id.
     session: Option<String>,
-    /// A runtime state root to look it up in (instead of the configured ones).
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
     /// The container, by its init process.
     #[arg(long, value_name = "PID", conflicts_with = "session")]
     pid: Option<i32>,
@@ -27,15 +24,15 @@ pub struct Args {
     cgroup: Option<CgroupVersion>,
 }
 
-pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
+pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     let target = match (a.session, a.pid) {
         (Some(id), _) => Target::Id(id),
         (None, Some(pid)) => Target::Pid(pid),
         (None, None) => unreachable!("clap requires one"),
     };
-    let roots = a
-        .root
+    let roots = root
+        .map(Path::to_path_buf)
         .map_or_else(|| config.runtime.roots.clone(), |r| vec![r]);
     let dir = live::thaw(&target, &roots, a.cgroup)?;
     println!("thawed {}", dir.display());

@@ -1,0 +1,582 @@
+//! The OCI runtime verbs, on youki's `libcontainer`: what containerd's runc shim
+//! calls (`create`, `start`, `state`, `kill`, `delete`, `pause`, `resume`, `ps`,
+//! `exec`) plus `run` and `list`, with runc's semantics where the shim depends
+//! on them.
+//!
+//! libcontainer forks: call these from a single-threaded process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::error::LibcontainerError;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{self as nix_signal, SigSet, Signal as NixSignal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use serde::Serialize;
+
+use crate::freezer::Cgroup;
+use crate::seed::{self, Seeded};
+use crate::session::BASE_IMAGE_ANNOTATIONS;
+
+/// The annotation a container's state records its base image under.
+pub const IMAGE_ANNOTATION: &str = "org.freezeframe.image";
+/// A spec annotation that turns home seeding off for one container (`"false"`).
+pub const SEED_ANNOTATION: &str = "org.freezeframe.seed-home";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Worded as runc words it: containerd's shim matches "does not exist".
+    #[error("container {id:?} does not exist")]
+    NotExist { id: String },
+
+    /// Worded as runc words it: containerd's shim matches "container not running".
+    #[error("container {id:?}: container not running (status {status})")]
+    NotRunning { id: String, status: String },
+
+    #[error("container {id:?}: cannot {op} a container that is {status}")]
+    Status {
+        id: String,
+        op: &'static str,
+        status: String,
+    },
+
+    #[error("container {id:?}: {op}: {source}")]
+    Libcontainer {
+        id: String,
+        op: &'static str,
+        #[source]
+        source: LibcontainerError,
+    },
+
+    #[error("{}: {message}", path.display())]
+    Spec { path: PathBuf, message: String },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("container {id:?}: seeding {}: {source}", target.display())]
+    Seed {
+        id: String,
+        target: PathBuf,
+        #[source]
+        source: seed::SeedError,
+    },
+
+    #[error("invalid signal {0:?}")]
+    Signal(String),
+
+    #[error("container {id:?}: {source}")]
+    Cgroup {
+        id: String,
+        #[source]
+        source: crate::freezer::Error,
+    },
+
+    #[error("waiting for pid {pid}: {source}")]
+    Wait { pid: i32, source: nix::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A runtime state root (runc's `--root`) and how cgroups are managed there.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    systemd: bool,
+}
+
+/// What `create` and `run` take besides the id.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+    /// Copy the image's content at this container path into the empty scratch
+    /// directory bind-mounted there, before the container starts.
+    pub seed: Option<PathBuf>,
+}
+
+/// What `exec` takes besides the id.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// A process.json in the runtime spec's format (what containerd passes).
+    pub process: Option<PathBuf>,
+    /// Or the command line, with the container's environment and cwd.
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: i32,
+}
+
+/// A container's state as `runc state` and `runc list --format json` print it.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: serde_json::Value,
+    pub owner: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What seeding did for `create`, for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub seeded: Option<(PathBuf, Seeded)>,
+    pub image: Option<String>,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>, systemd: bool) -> Self {
+        Self {
+            root: root.into(),
+            systemd,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the container and leaves its init process waiting for `start`.
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Created> {
+        self.build(id, opts, true).map(|(_, created)| created)
+    }
+
+    /// Creates and starts a container; unless `detach`, waits for it to exit,
+    /// forwarding signals, deletes it, and returns its exit code.
+    pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        // Block the signals we forward before the init process exists, so none
+        // is lost between its start and the wait loop.
+        let forwarded = forwarded_signals();
+        if !detach {
+            forwarded
+                .thread_block()
+                .map_err(|e| Error::Wait { pid: 0, source: e })?;
+        }
+        let (mut container, _) = self.build(id, opts, detach)?;
+        container.start().map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "start",
+            source,
+        })?;
+        if detach {
+            return Ok(0);
+        }
+        let pid = container.pid().ok_or_else(|| Error::NotRunning {
+            id: id.into(),
+            status: "without an init process".into(),
+        })?;
+        let code = forward_until_exit(pid, &forwarded);
+        let deleted = container.delete(true).map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "delete",
+            source,
+        });
+        let code = code?;
+        deleted?;
+        Ok(code)
+    }
+
+    fn build(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<(Container, Created)> {
+        self.ensure_root()?;
+        let bundle = std::path::absolute(&opts.bundle).map_err(|source| Error::Io {
+            path: opts.bundle.clone(),
+            source,
+        })?;
+        let spec_path = bundle.join("config.json");
+        let spec = Spec::load(&spec_path).map_err(|e| Error::Spec {
+            path: spec_path.clone(),
+            message: e.to_string(),
+        })?;
+        let seeded = match &opts.seed {
+            Some(home) => seed_home(id, &bundle, &spec, home)?,
+            None => None,
+        };
+        let lib = |op, source| Error::Libcontainer {
+            id: id.into(),
+            op,
+            source,
+        };
+        let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.root)
+            .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
+            .and_then(|b| {
+                b.with_console_socket(opts.console_socket.as_ref())
+                    .with_preserved_fds(opts.preserve_fds)
+                    .validate_id()
+            })
+            .map_err(|e| lib("create", e))?
+            .as_init(&bundle)
+            .with_systemd(self.systemd)
+            .with_detach(detach)
+            .with_no_pivot(opts.no_pivot)
+            .build()
+            .map_err(|e| lib("create", e))?;
+
+        // Record the base image under one key, so a later commit finds it
+        // whatever key the platform used.
+        let image = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| BASE_IMAGE_ANNOTATIONS.iter().find_map(|k| a.get(*k).cloned()));
+        if let Some(image) = &image {
+            let annotations = container.state.annotations.get_or_insert_with(HashMap::new);
+            annotations.insert(IMAGE_ANNOTATION.into(), image.clone());
+            container.save().map_err(|e| lib("record the base image", e))?;
+        }
+        Ok((container, Created { seeded, image }))
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        let mut c = self.load(id)?;
+        if !c.can_start() {
+            return Err(self.status_error(&c, "start"));
+        }
+        c.start().map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "start",
+            source,
+        })
+    }
+
+    pub fn state(&self, id: &str) -> Result<State> {
+        let c = self.load(id)?;
+        Ok(state_of(&c))
+    }
+
+    /// Every container under the root, by id; entries that are not containers
+    /// (no state file) are skipped.
+    pub fn list(&self) -> Result<Vec<State>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            if let Ok(c) = Container::load(entry.path()) {
+                out.push(state_of(&c));
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Sends a signal (`"9"`, `"KILL"` or `"SIGKILL"`) to the init process, or
+    /// with `all` to every process of the container.
+    pub fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
+        let signal = Signal::try_from(signal).map_err(|_| Error::Signal(signal.into()))?;
+        let mut c = self.load(id)?;
+        if !c.can_kill() && !(all && c.status() == ContainerStatus::Stopped) {
+            return Err(Error::NotRunning {
+                id: id.into(),
+                status: status_name(c.status()).into(),
+            });
+        }
+        c.kill(signal, all).map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "kill",
+            source,
+        })
+    }
+
+    /// Deletes a stopped (or, with `force`, any) container. As with runc, a
+    /// forced delete of a container that does not exist succeeds, and removes a
+    /// directory left by a create that never wrote its state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let mut c = match self.load(id) {
+            Ok(c) => c,
+            Err(Error::NotExist { .. }) if force => {
+                let dir = self.root.join(id);
+                return match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(Error::Io { path: dir, source: e })
+                    }
+                    _ => Ok(()),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        if !force && !matches!(c.status(), ContainerStatus::Stopped | ContainerStatus::Created) {
+            return Err(self.status_error(&c, "delete"));
+        }
+        c.delete(force).map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "delete",
+            source,
+        })
+    }
+
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let mut c = self.load(id)?;
+        if !c.can_pause() {
+            return Err(self.status_error(&c, "pause"));
+        }
+        c.pause().map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "pause",
+            source,
+        })
+    }
+
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let mut c = self.load(id)?;
+        if !c.can_resume() {
+            return Err(self.status_error(&c, "resume"));
+        }
+        c.resume().map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "resume",
+            source,
+        })
+    }
+
+    /// The pids in the container's cgroup (none once it has stopped).
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let c = self.load(id)?;
+        let Some(pid) = c.pid().filter(|_| c.status() != ContainerStatus::Stopped) else {
+            return Ok(Vec::new());
+        };
+        let cgroup = |source| Error::Cgroup {
+            id: id.into(),
+            source,
+        };
+        let mut pids = Cgroup::of_pid(pid.as_raw(), None)
+            .and_then(|cg| cg.pids())
+            .map_err(cgroup)?;
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    /// Starts a process in the container. Detached, returns 0 once it runs;
+    /// otherwise waits for it and returns its exit code.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        let c = self.load(id)?;
+        if !matches!(c.status(), ContainerStatus::Running | ContainerStatus::Created) {
+            return Err(Error::NotRunning {
+                id: id.into(),
+                status: status_name(c.status()).into(),
+            });
+        }
+        let forwarded = forwarded_signals();
+        if !opts.detach {
+            forwarded
+                .thread_block()
+                .map_err(|e| Error::Wait { pid: 0, source: e })?;
+        }
+        let env: HashMap<String, String> = opts
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.root)
+            .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
+            .map(|b| {
+                b.with_console_socket(opts.console_socket.as_ref())
+                    .with_preserved_fds(opts.preserve_fds)
+                    .as_tenant()
+                    .with_detach(opts.detach)
+                    .with_process(opts.process.as_ref())
+                    .with_container_args(opts.args.clone())
+                    .with_env(env)
+                    .with_cwd(opts.cwd.as_ref())
+                    .with_user(opts.user.map(|(u, _)| u))
+                    .with_group(opts.user.and_then(|(_, g)| g))
+            })
+            .and_then(|b| b.build())
+            .map_err(|source| Error::Libcontainer {
+                id: id.into(),
+                op: "exec",
+                source,
+            })?;
+        if opts.detach {
+            return Ok(0);
+        }
+        forward_until_exit(pid, &forwarded)
+    }
+
+    fn load(&self, id: &str) -> Result<Container> {
+        let not_exist = || Error::NotExist { id: id.into() };
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(not_exist());
+        }
+        let dir = self.root.join(id);
+        if !dir.join("state.json").exists() {
+            return Err(not_exist());
+        }
+        Container::load(dir).map_err(|source| Error::Libcontainer {
+            id: id.into(),
+            op: "load its state",
+            source,
+        })
+    }
+
+    fn ensure_root(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.root)
+            .map_err(|source| Error::Io {
+                path: self.root.clone(),
+                source,
+            })
+    }
+
+    fn status_error(&self, c: &Container, op: &'static str) -> Error {
+        Error::Status {
+            id: c.id().into(),
+            op,
+            status: status_name(c.status()).into(),
+        }
+    }
+}
+
+fn status_name(s: ContainerStatus) -> &'static str {
+    match s {
+        ContainerStatus::Creating => "creating",
+        ContainerStatus::Created => "created",
+        ContainerStatus::Running => "running",
+        ContainerStatus::Stopped => "stopped",
+        ContainerStatus::Paused => "paused",
+    }
+}
+
+fn state_of(c: &Container) -> State {
+    let bundle = c.bundle().clone();
+    let rootfs = Spec::load(bundle.join("config.json"))
+        .ok()
+        .and_then(|s| s.root().as_ref().map(|r| bundle.join(r.path())))
+        .unwrap_or_else(|| bundle.join("rootfs"));
+    let stopped = c.status() == ContainerStatus::Stopped;
+    State {
+        oci_version: c.state.oci_version.clone(),
+        id: c.id().into(),
+        pid: c.pid().filter(|_| !stopped).map_or(0, Pid::as_raw),
+        status: status_name(c.status()).into(),
+        bundle,
+        rootfs,
+        created: serde_json::to_value(c.created()).unwrap_or_default(),
+        owner: c
+            .creator()
+            .map(|o| o.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        annotations: c
+            .state
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Seeds the scratch directory bind-mounted at `home` from the image, unless the
+/// spec mounts nothing there or opts out with [`SEED_ANNOTATION`].
+fn seed_home(
+    id: &str,
+    bundle: &Path,
+    spec: &Spec,
+    home: &Path,
+) -> Result<Option<(PathBuf, Seeded)>> {
+    let opted_out = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(SEED_ANNOTATION))
+        .is_some_and(|v| v == "false");
+    let bind = spec.mounts().iter().flatten().find(|m| {
+        m.destination() == home
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    });
+    let (Some(bind), false) = (bind, opted_out) else {
+        return Ok(None);
+    };
+    let Some(source) = bind.source() else {
+        return Ok(None);
+    };
+    let scratch = bundle.join(source);
+    let root = spec.root().as_ref().map_or_else(|| Path::new("rootfs"), |r| r.path());
+    let rootfs = bundle.join(root);
+    let seeded = seed::seed(&rootfs, home, &scratch).map_err(|source| Error::Seed {
+        id: id.into(),
+        target: scratch.clone(),
+        source,
+    })?;
+    Ok(Some((scratch, seeded)))
+}
+
+/// The signals a foreground `run` or `exec` passes on to its process.
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        NixSignal::SIGINT,
+        NixSignal::SIGTERM,
+        NixSignal::SIGHUP,
+        NixSignal::SIGQUIT,
+        NixSignal::SIGUSR1,
+        NixSignal::SIGUSR2,
+        NixSignal::SIGWINCH,
+        NixSignal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Waits for `pid` to exit, passing every blocked signal in `set` on to it and
+/// reaping other children; returns its exit code (128 + signal if killed).
+fn forward_until_exit(pid: Pid, set: &SigSet) -> Result<i32> {
+    let wait_err = |source| Error::Wait {
+        pid: pid.as_raw(),
+        source,
+    };
+    loop {
+        // Reap first: the child may have exited before its SIGCHLD was blocked.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == pid => return Ok(code),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return Ok(128 + sig as i32),
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(wait_err(e)),
+            }
+        }
+        let sig = set.wait().map_err(wait_err)?;
+        if sig != NixSignal::SIGCHLD {
+            // The process may be gone already; its exit is reaped above.
+            let _ = nix_signal::kill(pid, sig);
+        }
+    }
+}

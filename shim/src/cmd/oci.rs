@@ -1,0 +1,395 @@
+//! The runc-compatible OCI runtime verbs, so containerd's runc shim can run
+//! sessions with `freezeframe` as its `BinaryName`. Output formats and exit
+//! codes are runc's; errors also go to the `--log` file in the format asked for.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args as ClapArgs, Subcommand, ValueEnum};
+use freezeframe_config::Config;
+use freezeframe_runtime::container::{CreateOptions, ExecOptions, Runtime, State};
+
+/// What every runtime verb shares: runc's global flags.
+pub struct Globals<'a> {
+    pub config: Option<&'a Path>,
+    pub root: Option<&'a Path>,
+    pub systemd_cgroup: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Verb {
+    /// OCI runtime: create a container from a bundle; it waits for `start`.
+    Create(CreateArgs),
+    /// OCI runtime: start a created container's process.
+    Start(IdArg),
+    /// OCI runtime: create and start a container, and wait for it unless detached.
+    Run(RunArgs),
+    /// OCI runtime: print a container's state as JSON.
+    State(IdArg),
+    /// OCI runtime: send a signal to a container's init process (or all of them).
+    Kill(KillArgs),
+    /// OCI runtime: delete a container and its state.
+    Delete(DeleteArgs),
+    /// OCI runtime: freeze every process of a container.
+    Pause(IdArg),
+    /// OCI runtime: thaw a paused container.
+    Resume(IdArg),
+    /// OCI runtime: list the processes of a container.
+    Ps(PsArgs),
+    /// OCI runtime: run a new process in a container.
+    Exec(ExecArgs),
+    /// OCI runtime: list the containers under the state root.
+    List(ListArgs),
+    /// OCI runtime: print what this runtime supports, as JSON.
+    Features,
+}
+
+#[derive(ClapArgs)]
+pub struct IdArg {
+    id: String,
+}
+
+#[derive(ClapArgs)]
+pub struct CreateArgs {
+    /// The bundle directory, holding config.json.
+    #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container's init pid here.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pseudo-terminal's master fd.
+    #[arg(long, value_name = "SOCKET")]
+    console_socket: Option<PathBuf>,
+    /// Do not use pivot_root to enter the rootfs.
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted for runc compatibility; the session keyring is left alone.
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass this many fds beyond stdio (3 and up) to the container.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: i32,
+    /// Do not copy the image's home content into an empty scratch home
+    /// [config: runtime.seed_home].
+    #[arg(long)]
+    no_seed_home: bool,
+    /// The container id.
+    id: String,
+}
+
+#[derive(ClapArgs)]
+pub struct RunArgs {
+    #[command(flatten)]
+    create: CreateArgs,
+    /// Return once the container runs instead of waiting for it.
+    #[arg(long, short = 'd')]
+    detach: bool,
+}
+
+#[derive(ClapArgs)]
+pub struct KillArgs {
+    /// Signal every process of the container, not only its init.
+    #[arg(long, short = 'a')]
+    all: bool,
+    id: String,
+    /// A signal by number or name (9, KILL, SIGKILL).
+    #[arg(default_value = "SIGTERM")]
+    signal: String,
+}
+
+#[derive(ClapArgs)]
+pub struct DeleteArgs {
+    /// Kill the container first if it still runs; succeed if it does not exist.
+    #[arg(long, short = 'f')]
+    force: bool,
+    id: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(ClapArgs)]
+pub struct PsArgs {
+    #[arg(long, short = 'f', value_enum, default_value = "table")]
+    format: Format,
+    id: String,
+}
+
+#[derive(ClapArgs)]
+pub struct ListArgs {
+    #[arg(long, short = 'f', value_enum, default_value = "table")]
+    format: Format,
+    /// Print the ids only.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(ClapArgs)]
+pub struct ExecArgs {
+    /// A process.json (the runtime spec's `process`) to run.
+    #[arg(long, short = 'p', value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it.
+    #[arg(long, short = 'd')]
+    detach: bool,
+    /// Write the process's pid here.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pseudo-terminal's master fd.
+    #[arg(long, value_name = "SOCKET")]
+    console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility: a terminal comes from process.json.
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// Environment variable, KEY=VALUE (repeatable).
+    #[arg(long, short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory in the container.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// UID[:GID] to run as.
+    #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
+    user: Option<(u32, Option<u32>)>,
+    /// Pass this many fds beyond stdio (3 and up) to the process.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: i32,
+    id: String,
+    /// The command and its arguments (without --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
+    let num = |v: &str| v.parse::<u32>().map_err(|_| format!("{v:?} is not a number"));
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, Some(num(g)?))),
+        None => Ok((num(s)?, None)),
+    }
+}
+
+pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
+    let config = Config::load(g.config)?;
+    let root = g.root.unwrap_or(&config.runtime.state_root);
+    let rt = Runtime::new(root, g.systemd_cgroup);
+    let home = config.session.home_path.clone();
+    let create_options = |a: CreateArgs| {
+        let seed = (config.runtime.seed_home && !a.no_seed_home).then(|| home.clone());
+        let opts = CreateOptions {
+            bundle: a.bundle,
+            pid_file: a.pid_file,
+            console_socket: a.console_socket,
+            no_pivot: a.no_pivot,
+            preserve_fds: a.preserve_fds,
+            seed,
+        };
+        (a.id, opts)
+    };
+    match verb {
+        Verb::Create(a) => {
+            let (id, opts) = create_options(a);
+            let created = rt.create(&id, &opts)?;
+            if let Some((dir, seeded)) = created.seeded {
+                tracing::info!(id, dir = %dir.display(), ?seeded, "home seeding");
+            }
+        }
+        Verb::Run(a) => {
+            let (id, opts) = create_options(a.create);
+            let code = rt.run(&id, &opts, a.detach)?;
+            return Ok(exit_code(code));
+        }
+        Verb::Start(a) => rt.start(&a.id)?,
+        Verb::State(a) => print_json(&rt.state(&a.id)?)?,
+        Verb::Kill(a) => rt.kill(&a.id, &a.signal, a.all)?,
+        Verb::Delete(a) => rt.delete(&a.id, a.force)?,
+        Verb::Pause(a) => rt.pause(&a.id)?,
+        Verb::Resume(a) => rt.resume(&a.id)?,
+        Verb::Ps(a) => {
+            let pids = rt.ps(&a.id)?;
+            match a.format {
+                Format::Json => print_json(&pids)?,
+                Format::Table => print_ps_table(&pids)?,
+            }
+        }
+        Verb::Exec(a) => {
+            if a.process.is_none() && a.command.is_empty() {
+                anyhow::bail!("exec needs --process FILE or a command");
+            }
+            let opts = ExecOptions {
+                process: a.process,
+                args: a.command,
+                env: a.env,
+                cwd: a.cwd,
+                user: a.user,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+                preserve_fds: a.preserve_fds,
+            };
+            let _ = a.tty;
+            return Ok(exit_code(rt.exec(&a.id, &opts)?));
+        }
+        Verb::List(a) => print_list(&rt.list()?, a.format, a.quiet)?,
+        Verb::Features => print_json(&features())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_ps_table(pids: &[i32]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:>8}  CMD", "PID")?;
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        writeln!(out, "{pid:>8}  {}", cmd.join(" "))?;
+    }
+    Ok(())
+}
+
+fn print_list(states: &[State], format: Format, quiet: bool) -> Result<()> {
+    if quiet {
+        let mut out = std::io::stdout().lock();
+        for s in states {
+            writeln!(out, "{}", s.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        Format::Json => print_json(&states),
+        Format::Table => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")?;
+            for s in states {
+                let created = s.created.as_str().unwrap_or("");
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    s.id,
+                    s.pid,
+                    s.status,
+                    s.bundle.display(),
+                    created,
+                    s.owner
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What `runc features` reports, for what this runtime implements.
+fn features() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": oci_spec::runtime::VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+            "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime",
+            "noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
+            "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro",
+            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent",
+            "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
+            "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": false },
+            "seccomp": { "enabled": true },
+            "apparmor": { "enabled": true },
+            "selinux": { "enabled": true },
+            "intelRdt": { "enabled": true }
+        },
+        "annotations": {
+            "org.freezeframe.commit": "live commit of running sessions to OCI images",
+            "org.freezeframe.seed-home": "false turns home seeding off for one container"
+        }
+    })
+}
+
+/// Where runc's `--log` goes: a file of JSON lines (`{"level","msg","time"}`,
+/// which containerd's shim reads back on failure) or of text lines.
+pub struct LogFile {
+    file: std::sync::Mutex<std::fs::File>,
+    json: bool,
+}
+
+impl LogFile {
+    pub fn open(path: &Path, json: bool) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--log {}", path.display()))?;
+        Ok(Self {
+            file: std::sync::Mutex::new(file),
+            json,
+        })
+    }
+
+    pub fn write(&self, level: &str, msg: &str) {
+        let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now());
+        let line = if self.json {
+            serde_json::json!({ "level": level, "msg": msg, "time": time.to_string() }).to_string()
+        } else {
+            format!("time=\"{time}\" level={level} msg={msg:?}")
+        };
+        if let Ok(mut f) = self.file.lock() {
+            // One write per line, so concurrent writers do not interleave.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// Sends tracing events (libcontainer's among them) to the `--log` file.
+pub struct LogLayer(pub std::sync::Arc<LogFile>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                if field.name() == "message" {
+                    let _ = write!(self.0, "{value:?}");
+                } else {
+                    let _ = write!(self.0, " {}={value:?}", field.name());
+                }
+            }
+        }
+        let mut msg = Message(String::new());
+        event.record(&mut msg);
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        self.0.write(level, msg.0.trim_start());
+    }
+}
