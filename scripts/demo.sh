@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: builds freezeframe and runs its demo, a
-# throwaway session on a real overlay mount, committed and verified.
+# session run by freezeframe as its OCI runtime, committed live, and a second
+# session started from the committed image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build

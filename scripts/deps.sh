@@ -4,8 +4,8 @@
 # output with. Packages already present are not fetched again.
 set -euo pipefail
 
-build=(gcc pkg-config libseccomp-dev busybox-static)
-test=("${build[@]}" umoci skopeo runc containerd podman attr pigz tar time bc python3)
+build=(gcc pkg-config libseccomp-dev busybox-static umoci tar)
+test=("${build[@]}" skopeo runc containerd podman attr pigz tar time bc python3)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;

@@ -50,7 +50,7 @@ pub enum Error {
         id: String,
         op: &'static str,
         #[source]
-        source: LibcontainerError,
+        source: Box<LibcontainerError>,
     },
 
     #[error("{}: {message}", path.display())]
@@ -165,20 +165,16 @@ impl Runtime {
     /// Creates and starts a container; unless `detach`, waits for it to exit,
     /// forwarding signals, deletes it, and returns its exit code.
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
-        // Block the signals we forward before the init process exists, so none
-        // is lost between its start and the wait loop.
+        let (mut container, _) = self.build(id, opts, detach)?;
+        // Block the forwarded signals only now: the container's processes would
+        // inherit the mask. Before its start, the init cannot have exited.
         let forwarded = forwarded_signals();
         if !detach {
             forwarded
                 .thread_block()
                 .map_err(|e| Error::Wait { pid: 0, source: e })?;
         }
-        let (mut container, _) = self.build(id, opts, detach)?;
-        container.start().map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "start",
-            source,
-        })?;
+        container.start().map_err(lib(id, "start"))?;
         if detach {
             return Ok(0);
         }
@@ -187,11 +183,7 @@ impl Runtime {
             status: "without an init process".into(),
         })?;
         let code = forward_until_exit(pid, &forwarded);
-        let deleted = container.delete(true).map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "delete",
-            source,
-        });
+        let deleted = container.delete(true).map_err(lib(id, "delete"));
         let code = code?;
         deleted?;
         Ok(code)
@@ -212,11 +204,6 @@ impl Runtime {
             Some(home) => seed_home(id, &bundle, &spec, home)?,
             None => None,
         };
-        let lib = |op, source| Error::Libcontainer {
-            id: id.into(),
-            op,
-            source,
-        };
         let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
@@ -225,24 +212,25 @@ impl Runtime {
                     .with_preserved_fds(opts.preserve_fds)
                     .validate_id()
             })
-            .map_err(|e| lib("create", e))?
+            .map_err(lib(id, "create"))?
             .as_init(&bundle)
             .with_systemd(self.systemd)
             .with_detach(detach)
             .with_no_pivot(opts.no_pivot)
             .build()
-            .map_err(|e| lib("create", e))?;
+            .map_err(lib(id, "create"))?;
 
         // Record the base image under one key, so a later commit finds it
         // whatever key the platform used.
-        let image = spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| BASE_IMAGE_ANNOTATIONS.iter().find_map(|k| a.get(*k).cloned()));
+        let image = spec.annotations().as_ref().and_then(|a| {
+            BASE_IMAGE_ANNOTATIONS
+                .iter()
+                .find_map(|k| a.get(*k).cloned())
+        });
         if let Some(image) = &image {
             let annotations = container.state.annotations.get_or_insert_with(HashMap::new);
             annotations.insert(IMAGE_ANNOTATION.into(), image.clone());
-            container.save().map_err(|e| lib("record the base image", e))?;
+            container.save().map_err(lib(id, "record the base image"))?;
         }
         Ok((container, Created { seeded, image }))
     }
@@ -252,11 +240,7 @@ impl Runtime {
         if !c.can_start() {
             return Err(self.status_error(&c, "start"));
         }
-        c.start().map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "start",
-            source,
-        })
+        c.start().map_err(lib(id, "start"))
     }
 
     pub fn state(&self, id: &str) -> Result<State> {
@@ -292,17 +276,13 @@ impl Runtime {
     pub fn kill(&self, id: &str, signal: &str, all: bool) -> Result<()> {
         let signal = Signal::try_from(signal).map_err(|_| Error::Signal(signal.into()))?;
         let mut c = self.load(id)?;
-        if !c.can_kill() && !(all && c.status() == ContainerStatus::Stopped) {
+        if !(c.can_kill() || all && c.status() == ContainerStatus::Stopped) {
             return Err(Error::NotRunning {
                 id: id.into(),
                 status: status_name(c.status()).into(),
             });
         }
-        c.kill(signal, all).map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "kill",
-            source,
-        })
+        c.kill(signal, all).map_err(lib(id, "kill"))
     }
 
     /// Deletes a stopped (or, with `force`, any) container. As with runc, a
@@ -314,22 +294,28 @@ impl Runtime {
             Err(Error::NotExist { .. }) if force => {
                 let dir = self.root.join(id);
                 return match std::fs::remove_dir_all(&dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        Err(Error::Io { path: dir, source: e })
-                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                        path: dir,
+                        source: e,
+                    }),
                     _ => Ok(()),
                 };
             }
             Err(e) => return Err(e),
         };
-        if !force && !matches!(c.status(), ContainerStatus::Stopped | ContainerStatus::Created) {
+        if !force
+            && !matches!(
+                c.status(),
+                ContainerStatus::Stopped | ContainerStatus::Created
+            )
+        {
             return Err(self.status_error(&c, "delete"));
         }
-        c.delete(force).map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "delete",
-            source,
-        })
+        match c.delete(force) {
+            // Another delete (a foreground run's, say) got there first.
+            Err(_) if force && !self.root.join(id).exists() => Ok(()),
+            other => other.map_err(lib(id, "delete")),
+        }
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {
@@ -337,11 +323,7 @@ impl Runtime {
         if !c.can_pause() {
             return Err(self.status_error(&c, "pause"));
         }
-        c.pause().map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "pause",
-            source,
-        })
+        c.pause().map_err(lib(id, "pause"))
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
@@ -349,11 +331,7 @@ impl Runtime {
         if !c.can_resume() {
             return Err(self.status_error(&c, "resume"));
         }
-        c.resume().map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "resume",
-            source,
-        })
+        c.resume().map_err(lib(id, "resume"))
     }
 
     /// The pids in the container's cgroup (none once it has stopped).
@@ -377,17 +355,14 @@ impl Runtime {
     /// otherwise waits for it and returns its exit code.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
         let c = self.load(id)?;
-        if !matches!(c.status(), ContainerStatus::Running | ContainerStatus::Created) {
+        if !matches!(
+            c.status(),
+            ContainerStatus::Running | ContainerStatus::Created
+        ) {
             return Err(Error::NotRunning {
                 id: id.into(),
                 status: status_name(c.status()).into(),
             });
-        }
-        let forwarded = forwarded_signals();
-        if !opts.detach {
-            forwarded
-                .thread_block()
-                .map_err(|e| Error::Wait { pid: 0, source: e })?;
         }
         let env: HashMap<String, String> = opts
             .env
@@ -411,14 +386,16 @@ impl Runtime {
                     .with_group(opts.user.and_then(|(_, g)| g))
             })
             .and_then(|b| b.build())
-            .map_err(|source| Error::Libcontainer {
-                id: id.into(),
-                op: "exec",
-                source,
-            })?;
+            .map_err(lib(id, "exec"))?;
         if opts.detach {
             return Ok(0);
         }
+        // Blocked after the fork, which the process would inherit; one that has
+        // exited already is reaped by the wait loop's first pass.
+        let forwarded = forwarded_signals();
+        forwarded
+            .thread_block()
+            .map_err(|e| Error::Wait { pid: 0, source: e })?;
         forward_until_exit(pid, &forwarded)
     }
 
@@ -431,11 +408,7 @@ impl Runtime {
         if !dir.join("state.json").exists() {
             return Err(not_exist());
         }
-        Container::load(dir).map_err(|source| Error::Libcontainer {
-            id: id.into(),
-            op: "load its state",
-            source,
-        })
+        Container::load(dir).map_err(lib(id, "load its state"))
     }
 
     fn ensure_root(&self) -> Result<()> {
@@ -456,6 +429,16 @@ impl Runtime {
             op,
             status: status_name(c.status()).into(),
         }
+    }
+}
+
+/// Wraps libcontainer's error with the container and what was being done.
+fn lib(id: &str, op: &'static str) -> impl FnOnce(LibcontainerError) -> Error {
+    let id = id.to_string();
+    move |source| Error::Libcontainer {
+        id,
+        op,
+        source: Box::new(source),
     }
 }
 
@@ -526,7 +509,10 @@ fn seed_home(
         return Ok(None);
     };
     let scratch = bundle.join(source);
-    let root = spec.root().as_ref().map_or_else(|| Path::new("rootfs"), |r| r.path());
+    let root = spec
+        .root()
+        .as_ref()
+        .map_or_else(|| Path::new("rootfs"), |r| r.path());
     let rootfs = bundle.join(root);
     let seeded = seed::seed(&rootfs, home, &scratch).map_err(|source| Error::Seed {
         id: id.into(),

@@ -127,7 +127,11 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<Arc<cmd::oci::LogFile>>> {
     use tracing_subscriber::EnvFilter;
 
     // libcgroups warns of every v1 controller a host lacks: noise, not news.
-    let default = if cli.debug { "debug" } else { "warn,libcgroups=error" };
+    let default = if cli.debug {
+        "debug"
+    } else {
+        "warn,libcgroups=error"
+    };
     let filter = EnvFilter::try_from_env("FREEZEFRAME_LOG").unwrap_or_else(|_| default.into());
     let registry = tracing_subscriber::registry().with(filter);
     match &cli.log {

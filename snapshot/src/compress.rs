@@ -37,6 +37,16 @@ impl FromStr for Algorithm {
     }
 }
 
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algorithm::Gzip => "gzip",
+            Algorithm::Zstd => "zstd",
+            Algorithm::None => "none",
+        })
+    }
+}
+
 impl Algorithm {
     pub fn media_type(self) -> &'static str {
         match self {

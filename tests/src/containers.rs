@@ -1096,3 +1096,249 @@ impl Drop for FuseMount {
 pub fn wchan(pid: i32) -> String {
     fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------
+// freezeframe as the OCI runtime
+
+/// Runs `cmd` to completion with stdin from `/dev/null` and stdout and stderr
+/// appended to the file `log`, for the verbs whose container process inherits
+/// them (`create`, `run -d`, `exec -d`): a pipe would stay open as long as the
+/// container runs. The outcome's stderr is what this run added to `log`.
+pub fn run_logged(cmd: &mut Command, log: &Path) -> Outcome {
+    let command = format!("{cmd:?}");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    let before = file.metadata().map_or(0, |m| m.len()) as usize;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("dup log"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > crate::PROCESS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command} still running after {:?}; killed",
+                crate::PROCESS_TIMEOUT
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let text = fs::read(log).unwrap_or_default();
+    Outcome {
+        command,
+        status,
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(text.get(before..).unwrap_or_default()).into_owned(),
+    }
+}
+
+/// Docker's default capabilities (`runc spec`'s are too few to chown).
+pub const DOCKER_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Writes `bundle/config.json` the way [`RuncSession`] does: `runc spec`, then
+/// no terminal, `args`, RLIMIT_NOFILE 1024, Docker's capabilities, `rootfs` (an
+/// absolute path) writable, the given bind mounts (container path, host path)
+/// and annotations. Returns the spec written.
+pub fn write_bundle_config(
+    bundle: &Path,
+    rootfs: &Path,
+    args: &[&str],
+    binds: &[(&str, &Path)],
+    annotations: &[(&str, &str)],
+) -> Value {
+    mkdirs(bundle);
+    let path = bundle.join("config.json");
+    let _ = fs::remove_file(&path);
+    tool("runc", args!["spec", "--bundle", bundle]);
+    let mut c: Value = serde_json::from_slice(&fs::read(&path).expect("read config.json"))
+        .expect("parse config.json");
+    c["process"]["terminal"] = false.into();
+    c["process"]["args"] = args.into();
+    c["process"]["rlimits"] = serde_json::json!([
+        {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}
+    ]);
+    c["root"] = serde_json::json!({"path": rootfs, "readonly": false});
+    c["hostname"] = "session".into();
+    for set in ["bounding", "effective", "permitted"] {
+        c["process"]["capabilities"][set] = DOCKER_CAPS.into();
+    }
+    let mounts = c["mounts"].as_array_mut().expect("mounts");
+    for (dst, src) in binds {
+        mounts.push(
+            serde_json::json!({"destination": dst, "type": "bind", "source": src,
+                                       "options": ["rbind", "rw"]}),
+        );
+    }
+    if !annotations.is_empty() {
+        let a: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        c["annotations"] = Value::Object(a);
+    }
+    write(
+        &path,
+        serde_json::to_vec_pretty(&c).expect("serialize config"),
+    );
+    c
+}
+
+/// A container run by `freezeframe` as the OCI runtime, under a state root of
+/// the test's (`--root`) or the default one. Nothing is started by `new`; on
+/// drop the container is resumed (if paused) and `delete --force`d, whatever
+/// state it reached.
+pub struct FfContainer {
+    pub id: String,
+    /// `--root DIR`, or None for the default root (`/run/freezeframe`).
+    pub root: Option<PathBuf>,
+    /// Where `create` and `run -d` write, and the container's init with them.
+    pub log: PathBuf,
+}
+
+/// freezeframe's default runtime state root.
+pub const FREEZEFRAME_ROOT: &str = "/run/freezeframe";
+
+impl FfContainer {
+    pub fn new(id: impl Into<String>, root: Option<PathBuf>, log: impl Into<PathBuf>) -> Self {
+        FfContainer {
+            id: id.into(),
+            root,
+            log: log.into(),
+        }
+    }
+
+    /// `freezeframe --config /dev/null [--root R] ARGS`.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut all: Vec<OsString> = Vec::new();
+        if let Some(r) = &self.root {
+            all.push("--root".into());
+            all.push(r.clone().into_os_string());
+        }
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        freezeframe_cmd(all)
+    }
+
+    /// Runs `freezeframe [--root R] ARGS`, whatever its exit status.
+    pub fn ff<I, S>(&self, args: I) -> Outcome
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(&mut self.cmd(args))
+    }
+
+    /// The state root in use.
+    pub fn state_root(&self) -> PathBuf {
+        self.root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(FREEZEFRAME_ROOT))
+    }
+
+    /// `ROOT/ID`, the container's state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_root().join(&self.id)
+    }
+
+    /// `create --bundle B EXTRA ID`, output to [`FfContainer::log`].
+    pub fn create(&self, bundle: &Path, extra: &[OsString]) -> Outcome {
+        let mut a = args!["create", "--bundle", bundle];
+        a.extend(extra.iter().cloned());
+        a.push(self.id.clone().into());
+        run_logged(&mut self.cmd(a), &self.log)
+    }
+
+    /// `run -d --bundle B EXTRA ID`, output to [`FfContainer::log`].
+    pub fn run_detached(&self, bundle: &Path, extra: &[OsString]) -> Outcome {
+        let mut a = args!["run", "-d", "--bundle", bundle];
+        a.extend(extra.iter().cloned());
+        a.push(self.id.clone().into());
+        run_logged(&mut self.cmd(a), &self.log)
+    }
+
+    /// `state ID`, parsed; panics if it fails.
+    pub fn state(&self) -> Value {
+        self.ff(["state", &self.id]).ok().json()
+    }
+
+    /// The state's `status`: created, running, paused, stopped.
+    pub fn status(&self) -> String {
+        self.state()["status"]
+            .as_str()
+            .expect("state status")
+            .to_string()
+    }
+
+    /// The state's `pid`.
+    pub fn pid(&self) -> i32 {
+        self.state()["pid"].as_i64().expect("state pid") as i32
+    }
+
+    /// Waits (up to 10 s) for the status to read `want`; panics with the last
+    /// state otherwise.
+    pub fn wait_status(&self, want: &str) {
+        let ok = wait_until(Duration::from_secs(10), || self.status() == want);
+        assert!(ok, "{} never became {want}: {}", self.id, self.state());
+    }
+
+    /// `exec ID sh -c SCRIPT`, asserting success.
+    pub fn exec(&self, script: &str) -> Outcome {
+        self.ff(["exec", &self.id, "sh", "-c", script]).ok()
+    }
+}
+
+impl Drop for FfContainer {
+    fn drop(&mut self) {
+        let _ = self.ff(["resume", &self.id]);
+        let out = self.ff(["delete", "--force", &self.id]);
+        if !out.success() {
+            eprintln!("teardown of {}: {out}", self.id);
+        }
+    }
+}
+
+impl Containerd {
+    /// The daemon's own log so far (for a failure's message).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// `ctr ARGS`, asserting success; a failure shows the daemon's log too.
+    pub fn ctr_explained<I, S>(&self, args: I) -> Outcome
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let o = self.try_ctr(args);
+        assert!(o.success(), "{o}\n--- containerd.log\n{}", self.log());
+        o
+    }
+}

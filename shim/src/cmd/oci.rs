@@ -165,7 +165,10 @@ pub struct ExecArgs {
 }
 
 fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
-    let num = |v: &str| v.parse::<u32>().map_err(|_| format!("{v:?} is not a number"));
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("{v:?} is not a number"))
+    };
     match s.split_once(':') {
         Some((u, g)) => Ok((num(u)?, Some(num(g)?))),
         None => Ok((num(s)?, None)),

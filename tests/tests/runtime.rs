@@ -1,0 +1,969 @@
+//! freezeframe as an OCI runtime (runc-compatible, on youki's libcontainer), as
+//! root: the verbs from the command line, home seeding at create, a private
+//! containerd running sessions with `--runc-binary freezeframe`, and commits of
+//! those sessions found without `--root` or `--base` that podman and containerd
+//! run again.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use freezeframe_tests::containers::*;
+use freezeframe_tests::*;
+use nix::sys::signal::Signal;
+
+// ---------------------------------------------------------------------------
+// Building blocks
+
+fn mkdirs(p: &Path) {
+    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
+}
+
+fn write(p: &Path, content: impl AsRef<[u8]>) {
+    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {uid}:{gid} {}: {e}", p.display()));
+}
+
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
+}
+
+/// `(uid, gid, mode & 0o7777)` of a path, not following a symlink.
+fn owner_mode(p: &Path) -> (u32, u32, u32) {
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+fn oci_archive(path: &Path) -> String {
+    format!("oci-archive:{}", path.display())
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `ctr --mount` value for an rbind mount.
+fn ctr_bind(src: &Path, dst: &str) -> String {
+    format!("type=bind,src={},dst={dst},options=rbind:rw", src.display())
+}
+
+/// The layer digests of a commit report, in order.
+fn layer_digests(report: &Value) -> Vec<String> {
+    report["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layers in the report: {report}"))
+        .iter()
+        .map(|l| l["digest"].as_str().expect("layer digest").to_string())
+        .collect()
+}
+
+/// How many layers the commit added (1, or 2 for a live commit's frozen pass).
+fn layers_added(report: &Value) -> usize {
+    let n = report["frozen"]["layers_added"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no frozen.layers_added in the report: {report}"))
+        as usize;
+    assert!((1..=2).contains(&n), "layers_added {n}: {report}");
+    n
+}
+
+/// Asserts the commit report says the base came from the container's state
+/// (the `org.freezeframe.image` annotation), that it is `base`, and that its
+/// layers (`base_layers`) come first, unchanged, followed by what was added.
+fn assert_base_carried_over(report: &Value, base: &str, base_layers: &[String]) {
+    let source = report["session"]["base_source"].as_str().unwrap_or("");
+    assert!(
+        source.contains("org.freezeframe.image"),
+        "the base was not taken from the state's annotation: base_source {source:?}"
+    );
+    assert_eq!(report["base"]["name"], base, "base in the report: {report}");
+    let layers = layer_digests(report);
+    let added = layers_added(report);
+    assert_eq!(
+        layers.len(),
+        base_layers.len() + added,
+        "layers {layers:?}: not the base's {base_layers:?} plus {added}"
+    );
+    assert!(layers.len() > 1, "no base layer carried over: {layers:?}");
+    assert_eq!(
+        &layers[..base_layers.len()],
+        base_layers,
+        "the base's layers are not carried over as they are"
+    );
+}
+
+/// A bundle: an overlay mount over `lowers` (topmost first) as the rootfs, and
+/// `dir/NAME` holding config.json.
+struct Bundle {
+    dir: PathBuf,
+    ovl: Overlay,
+}
+
+impl Bundle {
+    fn new(
+        dir: &Path,
+        name: &str,
+        lowers: &[&Path],
+        args: &[&str],
+        binds: &[(&str, &Path)],
+        annotations: &[(&str, &str)],
+    ) -> Bundle {
+        let ovl = Overlay::mount(lowers, "");
+        let dir = dir.join(name);
+        write_bundle_config(&dir, &ovl.merged, args, binds, annotations);
+        Bundle { dir, ovl }
+    }
+}
+
+/// `/proc/PID/cmdline` with spaces for NULs ("" once the process is gone).
+fn cmdline(pid: i32) -> String {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+/// `SigBlk` of `/proc/PID/status`: the signals the process blocks, in hex.
+fn blocked_signals(pid: i32) -> String {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .unwrap_or_else(|| panic!("no SigBlk in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------
+// containerd and podman run what freezeframe runs and commits
+
+#[test]
+fn containerd_runs_a_session_with_freezeframe_and_the_commit_starts_a_new_one() {
+    if !root_or_skip("containerd_runs_a_session_with_freezeframe_and_the_commit_starts_a_new_one") {
+        return;
+    }
+    let ff = bin();
+    let ctd = Containerd::start("rt-ctd");
+    let name = unique_id("rt-ctd");
+    let base = ctd.scratch("img").join("base.tar");
+    let base_ref = format!("docker.io/library/{name}:base");
+    let made = busybox_archive(&ctd.scratch("build"), &base_ref, &base);
+    let base_layers = layer_digests(&made);
+    ctd.ctr_explained(args!["images", "import", &base]);
+    let (home, data) = (ctd.scratch("home"), ctd.scratch("data"));
+    write(&data.join("host-dataset"), "vfolder content\n");
+    ctd.ctr_explained(args![
+        "run",
+        "-d",
+        "--runc-binary",
+        &ff,
+        "--annotation",
+        format!("org.freezeframe.image={}", oci_archive(&base)),
+        "--mount",
+        ctr_bind(&home, "/home/work"),
+        "--mount",
+        ctr_bind(&data, "/home/work/data"),
+        &base_ref,
+        &name,
+        "sleep",
+        "100000",
+    ]);
+    assert_eq!(ctd.task_status(&name), "RUNNING");
+    let pid = ctd.task_pid(&name);
+    assert!(
+        cmdline(pid).starts_with("sleep 100000"),
+        "task {name}'s init is {:?}",
+        cmdline(pid)
+    );
+
+    // The shim ran freezeframe: its state (libcontainer's format) under the
+    // shim's root, with the base image recorded from the spec's annotation.
+    let state_file = Path::new(CONTAINERD_RUNC_ROOT)
+        .join(&ctd.ns)
+        .join(&name)
+        .join("state.json");
+    let state: Value = serde_json::from_str(&read(&state_file))
+        .unwrap_or_else(|e| panic!("{}: {e}", state_file.display()));
+    assert_eq!(
+        state["annotations"]["org.freezeframe.image"],
+        oci_archive(&base),
+        "the base image is not recorded in {}: {state}",
+        state_file.display()
+    );
+    assert_eq!(state["pid"], pid, "{state}");
+
+    // Changes to the rootfs, the home and the vfolder, made through the
+    // runtime's exec (process.json from the shim).
+    ctd.ctr_explained([
+        "task",
+        "exec",
+        "--exec-id",
+        "changes",
+        &name,
+        "sh",
+        "-c",
+        "set -e; echo containerd > /etc/new.conf; echo 'extra:x:2000:2000::/:/bin/sh' >> /etc/passwd; \
+         rm /bin/vi; mkdir -p /home/work/notes; echo note > /home/work/notes/n; \
+         ln -s notes/n /home/work/link; echo secret > /home/work/secret; \
+         chown 1000:1000 /home/work/secret; chmod 0600 /home/work/secret; \
+         echo in-vfolder > /home/work/data/d",
+    ]);
+    assert_eq!(
+        read(&home.join("notes/n")),
+        "note\n",
+        "home not bind-mounted"
+    );
+    assert_eq!(
+        read(&data.join("d")),
+        "in-vfolder\n",
+        "vfolder not bind-mounted"
+    );
+    let failed = ctd.try_ctr([
+        "task",
+        "exec",
+        "--exec-id",
+        "fails",
+        &name,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(failed.status.code(), Some(3), "exec's exit code: {failed}");
+    let user = ctd.ctr_explained([
+        "task",
+        "exec",
+        "--exec-id",
+        "user",
+        "--user",
+        "1000",
+        &name,
+        "id",
+        "-u",
+    ]);
+    assert_eq!(user.stdout.trim(), "1000", "{user}");
+
+    // A create that fails: the shim reads freezeframe's error from its JSON log.
+    let bad = format!("{name}-bad");
+    let failed = ctd.try_ctr(args![
+        "run",
+        "-d",
+        "--runc-binary",
+        &ff,
+        &base_ref,
+        &bad,
+        "/no/such/binary"
+    ]);
+    assert!(!failed.success(), "{failed}");
+    assert!(
+        failed.stderr.contains("OCI runtime create failed")
+            && failed.stderr.contains("/no/such/binary"),
+        "the runtime's error did not reach ctr:\n{failed}"
+    );
+    assert!(
+        !Path::new(CONTAINERD_RUNC_ROOT)
+            .join(&ctd.ns)
+            .join(&bad)
+            .exists(),
+        "a failed create left its state behind"
+    );
+
+    let ps = ctd.ctr_explained(["task", "ps", &name]).stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(&pid.to_string())),
+        "the init pid {pid} not in ctr task ps:\n{ps}"
+    );
+
+    let cgroups = Cgroups::of_pid(pid);
+    ctd.ctr_explained(["task", "pause", &name]);
+    assert_eq!(ctd.task_status(&name), "PAUSED");
+    assert_eq!(cgroups.freezer_state(), "FROZEN", "{:?}", cgroups.freezer);
+    ctd.ctr_explained(["task", "resume", &name]);
+    assert_eq!(ctd.task_status(&name), "RUNNING");
+    assert_eq!(cgroups.freezer_state(), "THAWED", "{:?}", cgroups.freezer);
+
+    // Committed by id alone: found under /run/containerd/runc/NS/ID, the base
+    // taken from the state.
+    let out = ctd.scratch("out").join("out.tar");
+    let new_ref = format!("docker.io/library/{name}:committed");
+    let report = commit(args![&name, "--tag", &new_ref, "-o", &out]);
+    assert_eq!(report["session"]["state_file"], path_str(&state_file));
+    assert_eq!(report["session"]["home"]["host_dir"], path_str(&home));
+    assert_base_carried_over(&report, &oci_archive(&base), &base_layers);
+    let inspected = inspect(&out).ok();
+    assert!(inspected.stdout.contains("verified"), "{inspected}");
+    assert_eq!(ctd.task_status(&name), "RUNNING", "after the commit");
+    assert_eq!(cgroups.freezer_state(), "THAWED", "after the commit");
+
+    // The committed image starts a new session, its home seeded into a fresh
+    // empty host directory.
+    ctd.ctr_explained(args!["images", "import", &out]);
+    let home2 = ctd.scratch("home2");
+    let name2 = format!("{name}-2");
+    ctd.ctr_explained(args![
+        "run",
+        "-d",
+        "--runc-binary",
+        &ff,
+        "--mount",
+        ctr_bind(&home2, "/home/work"),
+        &new_ref,
+        &name2,
+        "sleep",
+        "100000",
+    ]);
+    assert_eq!(ctd.task_status(&name2), "RUNNING");
+    let seen = ctd.ctr_explained([
+        "task",
+        "exec",
+        "--exec-id",
+        "check",
+        &name2,
+        "sh",
+        "-c",
+        "cat /etc/new.conf; tail -n 1 /etc/passwd; test ! -e /bin/vi && echo vi-gone; \
+         test -x /bin/busybox && echo busybox; cat /home/work/notes/n; readlink /home/work/link; \
+         stat -c '%u:%g %a' /home/work/secret; cat /home/work/secret; \
+         test ! -e /home/work/data/d && echo no-vfolder-file",
+    ]);
+    assert_eq!(
+        seen.stdout,
+        "containerd\nextra:x:2000:2000::/:/bin/sh\nvi-gone\nbusybox\nnote\nnotes/n\n\
+         1000:1000 600\nsecret\nno-vfolder-file\n",
+        "what the new session sees:\n{seen}"
+    );
+    assert_eq!(read(&home2.join("notes/n")), "note\n", "home not seeded");
+    assert_eq!(
+        fs::read_link(home2.join("link")).expect("readlink"),
+        Path::new("notes/n")
+    );
+    assert_eq!(owner_mode(&home2.join("secret")), (1000, 1000, 0o600));
+    assert!(!home2.join("data/d").exists(), "the vfolder was committed");
+
+    // Stopped and deleted through the runtime: no state, no cgroup left.
+    for n in [&name, &name2] {
+        ctd.ctr_explained(["task", "kill", "--signal", "KILL", n]);
+    }
+    for n in [&name, &name2] {
+        assert!(
+            wait_until(Duration::from_secs(10), || ctd.task_status(n) == "STOPPED"),
+            "task {n} did not stop: {}",
+            ctd.task_status(n)
+        );
+        ctd.ctr_explained(["task", "delete", n]);
+    }
+    assert!(
+        !state_file.exists(),
+        "{} left behind by ctr task delete",
+        state_file.display()
+    );
+    assert!(
+        !cgroups.freezer.exists(),
+        "cgroup {} left behind",
+        cgroups.freezer.display()
+    );
+}
+
+#[test]
+fn podman_loads_the_committed_archive_and_runs_it_with_runc() {
+    if !root_or_skip("podman_loads_the_committed_archive_and_runs_it_with_runc") {
+        return;
+    }
+    let dir = tempdir("rt-podman");
+    let d = dir.path();
+    let name = unique_id("rt-podman");
+    let base = d.join("base.tar");
+    let made = busybox_archive(d, &format!("localhost/{name}:base"), &base);
+    // busybox_archive committed this tree: it is the image's content.
+    let lower = d.join("busybox-rootfs");
+    let home = d.join("home");
+    mkdirs(&home);
+    let annotation = oci_archive(&base);
+    let b = Bundle::new(
+        d,
+        "bundle",
+        &[&lower],
+        &["sleep", "100000"],
+        &[("/home/work", &home)],
+        &[("org.freezeframe.image", &annotation)],
+    );
+    let c = FfContainer::new(
+        unique_id("rt-podman"),
+        Some(d.join("state")),
+        d.join("ff.log"),
+    );
+    c.run_detached(&b.dir, &[]).ok();
+    assert_eq!(c.status(), "running");
+    c.exec(
+        "set -e; echo podman > /etc/from-session; rm /bin/vi; mkdir /home/work/notes; \
+         echo note > /home/work/notes/n; chown 1000:1000 /home/work/notes/n; \
+         chmod 0640 /home/work/notes/n",
+    );
+
+    let out = d.join("out.tar");
+    let report = commit(args![
+        &c.id,
+        "--root",
+        c.state_root(),
+        "--tag",
+        format!("localhost/{name}:committed"),
+        "-o",
+        &out
+    ]);
+    assert_base_carried_over(&report, &annotation, &layer_digests(&made));
+    let image = PodmanImage::load(&out, report["config_digest"].as_str().expect("digest"));
+    let cmd = tool(
+        "podman",
+        [
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Cmd}}",
+            &image.id,
+        ],
+    );
+    assert_eq!(
+        cmd.stdout.trim(),
+        r#"["sleep","100000"]"#,
+        "the base's config"
+    );
+    let mut a: Vec<OsString> = args!["run", "--rm"];
+    a.extend(PODMAN_RUN_FLAGS.iter().map(OsString::from));
+    a.extend(args![
+        &image.id,
+        "sh",
+        "-c",
+        "cat /etc/from-session; test ! -e /bin/vi && echo vi-gone; \
+         test -x /bin/busybox && echo busybox; cat /home/work/notes/n; \
+         stat -c '%u:%g %a' /home/work/notes/n"
+    ]);
+    let seen = tool("podman", a);
+    assert_eq!(
+        seen.stdout, "podman\nvi-gone\nbusybox\nnote\n1000:1000 640\n",
+        "{seen}"
+    );
+}
+
+#[test]
+fn a_session_run_by_freezeframe_is_committed_without_being_told_where_or_from_what() {
+    if !root_or_skip(
+        "a_session_run_by_freezeframe_is_committed_without_being_told_where_or_from_what",
+    ) {
+        return;
+    }
+    let dir = tempdir("rt-default");
+    let d = dir.path();
+    let base = BaseImage::build(d, populate_busybox);
+    let reference = base.reference().into_string().expect("utf-8 reference");
+    let mut layout_ref = OsString::from("oci:");
+    layout_ref.push(&base.layout);
+    layout_ref.push(":");
+    layout_ref.push(&base.tag);
+    let base_layers: Vec<String> = tool("skopeo", args!["inspect", layout_ref]).json()["Layers"]
+        .as_array()
+        .expect("base Layers")
+        .iter()
+        .map(|l| l.as_str().expect("layer").to_string())
+        .collect();
+    let home = d.join("home");
+    mkdirs(&home);
+    let b = Bundle::new(
+        d,
+        "bundle",
+        &[&base.rootfs],
+        &["sleep", "100000"],
+        &[("/home/work", &home)],
+        &[("org.freezeframe.image", &reference)],
+    );
+    // The default state root: no --root anywhere.
+    let c = FfContainer::new(unique_id("rt-default"), None, d.join("ff.log"));
+    c.run_detached(&b.dir, &[]).ok();
+    let state_file = Path::new(FREEZEFRAME_ROOT).join(&c.id).join("state.json");
+    assert!(state_file.is_file(), "no {}", state_file.display());
+    let st = c.state();
+    assert_eq!(st["status"], "running");
+    assert_eq!(
+        st["annotations"]["org.freezeframe.image"], reference,
+        "{st}"
+    );
+    c.exec(
+        "set -e; echo freezeframe > /etc/ff-run.conf; rm /bin/vi; mkdir /home/work/notes; \
+         echo note > /home/work/notes/n",
+    );
+
+    let out = d.join("out.tar");
+    let report = commit(args![&c.id, "--tag", "t", "-o", &out]);
+    assert_eq!(report["session"]["state_file"], path_str(&state_file));
+    assert_eq!(report["session"]["pid"], c.pid());
+    assert_base_carried_over(&report, &reference, &base_layers);
+    assert_eq!(c.status(), "running", "after the commit");
+    assert_eq!(
+        Cgroups::of_pid(c.pid()).freezer_state(),
+        "THAWED",
+        "after the commit"
+    );
+    let inspected = skopeo_inspect(&out);
+    assert_eq!(
+        inspected["Layers"],
+        serde_json::json!(layer_digests(&report)),
+        "skopeo's view of the layers"
+    );
+    let rootfs = unpack_archive(&out, "t", &d.join("unpacked"));
+    assert_eq!(read(&rootfs.join("etc/ff-run.conf")), "freezeframe\n");
+    assert!(
+        fs::symlink_metadata(rootfs.join("bin/vi")).is_err(),
+        "deleted file came back"
+    );
+    assert!(rootfs.join("bin/busybox").is_file(), "base layer missing");
+    assert_eq!(read(&rootfs.join("home/work/notes/n")), "note\n");
+    let (pid, state_dir) = (c.pid(), c.state_dir());
+    drop(c);
+    assert!(
+        !state_dir.exists(),
+        "{} left behind by the teardown",
+        state_dir.display()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || cmdline(pid).is_empty()),
+        "the container's init {pid} still runs"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The verbs
+
+#[test]
+fn the_runtime_verbs_behave_like_runc() {
+    if !root_or_skip("the_runtime_verbs_behave_like_runc") {
+        return;
+    }
+    let dir = tempdir("rt-verbs");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    let b = Bundle::new(d, "bundle", &[&lower], &["sleep", "100000"], &[], &[]);
+    let root = d.join("state");
+    let c = FfContainer::new(unique_id("rt-verbs"), Some(root.clone()), d.join("ff.log"));
+    let id = c.id.as_str();
+
+    // create: the init waits for start, its pid in the state and the pid file.
+    let pid_file = d.join("pid");
+    c.create(&b.dir, &["--pid-file".into(), pid_file.clone().into()])
+        .ok();
+    let st = c.state();
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["id"], id);
+    assert_eq!(st["bundle"], path_str(&b.dir));
+    assert_eq!(st["rootfs"], path_str(&b.ovl.merged));
+    assert!(
+        st["ociVersion"].as_str().is_some_and(|v| !v.is_empty()),
+        "{st}"
+    );
+    assert!(st["created"].as_str().is_some(), "{st}");
+    assert_eq!(st["owner"], "root", "{st}");
+    let pid = st["pid"].as_i64().expect("pid") as i32;
+    assert!(pid > 0, "{st}");
+    assert_eq!(read(&pid_file).trim(), pid.to_string(), "the pid file");
+    assert!(
+        !cmdline(pid).starts_with("sleep"),
+        "the process ran before start: {:?}",
+        cmdline(pid)
+    );
+    let starting = c.ff(["start", id]);
+    assert!(starting.success(), "{starting}\n--- log\n{}", read(&c.log));
+    assert_eq!(c.status(), "running");
+    assert_eq!(c.pid(), pid);
+    assert!(
+        wait_until(Duration::from_secs(5), || cmdline(pid)
+            .starts_with("sleep 100000")),
+        "the init is {:?} after start",
+        cmdline(pid)
+    );
+    let again = c.ff(["start", id]).failed();
+    assert!(again.stderr.contains("running"), "{again}");
+
+    let ps = c.ff(["ps", "--format", "json", id]).ok().json();
+    assert!(
+        ps.as_array().is_some_and(|a| a.contains(&Value::from(pid))),
+        "ps: {ps}"
+    );
+
+    // exec: runs in the container's rootfs; its exit code is exec's.
+    c.exec("echo x > /tmp/y");
+    assert_eq!(read(&b.ovl.m("tmp/y")), "x\n");
+    assert!(b.ovl.upper.join("tmp/y").is_file(), "not in the upper dir");
+    let three = c.ff(["exec", id, "sh", "-c", "exit 3"]);
+    assert_eq!(three.status.code(), Some(3), "{three}");
+    let who = c
+        .ff(args![
+            "exec",
+            "-e",
+            "FOO=bar",
+            "--cwd",
+            "/tmp",
+            "-u",
+            "1000:1000",
+            id,
+            "sh",
+            "-c",
+            "echo $FOO $(pwd) $(id -u):$(id -g)"
+        ])
+        .ok();
+    assert_eq!(who.stdout, "bar /tmp 1000:1000\n", "{who}");
+    let mask = c.exec("grep SigBlk /proc/self/status");
+    assert_eq!(
+        mask.stdout.split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "an exec'd process starts with signals blocked"
+    );
+    let process = d.join("process.json");
+    write(
+        &process,
+        serde_json::to_vec(&serde_json::json!({
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "echo from-process-json > /tmp/p"],
+            "env": ["PATH=/bin"],
+            "cwd": "/"
+        }))
+        .unwrap(),
+    );
+    c.ff(args!["exec", "--process", &process, id]).ok();
+    assert_eq!(read(&b.ovl.m("tmp/p")), "from-process-json\n");
+
+    // exec -d: returns while the process runs, its pid in the pid file and ps.
+    let exec_pid_file = d.join("exec.pid");
+    let mut detached = c.cmd(args![
+        "exec",
+        "-d",
+        "--pid-file",
+        &exec_pid_file,
+        id,
+        "sleep",
+        "100000"
+    ]);
+    run_logged(&mut detached, &c.log).ok();
+    let exec_pid: i32 = read(&exec_pid_file).trim().parse().expect("exec pid");
+    assert!(cmdline(exec_pid).starts_with("sleep 100000"), "{exec_pid}");
+    let ps = c.ff(["ps", "--format", "json", id]).ok().json();
+    let mut both = [pid, exec_pid];
+    both.sort_unstable();
+    assert_eq!(ps, serde_json::json!(both), "ps");
+
+    // pause and resume: the v1 freezer.
+    let cgroups = Cgroups::of_pid(pid);
+    c.ff(["pause", id]).ok();
+    assert_eq!(c.status(), "paused");
+    assert_eq!(cgroups.freezer_state(), "FROZEN", "{:?}", cgroups.freezer);
+    c.ff(["resume", id]).ok();
+    assert_eq!(c.status(), "running");
+    assert_eq!(cgroups.freezer_state(), "THAWED", "{:?}", cgroups.freezer);
+    let paused_twice = c.ff(["resume", id]).failed();
+    assert!(paused_twice.stderr.contains("running"), "{paused_twice}");
+
+    let list = c.ff(["list", "--format", "json"]).ok().json();
+    let mine: Vec<&Value> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("list is not an array: {list}"))
+        .iter()
+        .filter(|s| s["id"] == id)
+        .collect();
+    assert_eq!(mine.len(), 1, "{list}");
+    assert_eq!(mine[0]["status"], "running");
+    assert_eq!(mine[0]["pid"], pid);
+    let quiet = c.ff(["list", "-q"]).ok();
+    assert_eq!(quiet.stdout, format!("{id}\n"), "{quiet}");
+
+    // delete refuses a running container.
+    let refused = c.ff(["delete", id]).failed();
+    assert!(refused.stderr.contains("running"), "{refused}");
+    assert_eq!(c.status(), "running");
+
+    // kill: stopped, pid 0; a second kill is refused as runc refuses it.
+    c.ff(["kill", id, "KILL"]).ok();
+    c.wait_status("stopped");
+    assert_eq!(c.pid(), 0);
+    let twice = c.ff(["kill", id, "KILL"]);
+    assert_eq!(twice.status.code(), Some(1), "{twice}");
+    assert!(twice.stderr.contains("container not running"), "{twice}");
+    assert_eq!(
+        c.ff(["ps", "--format", "json", id]).ok().json(),
+        serde_json::json!([])
+    );
+
+    // delete: no state, no cgroup left; then the container does not exist.
+    c.ff(["delete", id]).ok();
+    assert!(!c.state_dir().exists(), "state dir left behind");
+    assert!(
+        !cgroups.freezer.exists(),
+        "cgroup {} left behind",
+        cgroups.freezer.display()
+    );
+    let gone = c.ff(["state", id]);
+    assert_eq!(gone.status.code(), Some(1), "{gone}");
+    assert!(gone.stderr.contains("does not exist"), "{gone}");
+    // The global flags after the verb, and the error in runc's JSON log.
+    let log = d.join("log.json");
+    let logged = run(&mut freezeframe_cmd(args![
+        "state",
+        id,
+        "--root",
+        &root,
+        "--log",
+        &log,
+        "--log-format",
+        "json"
+    ]));
+    assert_eq!(logged.status.code(), Some(1), "{logged}");
+    let text = read(&log);
+    let errors: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: log line {l:?}")))
+        .filter(|v: &Value| v["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(
+        errors[0]["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not exist") && m.contains(id)),
+        "{text}"
+    );
+    assert!(errors[0]["time"].as_str().is_some(), "{text}");
+    c.ff(["delete", "--force", &unique_id("missing")]).ok();
+    let missing = c.ff(["delete", &unique_id("missing")]).failed();
+    assert!(missing.stderr.contains("does not exist"), "{missing}");
+
+    let features = c.ff(["features"]).ok().json();
+    assert!(
+        features["ociVersionMax"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('1')),
+        "{features}"
+    );
+
+    // Foreground run: the process's exit code, and nothing left behind.
+    let b7 = d.join("bundle-exit-7");
+    write_bundle_config(&b7, &b.ovl.merged, &["sh", "-c", "exit 7"], &[], &[]);
+    let c7 = FfContainer::new(unique_id("rt-exit"), Some(root.clone()), d.join("ff7.log"));
+    let seven = c7.ff(args!["run", "--bundle", &b7, &c7.id]);
+    assert_eq!(seven.status.code(), Some(7), "{seven}");
+    assert!(!c7.state_dir().exists(), "run left its state dir behind");
+
+    // Foreground run forwards a signal to the process.
+    let bt = d.join("bundle-trap");
+    write_bundle_config(
+        &bt,
+        &b.ovl.merged,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; touch /tmp/trapping; while :; do usleep 20000; done",
+        ],
+        &[],
+        &[],
+    );
+    let ct = FfContainer::new(unique_id("rt-trap"), Some(root.clone()), d.join("fft.log"));
+    let tlog = fs::File::create(&ct.log).expect("create log");
+    let mut child = ct
+        .cmd(args!["run", "--bundle", &bt, &ct.id])
+        .stdin(Stdio::null())
+        .stdout(tlog.try_clone().expect("dup"))
+        .stderr(tlog)
+        .spawn()
+        .expect("spawn freezeframe run");
+    let trapping = wait_until(Duration::from_secs(10), || b.ovl.m("tmp/trapping").exists());
+    if !trapping {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the trap never ran:\n{}", read(&ct.log));
+    }
+    let init = ct.pid();
+    let blocked = blocked_signals(init);
+    signal(child.id() as i32, Signal::SIGTERM);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("run did not end on SIGTERM:\n{}", read(&ct.log));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        status.code(),
+        Some(9),
+        "the container's init (blocked signals {blocked}) did not get SIGTERM:\n{}",
+        read(&ct.log)
+    );
+    assert_eq!(
+        blocked, "0000000000000000",
+        "the init starts with signals blocked"
+    );
+    assert!(!ct.state_dir().exists(), "run left its state dir behind");
+    let left = c.ff(["list", "-q"]).ok();
+    assert_eq!(left.stdout, "", "containers left under the root: {left}");
+}
+
+// ---------------------------------------------------------------------------
+// Home seeding
+
+#[test]
+fn home_seeding_copies_the_image_home_into_an_empty_scratch_dir_only() {
+    if !root_or_skip("home_seeding_copies_the_image_home_into_an_empty_scratch_dir_only") {
+        return;
+    }
+    let dir = tempdir("rt-seed");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    let h = lower.join("home/work");
+    mkdirs(&h.join("projects/src"));
+    write(&h.join(".profile"), "export PS1=work\n");
+    xattr::set(h.join(".profile"), "user.origin", b"image").expect("setxattr");
+    write(&h.join("projects/src/main.c"), "int main() { return 0; }\n");
+    write(&h.join("projects/a"), "linked\n");
+    fs::hard_link(h.join("projects/a"), h.join("b-link")).expect("ln");
+    std::os::unix::fs::symlink("/etc/shadow", h.join("shadow-link")).expect("ln -s");
+    write(&h.join("private"), "mine\n");
+    chown(&h.join("private"), 1000, 1000);
+    chmod(&h.join("private"), 0o640);
+    chmod(&h.join("projects/src"), 0o700);
+    // A read-only directory: filled before it gets its mode.
+    mkdirs(&h.join("ro"));
+    write(&h.join("ro/inner"), "inside a read-only dir\n");
+    chmod(&h.join("ro"), 0o555);
+    nix::unistd::mkfifo(
+        &h.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o620),
+    )
+    .expect("mkfifo");
+    chown(&h.join("projects"), 1000, 1000);
+    chown(&h, 1000, 1000);
+    chmod(&h, 0o750);
+    let image_home = TreeSnapshot::capture(&h).only_kept_xattrs();
+
+    let scratch = |n: &str| {
+        let p = d.join(n);
+        mkdirs(&p);
+        p
+    };
+    let root = d.join("state");
+    let container = |n: &str, home: &Path, annotations: &[(&str, &str)]| {
+        let b = Bundle::new(
+            d,
+            &format!("bundle-{n}"),
+            &[&lower],
+            &["sleep", "100000"],
+            &[("/home/work", home)],
+            annotations,
+        );
+        let c = FfContainer::new(
+            unique_id(&format!("rt-seed-{n}")),
+            Some(root.clone()),
+            d.join(format!("{n}.log")),
+        );
+        (b, c)
+    };
+
+    // (a) An empty scratch dir: the image's home, faithfully.
+    let empty = scratch("home-empty");
+    let (ba, ca) = container("a", &empty, &[]);
+    ca.create(&ba.dir, &[]).ok();
+    let copied = TreeSnapshot::capture(&empty).only_kept_xattrs();
+    assert_same_tree(&image_home, &copied, "the seeded home");
+    assert_eq!(
+        owner_mode(&empty),
+        (1000, 1000, 0o750),
+        "the scratch dir itself"
+    );
+    assert_eq!(
+        fs::read_link(empty.join("shadow-link")).expect("readlink"),
+        Path::new("/etc/shadow")
+    );
+    assert_eq!(
+        fs::symlink_metadata(empty.join("b-link")).unwrap().ino(),
+        fs::symlink_metadata(empty.join("projects/a"))
+            .unwrap()
+            .ino(),
+        "hard links not kept"
+    );
+    assert_eq!(
+        xattr::get(empty.join(".profile"), "user.origin").expect("getxattr"),
+        Some(b"image".to_vec())
+    );
+    ca.ff(["start", &ca.id]).ok();
+    let seen = ca.exec(
+        "cat /home/work/.profile; stat -c '%u:%g %a' /home/work/private /home/work; \
+         readlink /home/work/shadow-link; \
+         test $(stat -c %i /home/work/b-link) = $(stat -c %i /home/work/projects/a) && echo linked",
+    );
+    assert_eq!(
+        seen.stdout, "export PS1=work\n1000:1000 640\n1000:1000 750\n/etc/shadow\nlinked\n",
+        "{seen}"
+    );
+
+    // (b) A scratch dir that holds something: left as it is.
+    let used = scratch("home-used");
+    write(&used.join("already-here"), "kept\n");
+    let before = TreeSnapshot::capture(&used);
+    let (bb, cb) = container("b", &used, &[]);
+    cb.create(&bb.dir, &[]).ok();
+    assert_same_tree(&before, &TreeSnapshot::capture(&used), "a used scratch dir");
+
+    // (c) Seeding turned off by the spec's annotation, (d) by the flag.
+    let off = scratch("home-annotated");
+    let (bc, cc) = container("c", &off, &[("org.freezeframe.seed-home", "false")]);
+    cc.create(&bc.dir, &[]).ok();
+    assert_eq!(
+        dir_names(&off),
+        Vec::<String>::new(),
+        "seeded despite the annotation"
+    );
+    let flagged = scratch("home-flagged");
+    let (bd, cd) = container("d", &flagged, &[]);
+    cd.create(&bd.dir, &["--no-seed-home".into()]).ok();
+    assert_eq!(
+        dir_names(&flagged),
+        Vec::<String>::new(),
+        "seeded despite --no-seed-home"
+    );
+    for c in [&cb, &cc, &cd] {
+        assert_eq!(c.status(), "created");
+    }
+
+    // (e) An image whose home is a symlink (to the host's /etc, were it
+    // followed): refused, nothing copied.
+    let top = d.join("symlinked-home-layer");
+    mkdirs(&top.join("home"));
+    std::os::unix::fs::symlink("/etc", top.join("home/work")).expect("ln -s");
+    let hostile = scratch("home-hostile");
+    let be = Bundle::new(
+        d,
+        "bundle-e",
+        &[&top, &lower],
+        &["sleep", "100000"],
+        &[("/home/work", &hostile)],
+        &[],
+    );
+    let ce = FfContainer::new(unique_id("rt-seed-e"), Some(root.clone()), d.join("e.log"));
+    let refused = ce.create(&be.dir, &[]);
+    assert_eq!(dir_names(&hostile), Vec::<String>::new(), "{refused}");
+    assert!(
+        !refused.success() && refused.stderr.contains("symlink"),
+        "a symlinked image home was not refused:\n{refused}"
+    );
+    assert!(!ce.state_dir().exists(), "a refused create left its state");
+}
