@@ -25,6 +25,9 @@ use crate::session::BASE_IMAGE_ANNOTATIONS;
 
 /// The annotation a container's state records its base image under.
 pub const IMAGE_ANNOTATION: &str = "org.freezeframe.image";
+/// The manifest digest of that image when the container was created, so a
+/// commit can tell the image has been replaced since.
+pub const IMAGE_MANIFEST_ANNOTATION: &str = "org.freezeframe.image.manifest";
 /// A spec annotation that turns home seeding off for one container (`"false"`).
 pub const SEED_ANNOTATION: &str = "org.freezeframe.seed-home";
 
@@ -104,6 +107,8 @@ pub struct CreateOptions {
     /// Copy the image's content at this container path into the empty scratch
     /// directory bind-mounted there, before the container starts.
     pub seed: Option<PathBuf>,
+    /// Recorded in the state besides the spec's annotations.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What `exec` takes besides the id.
@@ -222,14 +227,14 @@ impl Runtime {
 
         // Record the base image under one key, so a later commit finds it
         // whatever key the platform used.
-        let image = spec.annotations().as_ref().and_then(|a| {
-            BASE_IMAGE_ANNOTATIONS
-                .iter()
-                .find_map(|k| a.get(*k).cloned())
-        });
+        let image = image_of(&spec);
+        let mut record = opts.annotations.clone();
         if let Some(image) = &image {
+            record.insert(IMAGE_ANNOTATION.into(), image.clone());
+        }
+        if !record.is_empty() {
             let annotations = container.state.annotations.get_or_insert_with(HashMap::new);
-            annotations.insert(IMAGE_ANNOTATION.into(), image.clone());
+            annotations.extend(record);
             container.save().map_err(lib(id, "record the base image"))?;
         }
         Ok((container, Created { seeded, image }))
@@ -430,6 +435,25 @@ impl Runtime {
             status: status_name(c.status()).into(),
         }
     }
+}
+
+/// The image a spec says the container runs: the first of the annotations a
+/// platform may name it by.
+pub fn image_of(spec: &Spec) -> Option<String> {
+    let annotations = spec.annotations().as_ref()?;
+    BASE_IMAGE_ANNOTATIONS
+        .iter()
+        .find_map(|k| annotations.get(*k).cloned())
+}
+
+/// [`image_of`] the bundle's `config.json`.
+pub fn bundle_image(bundle: &Path) -> Result<Option<String>> {
+    let path = bundle.join("config.json");
+    let spec = Spec::load(&path).map_err(|e| Error::Spec {
+        path,
+        message: e.to_string(),
+    })?;
+    Ok(image_of(&spec))
 }
 
 /// Wraps libcontainer's error with the container and what was being done.

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use freezeframe_runtime::container::IMAGE_MANIFEST_ANNOTATION;
 use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
 use freezeframe_runtime::guardian::Guardian;
 use freezeframe_runtime::session::{
@@ -15,7 +16,7 @@ use freezeframe_runtime::Session;
 use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
-use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::source::{ImageRef, ImageSource};
 use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
 use serde::Serialize;
@@ -98,6 +99,26 @@ pub struct Frozen {
     pub layers_added: usize,
 }
 
+/// A base the runtime pinned at create must still be the same image: layers
+/// carried over from another would not be what the session's rootfs sits on.
+fn check_pinned(session: &Session, image: &ImageRef) -> Result<()> {
+    let Some(pinned) = session.annotations.get(IMAGE_MANIFEST_ANNOTATION) else {
+        return Ok(());
+    };
+    let now = ImageSource::open_ref(image)?.resolve(image.reference())?;
+    let digest = now.manifest_descriptor.digest().to_string();
+    if &digest != pinned {
+        anyhow::bail!(
+            "base image {}: its manifest is {digest}, but container {} was created from {pinned} \
+             (annotation {IMAGE_MANIFEST_ANNOTATION}); the image was replaced since. \
+             Name the right one with --base",
+            image.path().display(),
+            session.id
+        );
+    }
+    Ok(())
+}
+
 pub fn find(target: &Target, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
     Ok(match target {
         Target::Id(id) => Session::find(id, roots, home_path)?,
@@ -177,7 +198,10 @@ pub fn commit_session(
     let (base, base_source) = match (&req.base, session.base_image_annotation()) {
         (Some(b), _) => (Some(b.clone()), "--base".to_string()),
         (None, Some((key, value))) => match value.parse::<ImageRef>() {
-            Ok(r) => (Some(r), format!("annotation {key}")),
+            Ok(r) => {
+                check_pinned(&session, &r)?;
+                (Some(r), format!("annotation {key}"))
+            }
             Err(_) => (
                 None,
                 format!("none: annotation {key}={value} names no local OCI image; the base config is empty"),

@@ -526,6 +526,33 @@ fn a_session_run_by_freezeframe_is_committed_without_being_told_where_or_from_wh
     );
     assert!(rootfs.join("bin/busybox").is_file(), "base layer missing");
     assert_eq!(read(&rootfs.join("home/work/notes/n")), "note\n");
+
+    // The base was pinned at create: once the tag names another image, the
+    // commit refuses rather than put the session's changes on the wrong base.
+    let pinned = st["annotations"]["org.freezeframe.image.manifest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no pinned manifest in the state: {st}"))
+        .to_string();
+    let mut image = OsString::from(&base.layout);
+    image.push(":");
+    image.push(&base.tag);
+    tool(
+        "umoci",
+        args!["config", "--image", &image, "--config.env", "REPLACED=1"],
+    );
+    let again = d.join("again.tar");
+    let refused = freezeframe(args!["commit", &c.id, "-o", &again]);
+    assert!(!refused.success(), "a commit on a replaced base succeeded");
+    assert!(
+        refused.stderr.contains("replaced") && refused.stderr.contains(&pinned),
+        "{refused}"
+    );
+    assert!(
+        !again.exists(),
+        "an archive appeared after a refused commit"
+    );
+    assert_eq!(c.status(), "running", "after the refused commit");
+    assert_eq!(Cgroups::of_pid(c.pid()).freezer_state(), "THAWED");
     let (pid, state_dir) = (c.pid(), c.state_dir());
     drop(c);
     assert!(
