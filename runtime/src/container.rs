@@ -201,10 +201,7 @@ impl Runtime {
             source,
         })?;
         let spec_path = bundle.join("config.json");
-        let spec = Spec::load(&spec_path).map_err(|e| Error::Spec {
-            path: spec_path.clone(),
-            message: e.to_string(),
-        })?;
+        let spec = load_spec(&spec_path)?;
         let seeded = match &opts.seed {
             Some(home) => seed_home(id, &bundle, &spec, home)?,
             None => None,
@@ -448,12 +445,24 @@ pub fn image_of(spec: &Spec) -> Option<String> {
 
 /// [`image_of`] the bundle's `config.json`.
 pub fn bundle_image(bundle: &Path) -> Result<Option<String>> {
-    let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|e| Error::Spec {
-        path,
-        message: e.to_string(),
+    Ok(image_of(&load_spec(&bundle.join("config.json"))?))
+}
+
+/// Reads a runtime spec with errors that name the file and the field at fault
+/// (`oci-spec`'s own loader says only "serde failed").
+fn load_spec(path: &Path) -> Result<Spec> {
+    let text = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
     })?;
-    Ok(image_of(&spec))
+    let de = &mut serde_json::Deserializer::from_slice(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| Error::Spec {
+        path: path.to_path_buf(),
+        message: match e.path().to_string().as_str() {
+            "." => e.inner().to_string(),
+            field => format!("{field}: {}", e.inner()),
+        },
+    })
 }
 
 /// Wraps libcontainer's error with the container and what was being done.
