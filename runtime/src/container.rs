@@ -202,10 +202,6 @@ impl Runtime {
         })?;
         let spec_path = bundle.join("config.json");
         let spec = load_spec(&spec_path)?;
-        let seeded = match &opts.seed {
-            Some(home) => seed_home(id, &bundle, &spec, home)?,
-            None => None,
-        };
         let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
@@ -234,6 +230,21 @@ impl Runtime {
             annotations.extend(record);
             container.save().map_err(lib(id, "record the base image"))?;
         }
+        // Seeded once the spec has passed libcontainer's checks, so a bad spec
+        // leaves the scratch directory as it was. The container's bind mount
+        // shares the directory, so what is copied now is there at start.
+        let seeded = match &opts.seed {
+            Some(home) => match seed_home(id, &bundle, &spec, home) {
+                Ok(seeded) => seeded,
+                Err(e) => {
+                    if let Err(d) = container.delete(true) {
+                        tracing::error!(id, "deleting the container after a failed seeding: {d}");
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         Ok((container, Created { seeded, image }))
     }
 
