@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::mount::{umount2, MntFlags};
+
+use crate::{mkdirs, write};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -36,14 +38,6 @@ pub fn unique_id(name: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn mkdirs(p: &Path) {
-    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
 }
 
 /// Polls `f` every few milliseconds until it is true or `timeout` passed.
@@ -579,23 +573,7 @@ impl RuncSession {
         ]);
         c["root"] = serde_json::json!({"path": self.rootfs, "readonly": false});
         c["hostname"] = "session".into();
-        // Docker's default capabilities (runc spec's are too few to chown).
-        let caps = serde_json::json!([
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE"
-        ]);
+        let caps = serde_json::json!(DOCKER_CAPS);
         for set in ["bounding", "effective", "permitted"] {
             c["process"]["capabilities"][set] = caps.clone();
         }

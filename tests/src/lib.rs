@@ -33,6 +33,21 @@ pub mod server;
 // ---------------------------------------------------------------------------
 // The binary under test
 
+/// `mkdir -p`, panicking with the path.
+pub fn mkdirs(p: &Path) {
+    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
+}
+
+/// Writes a file, panicking with the path.
+pub fn write(p: &Path, content: impl AsRef<[u8]>) {
+    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// Reads a text file, panicking with the path.
+pub fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
 /// The `freezeframe` binary: `$FREEZEFRAME_BIN`, else `target/debug/freezeframe`
 /// next to the test executable's `deps/` directory.
 pub fn bin() -> PathBuf {

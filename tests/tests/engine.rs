@@ -34,14 +34,6 @@ const CAP_NET_RAW: [u8; 20] = [
 const BIG_UID: u32 = 4_000_000_000;
 const BIG_GID: u32 = 4_000_000_001;
 
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-fn mkdirs(p: &Path) {
-    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-}
-
 fn chmod(p: &Path, mode: u32) {
     fs::set_permissions(p, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));

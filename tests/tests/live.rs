@@ -38,14 +38,6 @@ const WARM_UP: u64 = SEQ_KEEP + 10;
 /// runtime made placeholders for them, and the image leaves them out.
 const PLACEHOLDERS: [&str; 2] = ["/etc/resolv.conf", "/etc/hostname"];
 
-fn mkdirs(p: &Path) {
-    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
 /// The base holds some of what the rootfs writers replace, so that the overlay's
 /// whiteouts and opaque directories are at work in the upper dir.
 fn populate_base(r: &Path) {

@@ -18,18 +18,6 @@ use nix::sys::signal::Signal;
 // ---------------------------------------------------------------------------
 // Building blocks
 
-fn mkdirs(p: &Path) {
-    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
 fn chown(p: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(p, Some(uid), Some(gid))
         .unwrap_or_else(|e| panic!("chown {uid}:{gid} {}: {e}", p.display()));

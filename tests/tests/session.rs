@@ -19,18 +19,6 @@ use nix::sys::signal::Signal;
 // ---------------------------------------------------------------------------
 // Building blocks
 
-fn mkdirs(p: &Path) {
-    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-}
-
-fn write(p: &Path, content: impl AsRef<[u8]>) {
-    fs::write(p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
 /// An argument list from path- or string-like things.
 fn osargs<const N: usize>(a: [&dyn AsRef<std::ffi::OsStr>; N]) -> Vec<OsString> {
     a.iter().map(|x| x.as_ref().to_owned()).collect()
