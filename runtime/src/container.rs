@@ -121,6 +121,12 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    /// Capabilities added to the process's sets.
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    /// Exec into a paused container too (runc's `--ignore-paused`).
+    pub ignore_paused: bool,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
@@ -368,10 +374,13 @@ impl Runtime {
     /// otherwise waits for it and returns its exit code.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
         let c = self.load(id)?;
-        if !matches!(
-            c.status(),
-            ContainerStatus::Running | ContainerStatus::Created
-        ) {
+        let paused_ok = opts.ignore_paused && c.status() == ContainerStatus::Paused;
+        if !(paused_ok
+            || matches!(
+                c.status(),
+                ContainerStatus::Running | ContainerStatus::Created
+            ))
+        {
             return Err(Error::NotRunning {
                 id: id.into(),
                 status: status_name(c.status()).into(),
@@ -397,6 +406,10 @@ impl Runtime {
                     .with_cwd(opts.cwd.as_ref())
                     .with_user(opts.user.map(|(u, _)| u))
                     .with_group(opts.user.and_then(|(_, g)| g))
+                    .with_additional_gids(opts.additional_gids.clone())
+                    .with_capabilities(opts.caps.clone())
+                    .with_no_new_privs(opts.no_new_privs)
+                    .with_ignore_paused(opts.ignore_paused)
             })
             .and_then(|b| b.build())
             .map_err(lib(id, "exec"))?;
@@ -410,6 +423,19 @@ impl Runtime {
             .thread_block()
             .map_err(|e| Error::Wait { pid: 0, source: e })?;
         forward_until_exit(pid, &forwarded)
+    }
+
+    /// Prints the container's cgroup statistics as JSON, once with `stats`,
+    /// else every `interval_secs` until interrupted.
+    pub fn events(&self, id: &str, interval_secs: u32, stats: bool) -> Result<()> {
+        let mut c = self.load(id)?;
+        if c.status() != ContainerStatus::Running {
+            return Err(Error::NotRunning {
+                id: id.into(),
+                status: status_name(c.status()).into(),
+            });
+        }
+        c.events(interval_secs, stats).map_err(lib(id, "events"))
     }
 
     fn load(&self, id: &str) -> Result<Container> {

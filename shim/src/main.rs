@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             if let Some(log) = log {
                 log.write("error", &message);
             }
-            eprintln!("freezeframe: {message}");
+            eprintln!("freezeframe: error: {message}");
             ExitCode::FAILURE
         }
     }

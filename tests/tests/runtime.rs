@@ -680,11 +680,38 @@ fn the_runtime_verbs_behave_like_runc() {
     c.ff(["pause", id]).ok();
     assert_eq!(c.status(), "paused");
     assert_eq!(cgroups.freezer_state(), "FROZEN", "{:?}", cgroups.freezer);
+    // A paused container takes no exec (unless --ignore-paused).
+    let refused = c.ff(["exec", id, "true"]).failed();
+    assert!(
+        refused.stderr.contains("error") && refused.stderr.contains("paused"),
+        "{refused}"
+    );
     c.ff(["resume", id]).ok();
     assert_eq!(c.status(), "running");
     assert_eq!(cgroups.freezer_state(), "THAWED", "{:?}", cgroups.freezer);
     let paused_twice = c.ff(["resume", id]).failed();
     assert!(paused_twice.stderr.contains("running"), "{paused_twice}");
+
+    // Capabilities added by flag, and the cgroup statistics.
+    let caps = c
+        .ff([
+            "exec",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            id,
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok();
+    let eff = u64::from_str_radix(caps.stdout.split_whitespace().last().unwrap_or(""), 16)
+        .unwrap_or_else(|e| panic!("CapEff of {caps}: {e}"));
+    assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN not added: {caps}");
+    let stats = c.ff(["events", "--stats", id]).ok().json();
+    assert!(
+        stats["pids"]["current"].as_u64().unwrap_or(0) >= 2,
+        "{stats}"
+    );
 
     let list = c.ff(["list", "--format", "json"]).ok().json();
     let mine: Vec<&Value> = list

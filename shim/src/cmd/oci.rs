@@ -44,8 +44,21 @@ pub enum Verb {
     Exec(ExecArgs),
     /// OCI runtime: list the containers under the state root.
     List(ListArgs),
+    /// OCI runtime: print a container's resource usage (cgroup statistics) as JSON.
+    Events(EventsArgs),
     /// OCI runtime: print what this runtime supports, as JSON.
     Features,
+}
+
+#[derive(ClapArgs)]
+pub struct EventsArgs {
+    /// Print the statistics once and exit.
+    #[arg(long)]
+    stats: bool,
+    /// Without --stats, print them every interval.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    id: String,
 }
 
 #[derive(ClapArgs)]
@@ -157,6 +170,18 @@ pub struct ExecArgs {
     /// UID[:GID] to run as.
     #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
     user: Option<(u32, Option<u32>)>,
+    /// More supplementary group ids (comma-separated or repeated).
+    #[arg(long, short = 'g', value_name = "GID", value_delimiter = ',')]
+    additional_gids: Vec<u32>,
+    /// A capability to add to the process (repeatable), e.g. CAP_NET_ADMIN.
+    #[arg(long = "cap", short = 'c', value_name = "CAP")]
+    caps: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long)]
+    no_new_privs: bool,
+    /// Exec even into a paused container (the process starts frozen).
+    #[arg(long)]
+    ignore_paused: bool,
     /// Pass this many fds beyond stdio (3 and up) to the process.
     #[arg(long, value_name = "N", default_value_t = 0)]
     preserve_fds: i32,
@@ -232,6 +257,10 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
                 env: a.env,
                 cwd: a.cwd,
                 user: a.user,
+                additional_gids: a.additional_gids,
+                caps: a.caps,
+                no_new_privs: a.no_new_privs,
+                ignore_paused: a.ignore_paused,
                 detach: a.detach,
                 pid_file: a.pid_file,
                 console_socket: a.console_socket,
@@ -241,6 +270,10 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
             return Ok(exit_code(rt.exec(&a.id, &opts)?));
         }
         Verb::List(a) => print_list(&rt.list()?, a.format, a.quiet)?,
+        Verb::Events(a) => {
+            let interval = u32::try_from(a.interval.as_secs().max(1)).unwrap_or(u32::MAX);
+            rt.events(&a.id, interval, a.stats)?
+        }
         Verb::Features => print_json(&features())?,
     }
     Ok(ExitCode::SUCCESS)
