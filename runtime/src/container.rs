@@ -208,7 +208,14 @@ impl Runtime {
         })?;
         let spec_path = bundle.join("config.json");
         let spec = load_spec(&spec_path)?;
-        let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        // Seeded before libcontainer mounts anything: it creates the mount
+        // points of nested mounts (vfolders) inside the scratch directory,
+        // which would then no longer be empty.
+        let seeded = match &opts.seed {
+            Some(home) => seed_home(id, &bundle, &spec, home)?,
+            None => None,
+        };
+        let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
             .and_then(|b| {
@@ -222,7 +229,19 @@ impl Runtime {
             .with_detach(detach)
             .with_no_pivot(opts.no_pivot)
             .build()
-            .map_err(lib(id, "create"))?;
+            .map_err(lib(id, "create"));
+        let mut container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                // The scratch directory was empty before the copy: leave it so.
+                if let Some((scratch, Seeded::Copied { .. })) = &seeded {
+                    if let Err(u) = seed::unseed(scratch) {
+                        tracing::error!(id, "undoing the home seeding: {u}");
+                    }
+                }
+                return Err(e);
+            }
+        };
 
         // Record the base image under one key, so a later commit finds it
         // whatever key the platform used.
@@ -236,21 +255,6 @@ impl Runtime {
             annotations.extend(record);
             container.save().map_err(lib(id, "record the base image"))?;
         }
-        // Seeded once the spec has passed libcontainer's checks, so a bad spec
-        // leaves the scratch directory as it was. The container's bind mount
-        // shares the directory, so what is copied now is there at start.
-        let seeded = match &opts.seed {
-            Some(home) => match seed_home(id, &bundle, &spec, home) {
-                Ok(seeded) => seeded,
-                Err(e) => {
-                    if let Err(d) = container.delete(true) {
-                        tracing::error!(id, "deleting the container after a failed seeding: {d}");
-                    }
-                    return Err(e);
-                }
-            },
-            None => None,
-        };
         Ok((container, Created { seeded, image }))
     }
 

@@ -554,6 +554,19 @@ fn proc_path(dir: &File, name: &OsStr) -> PathBuf {
         .join(name)
 }
 
+/// Undoes a seeding whose container was then not created: empties `scratch`
+/// again (it was empty before [`seed`] copied into it), never following a
+/// symlink.
+pub fn unseed(scratch: &Path) -> Result<(), SeedError> {
+    let host = |op, source| SeedError::Host {
+        op,
+        path: scratch.to_path_buf(),
+        source,
+    };
+    let dir = open_dir(scratch).map_err(|e| host("open", e))?;
+    empty_dir(&dir).map_err(|e| host("empty", e))
+}
+
 /// Removes everything below `root`, fd-relative, without following symlinks,
 /// holding two directory fds at a time so that any depth works.
 fn empty_dir(root: &File) -> io::Result<()> {

@@ -1008,4 +1008,48 @@ fn home_seeding_copies_the_image_home_into_an_empty_scratch_dir_only() {
         "a symlinked image home was not refused:\n{refused}"
     );
     assert!(!ce.state_dir().exists(), "a refused create left its state");
+
+    // (f) A vfolder mounted under the home: its mount point is made in the
+    // scratch dir while the container is created, after the seeding.
+    let nested = scratch("home-nested");
+    let vfolder = scratch("vfolder");
+    write(&vfolder.join("dataset.csv"), "a,b\n");
+    let bf = Bundle::new(
+        d,
+        "bundle-f",
+        &[&lower],
+        &["sleep", "100000"],
+        &[("/home/work", &nested), ("/home/work/data", &vfolder)],
+        &[],
+    );
+    let cf = FfContainer::new(unique_id("rt-seed-f"), Some(root.clone()), d.join("f.log"));
+    cf.create(&bf.dir, &[]).ok();
+    assert!(
+        nested.join(".profile").is_file(),
+        "not seeded beside a nested mount: {:?}",
+        dir_names(&nested)
+    );
+    assert!(
+        !nested.join("data/dataset.csv").exists(),
+        "the vfolder was copied"
+    );
+
+    // (g) A create that fails after the seeding leaves the scratch dir empty.
+    let failing = scratch("home-failing");
+    let bg = Bundle::new(
+        d,
+        "bundle-g",
+        &[&lower],
+        &["/no/such/binary"],
+        &[("/home/work", &failing)],
+        &[],
+    );
+    let cg = FfContainer::new(unique_id("rt-seed-g"), Some(root.clone()), d.join("g.log"));
+    let failed = cg.create(&bg.dir, &[]);
+    assert!(
+        !failed.success() && failed.stderr.contains("/no/such/binary"),
+        "{failed}"
+    );
+    assert_eq!(dir_names(&failing), Vec::<String>::new(), "{failed}");
+    assert!(!cg.state_dir().exists(), "a failed create left its state");
 }
