@@ -1182,14 +1182,27 @@ fn a_freeze_that_cannot_complete_times_out_with_a_clear_error_and_thaws() {
         let which = if v2 { "cgroup v2" } else { "v1 freezer" };
         fuse.stop();
         // The loop's next request to the stopped daemon blocks in the kernel, in
-        // a wait the freezer cannot interrupt.
+        // a wait the freezer cannot interrupt: in the shell itself (`echo >`) or
+        // in its `ls` child.
+        let procs = s.cgroups.freezer.join("cgroup.procs");
+        let on_fuse = |pid: i32| {
+            let w = wchan(pid);
+            w.contains("request_wait_answer") || w.contains("fuse")
+        };
         let blocked = wait_until(Duration::from_secs(5), || {
-            wchan(s.pid).contains("request_wait_answer") || wchan(s.pid).contains("fuse")
+            read(&procs)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .any(on_fuse)
         });
         assert!(
             blocked,
-            "the container did not block on FUSE (wchan {:?})",
-            wchan(s.pid)
+            "the container did not block on FUSE (wchan of its processes: {:?})",
+            read(&procs)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .map(|p: i32| (p, wchan(p)))
+                .collect::<Vec<_>>()
         );
         let archive = s.out.join("img.tar");
         let mut a = cat(args!["commit"], s.target());
