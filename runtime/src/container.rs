@@ -83,6 +83,9 @@ pub enum Error {
         source: crate::freezer::Error,
     },
 
+    #[error("container {id:?}: cgroup statistics: {message}")]
+    Stats { id: String, message: String },
+
     #[error("waiting for pid {pid}: {source}")]
     Wait { pid: i32, source: nix::Error },
 }
@@ -429,17 +432,33 @@ impl Runtime {
         forward_until_exit(pid, &forwarded)
     }
 
-    /// Prints the container's cgroup statistics as JSON, once with `stats`,
-    /// else every `interval_secs` until interrupted.
-    pub fn events(&self, id: &str, interval_secs: u32, stats: bool) -> Result<()> {
-        let mut c = self.load(id)?;
-        if c.status() != ContainerStatus::Running {
+    /// The container's cgroup statistics, in runc's `events --stats` envelope
+    /// (`{"type": "stats", "id", "data"}`). A paused container has them too.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
+        let c = self.load(id)?;
+        if !matches!(
+            c.status(),
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) {
             return Err(Error::NotRunning {
                 id: id.into(),
                 status: status_name(c.status()).into(),
             });
         }
-        c.events(interval_secs, stats).map_err(lib(id, "events"))
+        let other = |e: String| Error::Stats {
+            id: id.into(),
+            message: e,
+        };
+        let config = c.spec().map_err(lib(id, "read its config"))?;
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: config.cgroup_path,
+            systemd_cgroup: c.systemd(),
+            container_name: id.into(),
+        })
+        .map_err(|e| other(e.to_string()))?;
+        let stats = manager.stats().map_err(|e| other(e.to_string()))?;
+        Ok(serde_json::json!({ "type": "stats", "id": id, "data": stats }))
     }
 
     fn load(&self, id: &str) -> Result<Container> {

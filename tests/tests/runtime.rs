@@ -680,7 +680,10 @@ fn the_runtime_verbs_behave_like_runc() {
     c.ff(["pause", id]).ok();
     assert_eq!(c.status(), "paused");
     assert_eq!(cgroups.freezer_state(), "FROZEN", "{:?}", cgroups.freezer);
-    // A paused container takes no exec (unless --ignore-paused).
+    // A paused container has statistics, and takes no exec (unless
+    // --ignore-paused).
+    let paused_stats = c.ff(["events", "--stats", id]).ok().json();
+    assert!(paused_stats["data"]["memory"].is_object(), "{paused_stats}");
     let refused = c.ff(["exec", id, "true"]).failed();
     assert!(
         refused.stderr.contains("error") && refused.stderr.contains("paused"),
@@ -708,8 +711,10 @@ fn the_runtime_verbs_behave_like_runc() {
         .unwrap_or_else(|e| panic!("CapEff of {caps}: {e}"));
     assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN not added: {caps}");
     let stats = c.ff(["events", "--stats", id]).ok().json();
+    assert_eq!(stats["type"], "stats", "{stats}");
+    assert_eq!(stats["id"], id, "{stats}");
     assert!(
-        stats["pids"]["current"].as_u64().unwrap_or(0) >= 2,
+        stats["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 2,
         "{stats}"
     );
 

@@ -44,7 +44,8 @@ pub enum Verb {
     Exec(ExecArgs),
     /// OCI runtime: list the containers under the state root.
     List(ListArgs),
-    /// OCI runtime: print a container's resource usage (cgroup statistics) as JSON.
+    /// OCI runtime: print a container's resource usage (cgroup statistics) as
+    /// JSON lines, every --interval or once with --stats.
     Events(EventsArgs),
     /// OCI runtime: print what this runtime supports, as JSON.
     Features,
@@ -270,10 +271,17 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
             return Ok(exit_code(rt.exec(&a.id, &opts)?));
         }
         Verb::List(a) => print_list(&rt.list()?, a.format, a.quiet)?,
-        Verb::Events(a) => {
-            let interval = u32::try_from(a.interval.as_secs().max(1)).unwrap_or(u32::MAX);
-            rt.events(&a.id, interval, a.stats)?
-        }
+        Verb::Events(a) => loop {
+            let stats = rt.stats(&a.id)?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &stats)?;
+            writeln!(out)?;
+            out.flush()?;
+            if a.stats {
+                break;
+            }
+            std::thread::sleep(a.interval);
+        },
         Verb::Features => print_json(&features())?,
     }
     Ok(ExitCode::SUCCESS)
