@@ -211,14 +211,7 @@ impl Runtime {
         })?;
         let spec_path = bundle.join("config.json");
         let spec = load_spec(&spec_path)?;
-        // Seeded before libcontainer mounts anything: it creates the mount
-        // points of nested mounts (vfolders) inside the scratch directory,
-        // which would then no longer be empty.
-        let seeded = match &opts.seed {
-            Some(home) => seed_home(id, &bundle, &spec, home)?,
-            None => None,
-        };
-        let built = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
             .and_then(|b| {
@@ -226,7 +219,15 @@ impl Runtime {
                     .with_preserved_fds(opts.preserve_fds)
                     .validate_id()
             })
-            .map_err(lib(id, "create"))?
+            .map_err(lib(id, "create"))?;
+        // Seeded before libcontainer mounts anything: it creates the mount
+        // points of nested mounts (vfolders) inside the scratch directory,
+        // which would then no longer be empty.
+        let seeded = match &opts.seed {
+            Some(home) => seed_home(id, &bundle, &spec, home)?,
+            None => None,
+        };
+        let built = builder
             .as_init(&bundle)
             .with_systemd(self.systemd)
             .with_detach(detach)
