@@ -52,7 +52,7 @@ enum Command {
     Commit(Box<cmd::commit::Args>),
     /// Print an archive's manifest, config and layers, verifying every digest.
     Inspect(cmd::inspect::Args),
-    /// Build a throwaway session on a real overlay mount, commit it and verify it.
+    /// Run a session with freezeframe as its runtime, commit it live, start another from the image.
     Demo(cmd::demo::Args),
     /// Thaw a session's cgroup by hand (after a crash, say).
     Thaw(cmd::thaw::Args),

@@ -44,8 +44,9 @@ pub enum Verb {
     Exec(ExecArgs),
     /// OCI runtime: list the containers under the state root.
     List(ListArgs),
-    /// OCI runtime: print a container's resource usage (cgroup statistics) as
-    /// JSON lines, every --interval or once with --stats.
+    /// OCI runtime: print a container's cgroup statistics as JSON.
+    ///
+    /// One JSON line every --interval, or one only with --stats.
     Events(EventsArgs),
     /// OCI runtime: print what this runtime supports, as JSON.
     Features,
