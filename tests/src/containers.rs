@@ -1096,21 +1096,7 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Outcome {
         .stderr(file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t0.elapsed() > crate::PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{command} still running after {:?}; killed",
-                crate::PROCESS_TIMEOUT
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = crate::wait_or_kill(&mut child, &command);
     let text = fs::read(log).unwrap_or_default();
     Outcome {
         command,

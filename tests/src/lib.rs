@@ -138,6 +138,22 @@ impl std::fmt::Display for Outcome {
 /// that opened a FIFO would otherwise hang the suite).
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Waits for `child` to exit; kills it and panics after [`PROCESS_TIMEOUT`].
+pub fn wait_or_kill(child: &mut std::process::Child, command: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if start.elapsed() > PROCESS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command} still running after {PROCESS_TIMEOUT:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs a command to completion, capturing its output; kills it and panics after
 /// [`PROCESS_TIMEOUT`].
 pub fn run(cmd: &mut Command) -> Outcome {
@@ -149,18 +165,7 @@ pub fn run(cmd: &mut Command) -> Outcome {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
     let (out, err) = drain_output(&mut child);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command} still running after {PROCESS_TIMEOUT:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_or_kill(&mut child, &command);
     Outcome {
         command,
         status,
