@@ -110,8 +110,10 @@ pub struct CreateOptions {
     /// Copy the image's content at this container path into the empty scratch
     /// directory bind-mounted there, before the container starts.
     pub seed: Option<PathBuf>,
-    /// Recorded in the state besides the spec's annotations.
-    pub annotations: BTreeMap<String, String>,
+    /// The manifest digest of the image the spec names, to pin in the state
+    /// beside it (this crate knows nothing of image formats); `None` when the
+    /// image cannot be read.
+    pub image_digest: Option<fn(&str) -> Option<String>>,
 }
 
 /// What `exec` takes besides the id.
@@ -152,12 +154,8 @@ pub struct State {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// What seeding did for `create`, for the caller to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Created {
-    pub seeded: Option<(PathBuf, Seeded)>,
-    pub image: Option<String>,
-}
+/// What home seeding did, and in which directory, for the caller to log.
+pub type SeedReport = Option<(PathBuf, Seeded)>;
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, systemd: bool) -> Self {
@@ -172,26 +170,21 @@ impl Runtime {
     }
 
     /// Creates the container and leaves its init process waiting for `start`.
-    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Created> {
-        self.build(id, opts, true).map(|(_, created)| created)
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<SeedReport> {
+        self.build(id, opts, true).map(|(_, seeded)| seeded)
     }
 
     /// Creates and starts a container; unless `detach`, waits for it to exit,
     /// forwarding signals, deletes it, and returns its exit code.
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
         let (mut container, _) = self.build(id, opts, detach)?;
-        // Block the forwarded signals only now: the container's processes would
-        // inherit the mask. Before its start, the init cannot have exited.
-        let forwarded = forwarded_signals();
-        if !detach {
-            forwarded
-                .thread_block()
-                .map_err(|e| Error::Wait { pid: 0, source: e })?;
-        }
+        // Blocked only now: the container's processes would inherit the mask.
+        // Before its start, the init cannot have exited.
+        let forwarded = (!detach).then(block_forwarded_signals).transpose()?;
         container.start().map_err(lib(id, "start"))?;
-        if detach {
+        let Some(forwarded) = forwarded else {
             return Ok(0);
-        }
+        };
         let pid = container.pid().ok_or_else(|| Error::NotRunning {
             id: id.into(),
             status: "without an init process".into(),
@@ -203,7 +196,12 @@ impl Runtime {
         Ok(code)
     }
 
-    fn build(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<(Container, Created)> {
+    fn build(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        detach: bool,
+    ) -> Result<(Container, SeedReport)> {
         self.ensure_root()?;
         let bundle = std::path::absolute(&opts.bundle).map_err(|source| Error::Io {
             path: opts.bundle.clone(),
@@ -249,17 +247,16 @@ impl Runtime {
 
         // Record the base image under one key, so a later commit finds it
         // whatever key the platform used.
-        let image = image_of(&spec);
-        let mut record = opts.annotations.clone();
-        if let Some(image) = &image {
-            record.insert(IMAGE_ANNOTATION.into(), image.clone());
-        }
-        if !record.is_empty() {
+        if let Some(image) = image_of(&spec) {
+            let digest = opts.image_digest.and_then(|find| find(&image));
             let annotations = container.state.annotations.get_or_insert_with(HashMap::new);
-            annotations.extend(record);
+            annotations.insert(IMAGE_ANNOTATION.into(), image);
+            if let Some(digest) = digest {
+                annotations.insert(IMAGE_MANIFEST_ANNOTATION.into(), digest);
+            }
             container.save().map_err(lib(id, "record the base image"))?;
         }
-        Ok((container, Created { seeded, image }))
+        Ok((container, seeded))
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
@@ -426,11 +423,7 @@ impl Runtime {
         }
         // Blocked after the fork, which the process would inherit; one that has
         // exited already is reaped by the wait loop's first pass.
-        let forwarded = forwarded_signals();
-        forwarded
-            .thread_block()
-            .map_err(|e| Error::Wait { pid: 0, source: e })?;
-        forward_until_exit(pid, &forwarded)
+        forward_until_exit(pid, &block_forwarded_signals()?)
     }
 
     /// The container's cgroup statistics, in runc's `events --stats` envelope
@@ -497,16 +490,11 @@ impl Runtime {
 
 /// The image a spec says the container runs: the first of the annotations a
 /// platform may name it by.
-pub fn image_of(spec: &Spec) -> Option<String> {
+fn image_of(spec: &Spec) -> Option<String> {
     let annotations = spec.annotations().as_ref()?;
     BASE_IMAGE_ANNOTATIONS
         .iter()
         .find_map(|k| annotations.get(*k).cloned())
-}
-
-/// [`image_of`] the bundle's `config.json`.
-pub fn bundle_image(bundle: &Path) -> Result<Option<String>> {
-    Ok(image_of(&load_spec(&bundle.join("config.json"))?))
 }
 
 /// Reads a runtime spec with errors that name the file and the field at fault
@@ -616,8 +604,9 @@ fn seed_home(
     Ok(Some((scratch, seeded)))
 }
 
-/// The signals a foreground `run` or `exec` passes on to its process.
-fn forwarded_signals() -> SigSet {
+/// Blocks the signals a foreground `run` or `exec` passes on to its process,
+/// for [`forward_until_exit`] to wait for.
+fn block_forwarded_signals() -> Result<SigSet> {
     let mut set = SigSet::empty();
     for s in [
         NixSignal::SIGINT,
@@ -631,7 +620,9 @@ fn forwarded_signals() -> SigSet {
     ] {
         set.add(s);
     }
-    set
+    set.thread_block()
+        .map_err(|source| Error::Wait { pid: 0, source })?;
+    Ok(set)
 }
 
 /// Waits for `pid` to exit, passing every blocked signal in `set` on to it and

@@ -2,7 +2,6 @@
 //! sessions with `freezeframe` as its `BinaryName`. Output formats and exit
 //! codes are runc's; errors also go to the `--log` file in the format asked for.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use freezeframe_config::Config;
-use freezeframe_runtime::container::{self, CreateOptions, ExecOptions, Runtime, State};
+use freezeframe_runtime::container::{CreateOptions, ExecOptions, Runtime, State};
 use freezeframe_snapshot::source::{ImageRef, ImageSource};
 
 /// What every runtime verb shares: runc's global flags.
@@ -211,7 +210,6 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
     let home = config.session.home_path.clone();
     let create_options = |a: CreateArgs| {
         let seed = (config.runtime.seed_home && !a.no_seed_home).then(|| home.clone());
-        let annotations = pin_image(&a.bundle);
         let opts = CreateOptions {
             bundle: a.bundle,
             pid_file: a.pid_file,
@@ -219,15 +217,14 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
             no_pivot: a.no_pivot,
             preserve_fds: a.preserve_fds,
             seed,
-            annotations,
+            image_digest: Some(manifest_digest),
         };
         (a.id, opts)
     };
     match verb {
         Verb::Create(a) => {
             let (id, opts) = create_options(a);
-            let created = rt.create(&id, &opts)?;
-            if let Some((dir, seeded)) = created.seeded {
+            if let Some((dir, seeded)) = rt.create(&id, &opts)? {
                 tracing::info!(id, dir = %dir.display(), ?seeded, "home seeding");
             }
         }
@@ -288,25 +285,16 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifest digest of the local image the bundle's spec names, to record
-/// with it. An image that cannot be read does not stop the container: the
-/// commit reports it later, when the base is needed.
-fn pin_image(bundle: &Path) -> BTreeMap<String, String> {
-    let image = match container::bundle_image(bundle) {
-        Ok(Some(image)) => image,
-        _ => return BTreeMap::new(),
-    };
-    let Ok(reference) = image.parse::<ImageRef>() else {
-        return BTreeMap::new();
-    };
+/// The manifest digest of `image` when it names a local OCI archive or
+/// layout, for the runtime to pin. An image that cannot be read does not stop
+/// the container: the commit reports it later, when the base is needed.
+fn manifest_digest(image: &str) -> Option<String> {
+    let reference = image.parse::<ImageRef>().ok()?;
     match ImageSource::open_ref(&reference).and_then(|s| s.resolve(reference.reference())) {
-        Ok(resolved) => BTreeMap::from([(
-            container::IMAGE_MANIFEST_ANNOTATION.to_string(),
-            resolved.manifest_descriptor.digest().to_string(),
-        )]),
+        Ok(resolved) => Some(resolved.manifest_descriptor.digest().to_string()),
         Err(e) => {
             tracing::warn!(image, "cannot read the base image to pin it: {e}");
-            BTreeMap::new()
+            None
         }
     }
 }
