@@ -352,14 +352,7 @@ pub fn run_watching(cmd: &mut Command, mut probe: impl FnMut() -> bool) -> Watch
             break s;
         }
         seen |= probe();
-        if t0.elapsed() > crate::PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{command} still running after {:?}; killed",
-                crate::PROCESS_TIMEOUT
-            );
-        }
+        crate::kill_if_overdue(&mut child, t0, &command);
         std::thread::sleep(Duration::from_millis(1));
     };
     Watched {

@@ -145,12 +145,18 @@ pub fn wait_or_kill(child: &mut std::process::Child, command: &str) -> std::proc
         if let Some(s) = child.try_wait().expect("wait") {
             return s;
         }
-        if start.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command} still running after {PROCESS_TIMEOUT:?}; killed");
-        }
+        kill_if_overdue(child, start, command);
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// For wait loops that do more than wait: kills `child` and panics once it
+/// has run [`PROCESS_TIMEOUT`] since `start`.
+pub fn kill_if_overdue(child: &mut std::process::Child, start: Instant, command: &str) {
+    if start.elapsed() > PROCESS_TIMEOUT {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command} still running after {PROCESS_TIMEOUT:?}; killed");
     }
 }
 

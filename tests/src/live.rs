@@ -1067,14 +1067,7 @@ pub fn commit_stopped_while_frozen<T>(
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        if t0.elapsed() > crate::PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{command} still running after {:?}; killed",
-                crate::PROCESS_TIMEOUT
-            );
-        }
+        crate::kill_if_overdue(&mut child, t0, &command);
         if during.is_some() && cg.freezer_state() == "FROZEN" {
             let f = during.take().expect("once");
             kill(Pid::from_raw(pid), Signal::SIGSTOP).expect("SIGSTOP the committer");
