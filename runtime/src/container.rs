@@ -536,7 +536,7 @@ fn status_name(s: ContainerStatus) -> &'static str {
 
 fn state_of(c: &Container) -> State {
     let bundle = c.bundle().clone();
-    let rootfs = Spec::load(bundle.join("config.json"))
+    let rootfs = load_spec(&bundle.join("config.json"))
         .ok()
         .and_then(|s| s.root().as_ref().map(|r| bundle.join(r.path())))
         .unwrap_or_else(|| bundle.join("rootfs"));
