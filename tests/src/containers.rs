@@ -1068,6 +1068,26 @@ pub fn wchan(pid: i32) -> String {
     fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
 }
 
+/// The one-letter state of process `pid` (`R`, `S`, `D`, …), from the third
+/// field of `/proc/PID/stat`, or `None` once it is gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in field 2 is in parentheses and may hold spaces.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// How many times process `pid` gave up the CPU of its own accord, from
+/// `/proc/PID/status`, or `None` once it is gone.
+pub fn switches(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 // ---------------------------------------------------------------------------
 // freezeframe as the OCI runtime
 
