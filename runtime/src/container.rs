@@ -16,7 +16,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{self as nix_signal, SigSet, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Mount, Spec};
 use serde::Serialize;
 
 use crate::freezer::Cgroup;
@@ -209,6 +209,7 @@ impl Runtime {
         })?;
         let spec_path = bundle.join("config.json");
         let spec = load_spec(&spec_path)?;
+        check_host_paths(&spec_path, &bundle, &spec)?;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
@@ -576,14 +577,11 @@ fn seed_home(
         .as_ref()
         .and_then(|a| a.get(SEED_ANNOTATION))
         .is_some_and(|v| v == "false");
-    let bind = spec.mounts().iter().flatten().find(|m| {
-        m.destination() == home
-            && (m.typ().as_deref() == Some("bind")
-                || m.options()
-                    .iter()
-                    .flatten()
-                    .any(|o| o == "bind" || o == "rbind"))
-    });
+    let bind = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == home && is_bind(m));
     let (Some(bind), false) = (bind, opted_out) else {
         return Ok(None);
     };
@@ -602,6 +600,44 @@ fn seed_home(
         source,
     })?;
     Ok(Some((scratch, seeded)))
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// Checks that the host paths a spec names exist, so that a mistake is
+/// reported with the field and path at fault: libcontainer finds them only in
+/// the container's init, and says "failed to prepare rootfs".
+fn check_host_paths(spec_path: &Path, bundle: &Path, spec: &Spec) -> Result<()> {
+    let bad = |field: String, path: &Path, why: String| Error::Spec {
+        path: spec_path.to_path_buf(),
+        message: format!("{field}: {}: {why}", path.display()),
+    };
+    let root = bundle.join(
+        spec.root()
+            .as_ref()
+            .map_or(Path::new("rootfs"), |r| r.path()),
+    );
+    match std::fs::metadata(&root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(bad("root.path".into(), &root, "not a directory".into())),
+        Err(e) => return Err(bad("root.path".into(), &root, e.to_string())),
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let Some(source) = m.source().as_ref().filter(|_| is_bind(m)) else {
+            continue;
+        };
+        let source = bundle.join(source);
+        if let Err(e) = std::fs::metadata(&source) {
+            return Err(bad(format!("mounts[{i}].source"), &source, e.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// Blocks the signals a foreground `run` or `exec` passes on to its process,

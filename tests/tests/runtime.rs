@@ -864,6 +864,124 @@ fn the_runtime_verbs_behave_like_runc() {
     assert_eq!(left.stdout, "", "containers left under the root: {left}");
 }
 
+#[test]
+fn a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing() {
+    if !root_or_skip("a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing") {
+        return;
+    }
+    let dir = tempdir("rt-badspec");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    mkdirs(&lower.join("home/work"));
+    write(&lower.join("home/work/.profile"), "from the image\n");
+    let rootfs = d.join("rootfs");
+    mkdirs(&rootfs);
+    let home = d.join("home");
+    mkdirs(&home);
+    let root = d.join("state");
+    let bundle = d.join("bundle");
+    let missing = d.join("no-such-vfolder");
+    // Each case breaks one field of an otherwise good spec (the home is a bind
+    // mount of an empty directory, so a create that got far would seed it).
+    let cases: [(&str, &dyn Fn(&mut Value), &str, Option<&Path>); 4] = [
+        (
+            "a string for process.args",
+            &|c| c["process"]["args"] = "sh".into(),
+            "process.args: invalid type: string \"sh\", expected a sequence",
+            None,
+        ),
+        (
+            "a missing root",
+            &|c| c["root"]["path"] = "nowhere".into(),
+            "root.path: ",
+            Some(&bundle.join("nowhere")),
+        ),
+        (
+            "a root that is a file",
+            &|c| c["root"]["path"] = "config.json".into(),
+            "not a directory",
+            Some(&bundle.join("config.json")),
+        ),
+        (
+            "a missing bind-mount source",
+            &|c| {
+                let mounts = c["mounts"].as_array_mut().expect("mounts");
+                mounts.push(serde_json::json!({"destination": "/home/work/data",
+                    "type": "bind", "source": missing, "options": ["rbind"]}));
+            },
+            "].source: ",
+            Some(&missing),
+        ),
+    ];
+    for (what, breaks, says, names) in cases {
+        let mut spec =
+            write_bundle_config(&bundle, &rootfs, &["sh"], &[("/home/work", &home)], &[]);
+        // The image (lower) mounted read-only as the rootfs would be; here the
+        // rootfs dir itself stands in, so seeding has a home to copy.
+        spec["root"]["path"] = lower.to_str().expect("utf-8").into();
+        breaks(&mut spec);
+        write(
+            &bundle.join("config.json"),
+            &serde_json::to_string_pretty(&spec).expect("json"),
+        );
+        let c = FfContainer::new(
+            unique_id("rt-badspec"),
+            Some(root.clone()),
+            d.join("ff.log"),
+        );
+        let log = d.join("log.json");
+        let _ = fs::remove_file(&log);
+        let o = run(&mut c.cmd(args![
+            "--log",
+            &log,
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            &bundle,
+            &c.id
+        ]));
+        assert_eq!(o.status.code(), Some(1), "{what}: {o}");
+        let spec_path = bundle.join("config.json");
+        assert!(
+            o.stderr.contains(path_str(&spec_path)) && o.stderr.contains(says),
+            "{what}: the error does not name the file and the field:\n{o}"
+        );
+        if let Some(p) = names {
+            assert!(
+                o.stderr.contains(path_str(p)),
+                "{what}: the error does not name {}:\n{o}",
+                p.display()
+            );
+        }
+        let logged = read(&log);
+        assert!(
+            logged.lines().any(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                    v["level"] == "error" && v["msg"].as_str().is_some_and(|m| m.contains(says))
+                })
+            }),
+            "{what}: the JSON log lacks the error:\n{logged}"
+        );
+        assert!(!c.state_dir().exists(), "{what}: a state dir was left");
+        assert_eq!(
+            dir_names(&home),
+            Vec::<String>::new(),
+            "{what}: the home was touched"
+        );
+    }
+    // The same spec, mended, creates and seeds: the cases failed on their field.
+    write_bundle_config(&bundle, &lower, &["sh"], &[("/home/work", &home)], &[]);
+    let c = FfContainer::new(
+        unique_id("rt-badspec"),
+        Some(root.clone()),
+        d.join("ff.log"),
+    );
+    c.create(&bundle, &[]).ok();
+    assert_eq!(read(&home.join(".profile")), "from the image\n");
+}
+
 // ---------------------------------------------------------------------------
 // Home seeding
 
