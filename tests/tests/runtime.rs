@@ -875,8 +875,6 @@ fn a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing() {
     populate_busybox(&lower);
     mkdirs(&lower.join("home/work"));
     write(&lower.join("home/work/.profile"), "from the image\n");
-    let rootfs = d.join("rootfs");
-    mkdirs(&rootfs);
     let home = d.join("home");
     mkdirs(&home);
     let root = d.join("state");
@@ -884,7 +882,8 @@ fn a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing() {
     let missing = d.join("no-such-vfolder");
     // Each case breaks one field of an otherwise good spec (the home is a bind
     // mount of an empty directory, so a create that got far would seed it).
-    let cases: [(&str, &dyn Fn(&mut Value), &str, Option<&Path>); 4] = [
+    type Break<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(&str, Break, &str, Option<&Path>); 4] = [
         (
             "a string for process.args",
             &|c| c["process"]["args"] = "sh".into(),
@@ -915,15 +914,11 @@ fn a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing() {
         ),
     ];
     for (what, breaks, says, names) in cases {
-        let mut spec =
-            write_bundle_config(&bundle, &rootfs, &["sh"], &[("/home/work", &home)], &[]);
-        // The image (lower) mounted read-only as the rootfs would be; here the
-        // rootfs dir itself stands in, so seeding has a home to copy.
-        spec["root"]["path"] = lower.to_str().expect("utf-8").into();
+        let mut spec = write_bundle_config(&bundle, &lower, &["sh"], &[("/home/work", &home)], &[]);
         breaks(&mut spec);
         write(
             &bundle.join("config.json"),
-            &serde_json::to_string_pretty(&spec).expect("json"),
+            serde_json::to_string_pretty(&spec).expect("json"),
         );
         let c = FfContainer::new(
             unique_id("rt-badspec"),
