@@ -6,6 +6,8 @@
 //! libcontainer forks: call these from a single-threaded process.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Seek;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -16,7 +18,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{self as nix_signal, SigSet, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use oci_spec::runtime::{Mount, Spec};
+use oci_spec::runtime::{Capabilities, Capability, Mount, Process, Spec};
 use serde::Serialize;
 
 use crate::freezer::Cgroup;
@@ -86,6 +88,9 @@ pub enum Error {
     #[error("container {id:?}: cgroup statistics: {message}")]
     Stats { id: String, message: String },
 
+    #[error("container {id:?}: exec: {message}")]
+    Exec { id: String, message: String },
+
     #[error("waiting for pid {pid}: {source}")]
     Wait { pid: i32, source: nix::Error },
 }
@@ -121,8 +126,11 @@ pub struct CreateOptions {
 pub struct ExecOptions {
     /// A process.json in the runtime spec's format (what containerd passes).
     pub process: Option<PathBuf>,
-    /// Or the command line, with the container's environment and cwd.
+    /// Or the command line, run as runc runs it: the spec's process (its user,
+    /// cwd, environment, capabilities, rlimits) with these changes.
     pub args: Vec<String>,
+    /// Give the process a pseudo-terminal (runc's `--tty`).
+    pub terminal: bool,
     pub env: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub user: Option<(u32, Option<u32>)>,
@@ -392,12 +400,21 @@ impl Runtime {
                 status: status_name(c.status()).into(),
             });
         }
-        let env: HashMap<String, String> = opts
-            .env
-            .iter()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        // A command line becomes a process.json in an unnamed file, which
+        // libcontainer reads (before it forks) through /proc/self/fd.
+        let unnamed;
+        let process = match &opts.process {
+            Some(path) => path.clone(),
+            None => {
+                let spec = load_spec(&c.bundle().join("config.json"))?;
+                let process = exec_process(&spec, opts).map_err(|message| Error::Exec {
+                    id: id.into(),
+                    message,
+                })?;
+                unnamed = process_file(&process)?;
+                PathBuf::from(format!("/proc/self/fd/{}", unnamed.as_raw_fd()))
+            }
+        };
         let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
@@ -406,15 +423,7 @@ impl Runtime {
                     .with_preserved_fds(opts.preserve_fds)
                     .as_tenant()
                     .with_detach(opts.detach)
-                    .with_process(opts.process.as_ref())
-                    .with_container_args(opts.args.clone())
-                    .with_env(env)
-                    .with_cwd(opts.cwd.as_ref())
-                    .with_user(opts.user.map(|(u, _)| u))
-                    .with_group(opts.user.and_then(|(_, g)| g))
-                    .with_additional_gids(opts.additional_gids.clone())
-                    .with_capabilities(opts.caps.clone())
-                    .with_no_new_privs(opts.no_new_privs)
+                    .with_process(Some(&process))
                     .with_ignore_paused(opts.ignore_paused)
             })
             .and_then(|b| b.build())
@@ -600,6 +609,89 @@ fn seed_home(
         source,
     })?;
     Ok(Some((scratch, seeded)))
+}
+
+/// The process `runc exec ID ARGS…` runs: the spec's own, with the command
+/// line's arguments, terminal, cwd, user, groups, capabilities, environment
+/// (a variable given replaces the spec's) and no-new-privileges.
+fn exec_process(spec: &Spec, opts: &ExecOptions) -> std::result::Result<Process, String> {
+    if opts.args.is_empty() {
+        return Err("no command given".into());
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(opts.args.clone()));
+    p.set_terminal(Some(opts.terminal));
+    if let Some(cwd) = &opts.cwd {
+        if cwd.is_relative() {
+            return Err(format!("--cwd {}: not an absolute path", cwd.display()));
+        }
+        p.set_cwd(cwd.clone());
+    }
+    if let Some((uid, gid)) = opts.user {
+        p.user_mut().set_uid(uid);
+        if let Some(gid) = gid {
+            p.user_mut().set_gid(gid);
+        }
+    }
+    if !opts.additional_gids.is_empty() {
+        let user = p.user_mut();
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&opts.additional_gids);
+        user.set_additional_gids(Some(gids));
+    }
+    if !opts.caps.is_empty() {
+        let added = opts
+            .caps
+            .iter()
+            .map(|c| {
+                serde_json::from_value::<Capability>(c.as_str().into())
+                    .map_err(|_| format!("--cap {c}: not a capability"))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let add = |set: &Option<Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.extend(added.iter().copied());
+            Some(set)
+        };
+        caps.set_bounding(add(caps.bounding()));
+        caps.set_effective(add(caps.effective()));
+        caps.set_permitted(add(caps.permitted()));
+        // Ambient capabilities need inheritable ones: only a spec that has
+        // some gets them, as with runc.
+        if caps.inheritable().is_some() {
+            caps.set_ambient(add(caps.ambient()));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if !opts.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in &opts.env {
+            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+            env.push(kv.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if opts.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+/// `process` as JSON in a memory file, rewound.
+fn process_file(process: &Process) -> Result<std::fs::File> {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+    let io = |source| Error::Io {
+        path: "memfd:process.json".into(),
+        source,
+    };
+    let fd =
+        memfd_create(c"process.json", MemFdCreateFlag::MFD_CLOEXEC).map_err(|e| io(e.into()))?;
+    let mut f = std::fs::File::from(fd);
+    serde_json::to_writer(&mut f, process).map_err(|e| io(e.into()))?;
+    f.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    Ok(f)
 }
 
 fn is_bind(m: &Mount) -> bool {

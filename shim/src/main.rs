@@ -6,10 +6,13 @@ mod live;
 mod progress;
 mod server;
 
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Commit a running container session into an OCI image, without a daemon.
@@ -144,8 +147,21 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<Arc<cmd::oci::LogFile>>> {
             Ok(Some(log))
         }
         None => {
-            let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-            registry.with(stderr).init();
+            // A copy of stderr, not fd 2 itself: libcontainer logs from the
+            // container's init too, after fd 2 has become the container's
+            // stderr or terminal, where a runtime's log lines do not belong.
+            // The copy is close-on-exec, so it never reaches the container.
+            let stderr = std::io::stderr();
+            let copy = std::fs::File::from(
+                stderr
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("duplicating stderr")?,
+            );
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(stderr.is_terminal())
+                .with_writer(Arc::new(copy));
+            registry.with(layer).init();
             Ok(None)
         }
     }

@@ -9,6 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1318,4 +1319,94 @@ impl Containerd {
         assert!(o.success(), "{o}\n--- containerd.log\n{}", self.log());
         o
     }
+}
+
+// ---------------------------------------------------------------------------
+// Terminals
+
+/// The receiving end of a runtime's `--console-socket`: a listening Unix
+/// socket whose first connection brings the master of a container's
+/// pseudo-terminal, as runc's `recvtty` receives it.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    master: std::sync::mpsc::Receiver<Result<OwnedFd, String>>,
+}
+
+impl ConsoleSocket {
+    pub fn listen(path: &Path) -> ConsoleSocket {
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(receive_fd(&listener));
+        });
+        ConsoleSocket {
+            path: path.to_path_buf(),
+            master: rx,
+        }
+    }
+
+    /// The terminal's master, once the runtime has sent it (within 10 s).
+    pub fn master(&self) -> fs::File {
+        match self.master.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(fd)) => fs::File::from(fd),
+            Ok(Err(e)) => panic!("console socket {}: {e}", self.path.display()),
+            Err(_) => panic!("no terminal came to {} in 10 s", self.path.display()),
+        }
+    }
+}
+
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let mut name = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
+    for cmsg in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor in our
+                // table for us, and nothing else owns it.
+                #[allow(unsafe_code)]
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                return Ok(fd);
+            }
+        }
+    }
+    Err("a message without a descriptor".into())
+}
+
+/// Reads the terminal `master` until its text holds `want`, the terminal
+/// closes, or `timeout` passes; returns all that was read.
+pub fn read_terminal(master: &mut fs::File, want: &str, timeout: Duration) -> String {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let t0 = Instant::now();
+    let mut text = Vec::new();
+    while !String::from_utf8_lossy(&text).contains(want) {
+        let left = timeout.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let ms = PollTimeout::from(left.as_millis().min(1000) as u16);
+        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, ms).expect("poll the terminal") == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break, // EIO: the last process of the terminal left
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }

@@ -115,6 +115,27 @@ impl Bundle {
     }
 }
 
+/// A runc container under a private root, deleted when dropped.
+struct RuncContainer {
+    root: PathBuf,
+    id: String,
+}
+
+impl RuncContainer {
+    /// `runc --root ROOT`, for the verb to be added.
+    fn cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("runc");
+        cmd.arg("--root").arg(&self.root);
+        cmd
+    }
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = run(self.cmd().args(["delete", "--force", &self.id]));
+    }
+}
+
 /// `/proc/PID/cmdline` with spaces for NULs ("" once the process is gone).
 fn cmdline(pid: i32) -> String {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -862,6 +883,139 @@ fn the_runtime_verbs_behave_like_runc() {
     assert!(!ct.state_dir().exists(), "run left its state dir behind");
     let left = c.ff(["list", "-q"]).ok();
     assert_eq!(left.stdout, "", "containers left under the root: {left}");
+}
+
+/// What a process sees of itself, for comparing two runtimes' execs.
+const WHOAMI: &str = "id -u; id -g; id -G; pwd; echo \"FOO=$FOO\"; \
+                      grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status";
+
+#[test]
+fn exec_runs_the_spec_process_as_runc_does_and_terminals_reach_the_console_socket() {
+    if !root_or_skip(
+        "exec_runs_the_spec_process_as_runc_does_and_terminals_reach_the_console_socket",
+    ) {
+        return;
+    }
+    let dir = tempdir("rt-exec");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    // A session whose process is not root's default: its user, groups, cwd
+    // and environment are what an exec inherits.
+    let bundle = |name: &str, args: &[&str], terminal: bool| {
+        let b = Bundle::new(d, name, &[&lower], args, &[], &[]);
+        let path = b.dir.join("config.json");
+        let mut spec: Value = serde_json::from_str(&read(&path)).expect("config.json");
+        let p = &mut spec["process"];
+        p["user"] = serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [4]});
+        p["cwd"] = "/tmp".into();
+        p["terminal"] = terminal.into();
+        p["env"].as_array_mut().expect("env").push("FOO=bar".into());
+        write(&path, serde_json::to_string_pretty(&spec).expect("json"));
+        b
+    };
+    let ff_bundle = bundle("bundle-ff", &["sleep", "100000"], false);
+    let runc_bundle = bundle("bundle-runc", &["sleep", "100000"], false);
+    let c = FfContainer::new(
+        unique_id("rt-exec"),
+        Some(d.join("state")),
+        d.join("ff.log"),
+    );
+    c.run_detached(&ff_bundle.dir, &[]).ok();
+    let rc = RuncContainer {
+        root: d.join("runc-state"),
+        id: unique_id("rt-exec-runc"),
+    };
+    run_logged(
+        rc.cmd()
+            .args(args!["run", "-d", "--bundle", &runc_bundle.dir, &rc.id])
+            .stdin(Stdio::null()),
+        &d.join("runc.log"),
+    )
+    .ok();
+
+    for flags in [
+        &[][..],
+        &["-u", "0:0", "-e", "FOO=baz", "--cwd", "/"],
+        &["-u", "1000", "-g", "5", "-g", "6"],
+        &["--cap", "CAP_SYS_ADMIN", "-u", "0"],
+        &["--cap", "CAP_SYS_PTRACE", "--no-new-privs"],
+    ] {
+        let exec = |mut cmd: std::process::Command, id: &str| {
+            cmd.arg("exec").args(flags).args([id, "sh", "-c", WHOAMI]);
+            run(&mut cmd).ok().stdout
+        };
+        let ours = exec(c.cmd::<[&str; 0], &str>([]), &c.id);
+        let theirs = exec(rc.cmd(), &rc.id);
+        assert_eq!(ours, theirs, "exec {flags:?}: freezeframe and runc differ");
+        if flags.is_empty() {
+            assert!(
+                ours.starts_with("1000\n1000\n1000 4\n/tmp\nFOO=bar\n"),
+                "exec did not run as the spec's process: {ours}"
+            );
+        }
+    }
+    let bad = c.ff(["exec", "--cap", "CAP_BOGUS", &c.id, "true"]).failed();
+    assert!(bad.stderr.contains("--cap CAP_BOGUS"), "{bad}");
+    let bad = c.ff(["exec", "--cwd", "tmp", &c.id, "true"]).failed();
+    assert!(bad.stderr.contains("--cwd tmp"), "{bad}");
+
+    // exec -t: the terminal's master goes to the console socket; the process
+    // has it as its controlling terminal, and no runtime log line lands in it.
+    let sock = ConsoleSocket::listen(&d.join("exec.sock"));
+    run_logged(
+        &mut c.cmd(args![
+            "exec",
+            "-t",
+            "-d",
+            "--console-socket",
+            &sock.path,
+            &c.id,
+            "sh",
+            "-c",
+            "tty; echo done; sleep 1"
+        ]),
+        &c.log,
+    )
+    .ok();
+    let text = read_terminal(&mut sock.master(), "done", Duration::from_secs(10));
+    assert!(
+        text.contains("/dev/pts/") && text.contains("done"),
+        "exec -t: {text:?}"
+    );
+
+    // A container whose own process has a terminal, driven through it.
+    let tty_bundle = bundle("bundle-tty", &["sh"], true);
+    let t = FfContainer::new(
+        unique_id("rt-tty"),
+        Some(d.join("state")),
+        d.join("tty.log"),
+    );
+    let sock = ConsoleSocket::listen(&d.join("create.sock"));
+    t.create(&tty_bundle.dir, &args!["--console-socket", &sock.path])
+        .ok();
+    let mut master = sock.master();
+    t.ff(["start", &t.id]).ok();
+    use std::io::Write;
+    master
+        .write_all(b"echo \"$(id -u) in $(pwd) on $(tty)\"; exit 3\n")
+        .expect("type into the terminal");
+    let text = read_terminal(
+        &mut master,
+        "1000 in /tmp on /dev/pts/0",
+        Duration::from_secs(10),
+    );
+    assert!(
+        text.contains("1000 in /tmp on /dev/pts/0"),
+        "the terminal's session: {text:?}"
+    );
+    for noise in ["WARN", "libcontainer", "ERROR"] {
+        assert!(
+            !text.contains(noise),
+            "runtime logs in the terminal: {text:?}"
+        );
+    }
+    t.wait_status("stopped");
 }
 
 #[test]

@@ -159,7 +159,8 @@ pub struct ExecArgs {
     /// Unix socket that receives the pseudo-terminal's master fd.
     #[arg(long, value_name = "SOCKET")]
     console_socket: Option<PathBuf>,
-    /// Accepted for runc compatibility: a terminal comes from process.json.
+    /// Give the command a pseudo-terminal, its master sent to --console-socket
+    /// (with --process, process.json's `terminal` decides).
     #[arg(long, short = 't')]
     tty: bool,
     /// Environment variable, KEY=VALUE (repeatable).
@@ -253,6 +254,7 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
             let opts = ExecOptions {
                 process: a.process,
                 args: a.command,
+                terminal: a.tty,
                 env: a.env,
                 cwd: a.cwd,
                 user: a.user,
@@ -265,7 +267,6 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
                 console_socket: a.console_socket,
                 preserve_fds: a.preserve_fds,
             };
-            let _ = a.tty;
             return Ok(exit_code(rt.exec(&a.id, &opts)?));
         }
         Verb::List(a) => print_list(&rt.list()?, a.format, a.quiet)?,
