@@ -992,8 +992,11 @@ fn exec_runs_the_spec_process_as_runc_does_and_terminals_reach_the_console_socke
         d.join("tty.log"),
     );
     let sock = ConsoleSocket::listen(&d.join("create.sock"));
-    t.create(&tty_bundle.dir, &args!["--console-socket", &sock.path])
-        .ok();
+    t.create(
+        &tty_bundle.dir,
+        &["--console-socket".into(), sock.path.clone().into()],
+    )
+    .ok();
     let mut master = sock.master();
     t.ff(["start", &t.id]).ok();
     use std::io::Write;
