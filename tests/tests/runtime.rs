@@ -819,6 +819,28 @@ fn the_runtime_verbs_behave_like_runc() {
         "{features}"
     );
 
+    // spec: a config.json both runtimes run once it has a command (and no
+    // terminal, which needs a console socket); an existing one is kept.
+    let bs = d.join("bundle-spec");
+    populate_busybox(&bs.join("rootfs"));
+    c.ff(args!["spec", "--bundle", &bs]).ok();
+    let kept = c.ff(args!["spec", "--bundle", &bs]).failed();
+    assert!(kept.stderr.contains("remove it first"), "{kept}");
+    let config = bs.join("config.json");
+    let mut spec: Value = serde_json::from_str(&read(&config)).expect("config.json");
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["sh", "-c", "exit 5"]);
+    write(&config, serde_json::to_string_pretty(&spec).expect("json"));
+    let cs = FfContainer::new(unique_id("rt-spec"), Some(root.clone()), d.join("ffs.log"));
+    let five = cs.ff(args!["run", "--bundle", &bs, &cs.id]);
+    assert_eq!(five.status.code(), Some(5), "{five}");
+    let rc = RuncContainer {
+        root: d.join("runc-state"),
+        id: unique_id("rt-spec-runc"),
+    };
+    let five = run(rc.cmd().args(args!["run", "--bundle", &bs, &rc.id]));
+    assert_eq!(five.status.code(), Some(5), "runc: {five}");
+
     // Foreground run: the process's exit code, and nothing left behind.
     let b7 = d.join("bundle-exit-7");
     write_bundle_config(&b7, &b.ovl.merged, &["sh", "-c", "exit 7"], &[], &[]);

@@ -49,6 +49,17 @@ pub enum Verb {
     Events(EventsArgs),
     /// OCI runtime: print what this runtime supports, as JSON.
     Features,
+    /// OCI runtime: write a starting config.json into a bundle directory.
+    ///
+    /// The bundle's root filesystem goes in its `rootfs` directory.
+    Spec(SpecArgs),
+}
+
+#[derive(ClapArgs)]
+pub struct SpecArgs {
+    /// The bundle directory to write config.json in.
+    #[arg(long, short = 'b', value_name = "DIR", default_value = ".")]
+    bundle: PathBuf,
 }
 
 #[derive(ClapArgs)]
@@ -282,6 +293,7 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
             std::thread::sleep(a.interval);
         },
         Verb::Features => print_json(&features())?,
+        Verb::Spec(a) => write_default_spec(&a.bundle)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -355,6 +367,28 @@ fn print_list(states: &[State], format: Format, quiet: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes `bundle/config.json` as `runc spec` does: a shell on a terminal in
+/// the read-only `rootfs`, with the usual mounts, namespaces and
+/// capabilities. An existing file is left alone.
+fn write_default_spec(bundle: &Path) -> Result<()> {
+    let path = bundle.join("config.json");
+    let mut spec = oci_spec::runtime::Spec::default();
+    spec.set_hostname(Some("freezeframe".into()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| match path.exists() {
+            true => format!("{}: remove it first", path.display()),
+            false => format!("creating {}", path.display()),
+        })?;
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, &spec)?;
+    writeln!(out)?;
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// What `runc features` reports, for what this runtime implements.
