@@ -10,6 +10,7 @@ use std::io::Seek;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use libcgroups::common::CgroupManager;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
@@ -18,7 +19,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{self as nix_signal, SigSet, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use oci_spec::runtime::{Capabilities, Capability, Mount, Process, Spec};
+use oci_spec::runtime::{Capabilities, Capability, LinuxResources, Mount, Process, Spec};
 use serde::Serialize;
 
 use crate::freezer::Cgroup;
@@ -85,8 +86,12 @@ pub enum Error {
         source: crate::freezer::Error,
     },
 
-    #[error("container {id:?}: cgroup statistics: {message}")]
-    Stats { id: String, message: String },
+    #[error("container {id:?}: {op}: {message}")]
+    Cgroups {
+        id: String,
+        op: &'static str,
+        message: String,
+    },
 
     #[error("container {id:?}: exec: {message}")]
     Exec { id: String, message: String },
@@ -439,30 +444,43 @@ impl Runtime {
     /// The container's cgroup statistics, in runc's `events --stats` envelope
     /// (`{"type": "stats", "id", "data"}`). A paused container has them too.
     pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
-        use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
         let c = self.load(id)?;
-        if !matches!(
-            c.status(),
-            ContainerStatus::Running | ContainerStatus::Paused
-        ) {
-            return Err(Error::NotRunning {
-                id: id.into(),
-                status: status_name(c.status()).into(),
-            });
-        }
-        let other = |e: String| Error::Stats {
-            id: id.into(),
-            message: e,
-        };
-        let config = c.spec().map_err(lib(id, "read its config"))?;
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: config.cgroup_path,
-            systemd_cgroup: c.systemd(),
-            container_name: id.into(),
-        })
-        .map_err(|e| other(e.to_string()))?;
-        let stats = manager.stats().map_err(|e| other(e.to_string()))?;
+        require_live(&c, &[])?;
+        let op = "cgroup statistics";
+        let stats = cgroup_manager(&c, op)?
+            .stats()
+            .map_err(|e| cgroups_error(&c, op, e))?;
         Ok(serde_json::json!({ "type": "stats", "id": id, "data": stats }))
+    }
+
+    /// Changes a container's resource limits as `runc update` does: the values
+    /// `changes` holds are written to its cgroups, and no others.
+    pub fn update(&self, id: &str, changes: &LinuxResources) -> Result<()> {
+        use libcgroups::common::{get_cgroup_setup, CgroupSetup, ControllerOpt};
+        let c = self.load(id)?;
+        require_live(&c, &[ContainerStatus::Created])?;
+        let op = "update";
+        let spec = load_spec(&c.bundle().join("config.json"))?;
+        let limits = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let mut resources = changes.clone();
+        // An update does not change device rules. Under cgroup v1 they are
+        // left as they are; under v2 they are one program, which libcgroups
+        // replaces whole, so the spec's rules go into the new one.
+        let v2 = matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified));
+        resources.set_devices(limits.and_then(|l| l.devices().clone()).filter(|_| v2));
+        // libcgroups writes the OOM killer's switch with any memory change.
+        let disable_oom_killer = limits
+            .and_then(|l| l.memory().as_ref())
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false);
+        cgroup_manager(&c, op)?
+            .apply(&ControllerOpt {
+                resources: &resources,
+                disable_oom_killer,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| cgroups_error(&c, op, e))
     }
 
     fn load(&self, id: &str) -> Result<Container> {
@@ -522,6 +540,41 @@ fn load_spec(path: &Path) -> Result<Spec> {
             field => format!("{field}: {}", e.inner()),
         },
     })
+}
+
+/// Refuses a container that is neither running nor paused (nor in one of
+/// `also`), in runc's words.
+fn require_live(c: &Container, also: &[ContainerStatus]) -> Result<()> {
+    let status = c.status();
+    if matches!(status, ContainerStatus::Running | ContainerStatus::Paused)
+        || also.contains(&status)
+    {
+        return Ok(());
+    }
+    Err(Error::NotRunning {
+        id: c.id().into(),
+        status: status_name(status).into(),
+    })
+}
+
+/// The manager of a container's cgroups, as libcontainer set them up.
+fn cgroup_manager(c: &Container, op: &'static str) -> Result<libcgroups::common::AnyCgroupManager> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig};
+    let config = c.spec().map_err(lib(c.id(), "read its config"))?;
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: c.systemd(),
+        container_name: c.id().into(),
+    })
+    .map_err(|e| cgroups_error(c, op, e))
+}
+
+fn cgroups_error(c: &Container, op: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::Cgroups {
+        id: c.id().into(),
+        op,
+        message: e.to_string(),
+    }
 }
 
 /// Wraps libcontainer's error with the container and what was being done.

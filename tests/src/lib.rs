@@ -163,9 +163,14 @@ pub fn kill_if_overdue(child: &mut std::process::Child, start: Instant, command:
 /// Runs a command to completion, capturing its output; kills it and panics after
 /// [`PROCESS_TIMEOUT`].
 pub fn run(cmd: &mut Command) -> Outcome {
+    run_fed(cmd, Stdio::null())
+}
+
+/// [`run`] with `stdin` as the command's standard input.
+pub fn run_fed(cmd: &mut Command, stdin: impl Into<Stdio>) -> Outcome {
     let command = format!("{cmd:?}");
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

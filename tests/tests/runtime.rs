@@ -4,6 +4,7 @@
 //! those sessions found without `--root` or `--base` that podman and containerd
 //! run again.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -1041,6 +1042,196 @@ fn exec_runs_the_spec_process_as_runc_does_and_terminals_reach_the_console_socke
         );
     }
     t.wait_status("stopped");
+}
+
+/// The v1 cgroup files `update` writes, as `controller/file`.
+const LIMIT_FILES: &[&str] = &[
+    "memory/memory.limit_in_bytes",
+    "memory/memory.memsw.limit_in_bytes",
+    "memory/memory.soft_limit_in_bytes",
+    "cpu/cpu.shares",
+    "cpu/cpu.cfs_quota_us",
+    "cpu/cpu.cfs_period_us",
+    "cpuset/cpuset.cpus",
+    "pids/pids.max",
+    "devices/devices.list",
+];
+
+/// The values of [`LIMIT_FILES`] for the v1 cgroups of process `pid`.
+fn limits_of(pid: i32) -> BTreeMap<&'static str, String> {
+    let membership = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    LIMIT_FILES
+        .iter()
+        .map(|cf| {
+            let (controller, file) = cf.split_once('/').expect("controller/file");
+            let path = membership
+                .lines()
+                .filter_map(|l| {
+                    let (_, rest) = l.split_once(':')?;
+                    rest.split_once(':') // controllers, then a path that may hold ':'
+                })
+                .find(|(cs, _)| cs.split(',').any(|c| c == controller))
+                .map(|(_, p)| p)
+                .unwrap_or_else(|| panic!("pid {pid} has no {controller} cgroup"));
+            let dir = format!("/sys/fs/cgroup/{controller}{path}");
+            let mut lines: Vec<String> = read(&Path::new(&dir).join(file))
+                .lines()
+                .map(str::to_string)
+                .collect();
+            lines.sort(); // devices.list's order is the kernel's
+            (*cf, lines.join("\n"))
+        })
+        .collect()
+}
+
+#[test]
+fn update_changes_the_limits_given_and_only_those_as_runc_does() {
+    if !root_or_skip("update_changes_the_limits_given_and_only_those_as_runc_does") {
+        return;
+    }
+    let dir = tempdir("rt-update");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    let bundle = |name: &str, cgroup: &str| {
+        let b = Bundle::new(d, name, &[&lower], &["sleep", "100000"], &[], &[]);
+        let path = b.dir.join("config.json");
+        let mut spec: Value = serde_json::from_str(&read(&path)).expect("config.json");
+        spec["linux"]["cgroupsPath"] = format!("/freezeframe-tests/{cgroup}").into();
+        // A device the session may use besides the defaults: an update keeps it.
+        spec["linux"]["resources"]["devices"] = serde_json::json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}
+        ]);
+        write(&path, serde_json::to_string_pretty(&spec).expect("json"));
+        b
+    };
+    let c = FfContainer::new(
+        unique_id("rt-update"),
+        Some(d.join("state")),
+        d.join("ff.log"),
+    );
+    let ours = bundle("bundle-ff", &c.id);
+    c.run_detached(&ours.dir, &[]).ok();
+    let rc = RuncContainer {
+        root: d.join("runc-state"),
+        id: unique_id("rt-update-runc"),
+    };
+    let theirs = bundle("bundle-runc", &rc.id);
+    run_logged(
+        rc.cmd()
+            .args(args!["run", "-d", "--bundle", &theirs.dir, &rc.id])
+            .stdin(Stdio::null()),
+        &d.join("runc.log"),
+    )
+    .ok();
+    let runc_pid = || -> i32 {
+        let st = run(rc.cmd().args(["state", &rc.id])).ok().json();
+        st["pid"].as_i64().expect("runc state pid") as i32
+    };
+    // The limits both runtimes set alike (their default device rules differ:
+    // libcontainer allows /dev/console always, runc with a terminal only).
+    let alike = |pid: i32| {
+        let mut l = limits_of(pid);
+        l.remove("devices/devices.list");
+        l
+    };
+    let before = limits_of(c.pid());
+    assert_eq!(alike(c.pid()), alike(runc_pid()), "the two start alike");
+    assert!(
+        before["devices/devices.list"].contains("c 10:229 rw"),
+        "{before:?}"
+    );
+
+    // Flags, then JSON on stdin (containerd's way), to both runtimes.
+    let flags = args![
+        "update",
+        "--memory",
+        "64m",
+        "--memory-reservation",
+        "32M",
+        "--cpu-share",
+        "512",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "77"
+    ];
+    let json = r#"{"memory": {"limit": 134217728, "swap": 268435456}, "pids": {"limit": 50}}"#;
+    for (step, a) in [
+        ("flags", flags),
+        ("--resources -", args!["update", "--resources", "-"]),
+    ] {
+        let stdin = || -> Stdio {
+            let f = d.join("resources.json");
+            write(&f, json);
+            fs::File::open(&f).expect("open resources.json").into()
+        };
+        run_fed(
+            &mut c.cmd(a.iter().chain([&OsString::from(&c.id)])),
+            stdin(),
+        )
+        .ok();
+        run_fed(rc.cmd().args(&a).arg(&rc.id), stdin()).ok();
+        let got = alike(c.pid());
+        assert_eq!(
+            got,
+            alike(runc_pid()),
+            "after {step}: freezeframe and runc differ"
+        );
+        eprintln!("after {step}: {got:?}");
+    }
+    let after = limits_of(c.pid());
+    let want = [
+        ("memory/memory.limit_in_bytes", "134217728"),
+        ("memory/memory.memsw.limit_in_bytes", "268435456"),
+        ("memory/memory.soft_limit_in_bytes", "33554432"),
+        ("cpu/cpu.shares", "512"),
+        ("cpu/cpu.cfs_quota_us", "50000"),
+        ("cpuset/cpuset.cpus", "0"),
+        ("pids/pids.max", "50"),
+    ];
+    for (file, value) in want {
+        assert_eq!(after[file], value, "{file} after both updates");
+    }
+    assert_eq!(
+        after["devices/devices.list"], before["devices/devices.list"],
+        "an update changed the device rules"
+    );
+    c.exec("true");
+
+    // Bad input: named, and nothing changes.
+    let bad = c.ff(["update", "--memory", "12q", &c.id]).failed();
+    assert!(bad.stderr.contains("12q"), "{bad}");
+    let f = d.join("bad.json");
+    write(&f, r#"{"pids": {"limit": "many"}}"#);
+    let bad = c.ff(args!["update", "--resources", &f, &c.id]).failed();
+    assert!(
+        bad.stderr.contains(path_str(&f)) && bad.stderr.contains("pids.limit"),
+        "{bad}"
+    );
+    let bad = c.ff(["update", &c.id]).failed();
+    assert!(bad.stderr.contains("nothing to change"), "{bad}");
+    let missing = c
+        .ff(["update", "--pids-limit", "5", &unique_id("missing")])
+        .failed();
+    assert!(missing.stderr.contains("does not exist"), "{missing}");
+    assert_eq!(
+        limits_of(c.pid()),
+        after,
+        "a refused update changed something"
+    );
+    c.ff(["kill", &c.id, "KILL"]).ok();
+    c.wait_status("stopped");
+    let stopped = c.ff(["update", "--pids-limit", "5", &c.id]).failed();
+    assert!(
+        stopped.stderr.contains("container not running"),
+        "{stopped}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! sessions with `freezeframe` as its `BinaryName`. Output formats and exit
 //! codes are runc's; errors also go to the `--log` file in the format asked for.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,10 +49,158 @@ pub enum Verb {
     Events(EventsArgs),
     /// OCI runtime: print what this runtime supports, as JSON.
     Features,
+    /// OCI runtime: change a container's resource limits.
+    ///
+    /// Only the values given change. With --resources, they come from a JSON
+    /// file (or stdin, `-`) in the runtime spec's `linux.resources` format.
+    Update(UpdateArgs),
     /// OCI runtime: write a starting config.json into a bundle directory.
     ///
     /// The bundle's root filesystem goes in its `rootfs` directory.
     Spec(SpecArgs),
+}
+
+#[derive(ClapArgs)]
+pub struct UpdateArgs {
+    /// The new limits as JSON (`linux.resources` of the runtime spec), from
+    /// this file or `-` for stdin.
+    #[arg(long, short = 'r', value_name = "FILE", conflicts_with_all = [
+        "memory", "memory_reservation", "memory_swap", "cpu_share", "cpu_quota",
+        "cpu_period", "cpu_rt_runtime", "cpu_rt_period", "cpuset_cpus", "cpuset_mems",
+        "pids_limit", "blkio_weight"])]
+    resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with a unit: 512m, 2g; -1 for none).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, allow_hyphen_values = true)]
+    memory: Option<i64>,
+    /// Memory soft limit.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, allow_hyphen_values = true)]
+    memory_reservation: Option<i64>,
+    /// Memory plus swap limit (-1 for none).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, allow_hyphen_values = true)]
+    memory_swap: Option<i64>,
+    /// CPU shares, relative to other containers.
+    #[arg(long, value_name = "N")]
+    cpu_share: Option<u64>,
+    /// CPU time allowed per period, in microseconds (-1 for no limit).
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// The CPU quota's period, in microseconds.
+    #[arg(long, value_name = "USEC")]
+    cpu_period: Option<u64>,
+    /// Realtime CPU time allowed per period, in microseconds.
+    #[arg(long, value_name = "USEC")]
+    cpu_rt_runtime: Option<i64>,
+    /// The realtime period, in microseconds.
+    #[arg(long, value_name = "USEC")]
+    cpu_rt_period: Option<u64>,
+    /// The CPUs to run on (0-3, 0,1).
+    #[arg(long, value_name = "LIST")]
+    cpuset_cpus: Option<String>,
+    /// The memory nodes to use.
+    #[arg(long, value_name = "LIST")]
+    cpuset_mems: Option<String>,
+    /// Most processes and threads (-1 or 0 for no limit).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Block I/O weight, 10 to 1000.
+    #[arg(long, value_name = "N")]
+    blkio_weight: Option<u16>,
+    id: String,
+}
+
+/// A size in bytes, as runc and Docker take it: a number, with an optional
+/// binary unit (`k`, `m`, `g`, `t`, with or without `b`), or -1.
+fn parse_bytes(s: &str) -> Result<i64, String> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let lower = s.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    let n: f64 = digits
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| format!("{s:?} is not a size"))?;
+    let bytes = n * (1u64 << shift) as f64;
+    if bytes > i64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as i64)
+}
+
+/// The `linux.resources` an update asks for: from --resources, or the flags.
+fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use serde_json::{json, Map, Value};
+    if let Some(path) = &a.resources {
+        let (name, text) = if path.as_os_str() == "-" {
+            let mut text = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut text)
+                .context("--resources -: reading stdin")?;
+            ("--resources (stdin)".to_string(), text)
+        } else {
+            let text =
+                std::fs::read(path).with_context(|| format!("--resources {}", path.display()))?;
+            (format!("--resources {}", path.display()), text)
+        };
+        let de = &mut serde_json::Deserializer::from_slice(&text);
+        return serde_path_to_error::deserialize(de).map_err(|e| match e.path().to_string() {
+            p if p == "." => anyhow::anyhow!("{name}: {}", e.inner()),
+            p => anyhow::anyhow!("{name}: {p}: {}", e.inner()),
+        });
+    }
+    // The flags as the same JSON, so both ways meet in one type.
+    let section = |pairs: Vec<(&str, Value)>| -> Option<Value> {
+        let m: Map<String, Value> = pairs
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        (!m.is_empty()).then_some(Value::Object(m))
+    };
+    let mut r = Map::new();
+    let sections = [
+        (
+            "memory",
+            section(vec![
+                ("limit", json!(a.memory)),
+                ("reservation", json!(a.memory_reservation)),
+                ("swap", json!(a.memory_swap)),
+            ]),
+        ),
+        (
+            "cpu",
+            section(vec![
+                ("shares", json!(a.cpu_share)),
+                ("quota", json!(a.cpu_quota)),
+                ("period", json!(a.cpu_period)),
+                ("realtimeRuntime", json!(a.cpu_rt_runtime)),
+                ("realtimePeriod", json!(a.cpu_rt_period)),
+                ("cpus", json!(a.cpuset_cpus)),
+                ("mems", json!(a.cpuset_mems)),
+            ]),
+        ),
+        ("pids", section(vec![("limit", json!(a.pids_limit))])),
+        ("blockIO", section(vec![("weight", json!(a.blkio_weight))])),
+    ];
+    for (key, value) in sections {
+        if let Some(v) = value {
+            r.insert(key.into(), v);
+        }
+    }
+    if r.is_empty() {
+        anyhow::bail!("update: nothing to change (give --resources or a limit)");
+    }
+    Ok(serde_json::from_value(Value::Object(r))?)
 }
 
 #[derive(ClapArgs)]
@@ -294,6 +442,7 @@ pub fn run(g: &Globals<'_>, verb: Verb) -> Result<ExitCode> {
         },
         Verb::Features => print_json(&features())?,
         Verb::Spec(a) => write_default_spec(&a.bundle)?,
+        Verb::Update(a) => rt.update(&a.id, &update_resources(&a)?)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -486,5 +635,32 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLayer {
             tracing::Level::TRACE => "trace",
         };
         self.0.write(level, msg.0.trim_start());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_runc_reads_them() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("4096", 4096),
+            ("-1", -1),
+            ("64m", 64 << 20),
+            ("64M", 64 << 20),
+            ("2g", 2 << 30),
+            ("2GiB", 2 << 30),
+            ("1.5k", 1536),
+            ("512kb", 512 << 10),
+            ("1t", 1 << 40),
+        ] {
+            assert_eq!(parse_bytes(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "m", "12q", "-5", "1e400", "nan", "9999999t"] {
+            let e = parse_bytes(bad).expect_err(bad);
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 }
