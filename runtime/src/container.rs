@@ -832,3 +832,146 @@ fn forward_until_exit(pid: Pid, set: &SigSet) -> Result<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(process: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": process,
+        }))
+        .unwrap()
+    }
+
+    fn exec(args: &[&str]) -> ExecOptions {
+        ExecOptions {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exec_inherits_the_spec_process_and_changes_only_what_is_given() {
+        let s = spec(serde_json::json!({
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [4]},
+            "cwd": "/home/work",
+            "args": ["sleep", "1000"],
+            "env": ["PATH=/bin", "FOO=bar"],
+            "terminal": true,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        }));
+        let p = exec_process(&s, &exec(&["sh"])).unwrap();
+        assert_eq!(p.args().as_deref(), Some(&["sh".to_string()][..]));
+        assert_eq!(p.user().uid(), 1000);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[4][..]));
+        assert_eq!(p.cwd(), Path::new("/home/work"));
+        assert_eq!(
+            p.terminal(),
+            Some(false),
+            "the spec's terminal is not the exec's"
+        );
+        assert_eq!(p.rlimits(), s.process().as_ref().unwrap().rlimits());
+
+        let opts = ExecOptions {
+            env: vec!["FOO=baz".into(), "NEW=1".into()],
+            cwd: Some("/tmp".into()),
+            user: Some((0, Some(5))),
+            additional_gids: vec![6],
+            terminal: true,
+            no_new_privs: true,
+            ..exec(&["id"])
+        };
+        let p = exec_process(&s, &opts).unwrap();
+        assert_eq!(
+            p.env().as_deref(),
+            Some(&["PATH=/bin".to_string(), "FOO=baz".into(), "NEW=1".into()][..])
+        );
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 5));
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[4, 6][..]));
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!(p.terminal(), Some(true));
+        assert_eq!(p.no_new_privileges(), Some(true));
+    }
+
+    #[test]
+    fn exec_caps_are_added_and_ambient_only_beside_inheritable() {
+        let caps = |inheritable: bool| {
+            let mut c = serde_json::json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                                           "permitted": ["CAP_KILL"]});
+            if inheritable {
+                c["inheritable"] = serde_json::json!(["CAP_KILL"]);
+            }
+            spec(serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/",
+                                    "capabilities": c}))
+        };
+        let opts = ExecOptions {
+            caps: vec!["CAP_SYS_ADMIN".into(), "net_admin".into()],
+            ..exec(&["sh"])
+        };
+        for inheritable in [false, true] {
+            let p = exec_process(&caps(inheritable), &opts).unwrap();
+            let c = p.capabilities().as_ref().unwrap();
+            for set in [c.bounding(), c.effective(), c.permitted()] {
+                let set = set.as_ref().unwrap();
+                assert!(set.contains(&Capability::SysAdmin) && set.contains(&Capability::NetAdmin));
+                assert!(set.contains(&Capability::Kill));
+            }
+            assert_eq!(
+                c.ambient()
+                    .as_ref()
+                    .is_some_and(|a| a.contains(&Capability::SysAdmin)),
+                inheritable
+            );
+        }
+    }
+
+    #[test]
+    fn exec_refuses_what_it_cannot_run_naming_the_flag() {
+        let s = spec(serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/"}));
+        let bad = |opts: ExecOptions| exec_process(&s, &opts).unwrap_err();
+        assert_eq!(bad(exec(&[])), "no command given");
+        let e = bad(ExecOptions {
+            cwd: Some("tmp".into()),
+            ..exec(&["sh"])
+        });
+        assert!(e.contains("--cwd tmp"), "{e}");
+        let e = bad(ExecOptions {
+            caps: vec!["CAP_NOPE".into()],
+            ..exec(&["sh"])
+        });
+        assert!(e.contains("--cap CAP_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn host_paths_are_checked_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path();
+        let spec_path = bundle.join("config.json");
+        let with = |root: &str, source: &str| -> Spec {
+            serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.0.2",
+                "root": {"path": root},
+                "mounts": [
+                    {"destination": "/proc", "type": "proc", "source": "proc"},
+                    {"destination": "/data", "source": source, "options": ["rbind"]},
+                ],
+            }))
+            .unwrap()
+        };
+        std::fs::create_dir(bundle.join("rootfs")).unwrap();
+        std::fs::create_dir(bundle.join("data")).unwrap();
+        check_host_paths(&spec_path, bundle, &with("rootfs", "data")).unwrap();
+        for (root, source, field) in [
+            ("nowhere", "data", "root.path: "),
+            ("rootfs", "missing", "mounts[1].source: "),
+        ] {
+            let e = check_host_paths(&spec_path, bundle, &with(root, source))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.contains("No such file"), "{e}");
+        }
+    }
+}
