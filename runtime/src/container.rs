@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Capabilities, Capability, LinuxResources, Mount, Process, Spec};
 use serde::Serialize;
 
+use crate::console::{Console, ConsoleSocket};
 use crate::freezer::Cgroup;
 use crate::seed::{self, Seeded};
 use crate::session::BASE_IMAGE_ANNOTATIONS;
@@ -95,6 +96,9 @@ pub enum Error {
 
     #[error("container {id:?}: exec: {message}")]
     Exec { id: String, message: String },
+
+    #[error("container {id:?}: terminal: {source}")]
+    Console { id: String, source: std::io::Error },
 
     #[error("waiting for pid {pid}: {source}")]
     Wait { pid: i32, source: nix::Error },
@@ -184,13 +188,20 @@ impl Runtime {
 
     /// Creates the container and leaves its init process waiting for `start`.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<SeedReport> {
-        self.build(id, opts, true).map(|(_, seeded)| seeded)
+        self.build(id, opts, true).map(|(_, seeded, _)| seeded)
     }
 
     /// Creates and starts a container; unless `detach`, waits for it to exit,
     /// forwarding signals, deletes it, and returns its exit code.
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
-        let (mut container, _) = self.build(id, opts, detach)?;
+        let (mut container, _, console) = self.build(id, opts, detach)?;
+        let console = match console.map(ConsoleSocket::attach).transpose() {
+            Ok(console) => console,
+            Err(source) => {
+                let _ = container.delete(true);
+                return Err(console_error(id, source));
+            }
+        };
         // Blocked only now: the container's processes would inherit the mask.
         // Before its start, the init cannot have exited.
         let forwarded = (!detach).then(block_forwarded_signals).transpose()?;
@@ -202,7 +213,10 @@ impl Runtime {
             id: id.into(),
             status: "without an init process".into(),
         })?;
-        let code = forward_until_exit(pid, &forwarded);
+        let code = forward_until_exit(pid, &forwarded, console.as_ref());
+        if let Some(console) = console {
+            console.finish();
+        }
         let deleted = container.delete(true).map_err(lib(id, "delete"));
         let code = code?;
         deleted?;
@@ -214,20 +228,26 @@ impl Runtime {
         id: &str,
         opts: &CreateOptions,
         detach: bool,
-    ) -> Result<(Container, SeedReport)> {
+    ) -> Result<(Container, SeedReport, Option<ConsoleSocket>)> {
         self.ensure_root()?;
         let bundle = std::path::absolute(&opts.bundle).map_err(|source| Error::Io {
             path: opts.bundle.clone(),
             source,
         })?;
         let spec_path = bundle.join("config.json");
-        let spec = load_spec(&spec_path)?;
+        let spec = load_json::<Spec>(&spec_path)?;
         check_host_paths(&spec_path, &bundle, &spec)?;
+        let terminal = spec.process().as_ref().and_then(|p| p.terminal());
+        let console = self.console_for(terminal, detach, &opts.console_socket)?;
+        let console_socket = console
+            .as_ref()
+            .map(ConsoleSocket::path)
+            .or_else(|| opts.console_socket.clone());
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
             .and_then(|b| {
-                b.with_console_socket(opts.console_socket.as_ref())
+                b.with_console_socket(console_socket.as_ref())
                     .with_preserved_fds(opts.preserve_fds)
                     .validate_id()
             })
@@ -242,7 +262,9 @@ impl Runtime {
         let built = builder
             .as_init(&bundle)
             .with_systemd(self.systemd)
-            .with_detach(detach)
+            // libcontainer takes a console socket only from a detached
+            // caller, which is all its `detach` changes.
+            .with_detach(detach || console.is_some())
             .with_no_pivot(opts.no_pivot)
             .build()
             .map_err(lib(id, "create"));
@@ -270,7 +292,7 @@ impl Runtime {
             }
             container.save().map_err(lib(id, "record the base image"))?;
         }
-        Ok((container, seeded))
+        Ok((container, seeded, console))
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
@@ -408,26 +430,32 @@ impl Runtime {
         // A command line becomes a process.json in an unnamed file, which
         // libcontainer reads (before it forks) through /proc/self/fd.
         let unnamed;
-        let process = match &opts.process {
-            Some(path) => path.clone(),
+        let (process, terminal) = match &opts.process {
+            Some(path) => (path.clone(), load_json::<Process>(path)?.terminal()),
             None => {
-                let spec = load_spec(&c.bundle().join("config.json"))?;
+                let spec = load_json::<Spec>(&c.bundle().join("config.json"))?;
                 let process = exec_process(&spec, opts).map_err(|message| Error::Exec {
                     id: id.into(),
                     message,
                 })?;
                 unnamed = process_file(&process)?;
-                PathBuf::from(format!("/proc/self/fd/{}", unnamed.as_raw_fd()))
+                let path = PathBuf::from(format!("/proc/self/fd/{}", unnamed.as_raw_fd()));
+                (path, process.terminal())
             }
         };
+        let console = self.console_for(terminal, opts.detach, &opts.console_socket)?;
+        let console_socket = console
+            .as_ref()
+            .map(ConsoleSocket::path)
+            .or_else(|| opts.console_socket.clone());
         let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
             .map(|b| {
-                b.with_console_socket(opts.console_socket.as_ref())
+                b.with_console_socket(console_socket.as_ref())
                     .with_preserved_fds(opts.preserve_fds)
                     .as_tenant()
-                    .with_detach(opts.detach)
+                    .with_detach(opts.detach || console.is_some())
                     .with_process(Some(&process))
                     .with_ignore_paused(opts.ignore_paused)
             })
@@ -436,9 +464,40 @@ impl Runtime {
         if opts.detach {
             return Ok(0);
         }
+        let console = console
+            .map(ConsoleSocket::attach)
+            .transpose()
+            .map_err(|source| {
+                let _ = nix_signal::kill(pid, NixSignal::SIGKILL);
+                console_error(id, source)
+            })?;
         // Blocked after the fork, which the process would inherit; one that has
         // exited already is reaped by the wait loop's first pass.
-        forward_until_exit(pid, &block_forwarded_signals()?)
+        let code = forward_until_exit(pid, &block_forwarded_signals()?, console.as_ref());
+        if let Some(console) = console {
+            console.finish();
+        }
+        code
+    }
+
+    /// A console socket of our own when a foreground process wants a
+    /// terminal and the caller has given no socket: its master is then
+    /// joined to our stdin and stdout.
+    fn console_for(
+        &self,
+        terminal: Option<bool>,
+        detach: bool,
+        given: &Option<PathBuf>,
+    ) -> Result<Option<ConsoleSocket>> {
+        if terminal != Some(true) || detach || given.is_some() {
+            return Ok(None);
+        }
+        ConsoleSocket::listen(&self.root)
+            .map(Some)
+            .map_err(|source| Error::Io {
+                path: self.root.clone(),
+                source,
+            })
     }
 
     /// The container's cgroup statistics, in runc's `events --stats` envelope
@@ -460,7 +519,7 @@ impl Runtime {
         let c = self.load(id)?;
         require_live(&c, &[ContainerStatus::Created])?;
         let op = "update";
-        let spec = load_spec(&c.bundle().join("config.json"))?;
+        let spec = load_json::<Spec>(&c.bundle().join("config.json"))?;
         let limits = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
         let mut resources = changes.clone();
         // An update does not change device rules. Under cgroup v1 they are
@@ -525,9 +584,9 @@ fn image_of(spec: &Spec) -> Option<String> {
         .find_map(|k| annotations.get(*k).cloned())
 }
 
-/// Reads a runtime spec with errors that name the file and the field at fault
-/// (`oci-spec`'s own loader says only "serde failed").
-fn load_spec(path: &Path) -> Result<Spec> {
+/// Reads a runtime spec (or a process.json) with errors that name the file and
+/// the field at fault (`oci-spec`'s own loader says only "serde failed").
+fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -577,6 +636,13 @@ fn cgroups_error(c: &Container, op: &'static str, e: impl std::fmt::Display) -> 
     }
 }
 
+fn console_error(id: &str, source: std::io::Error) -> Error {
+    Error::Console {
+        id: id.into(),
+        source,
+    }
+}
+
 /// Wraps libcontainer's error with the container and what was being done.
 fn lib(id: &str, op: &'static str) -> impl FnOnce(LibcontainerError) -> Error {
     let id = id.to_string();
@@ -599,7 +665,7 @@ fn status_name(s: ContainerStatus) -> &'static str {
 
 fn state_of(c: &Container) -> State {
     let bundle = c.bundle().clone();
-    let rootfs = load_spec(&bundle.join("config.json"))
+    let rootfs = load_json::<Spec>(&bundle.join("config.json"))
         .ok()
         .and_then(|s| s.root().as_ref().map(|r| bundle.join(r.path())))
         .unwrap_or_else(|| bundle.join("rootfs"));
@@ -808,7 +874,7 @@ fn block_forwarded_signals() -> Result<SigSet> {
 
 /// Waits for `pid` to exit, passing every blocked signal in `set` on to it and
 /// reaping other children; returns its exit code (128 + signal if killed).
-fn forward_until_exit(pid: Pid, set: &SigSet) -> Result<i32> {
+fn forward_until_exit(pid: Pid, set: &SigSet, console: Option<&Console>) -> Result<i32> {
     let wait_err = |source| Error::Wait {
         pid: pid.as_raw(),
         source,
@@ -826,7 +892,10 @@ fn forward_until_exit(pid: Pid, set: &SigSet) -> Result<i32> {
             }
         }
         let sig = set.wait().map_err(wait_err)?;
-        if sig != NixSignal::SIGCHLD {
+        if let (NixSignal::SIGWINCH, Some(console)) = (sig, console) {
+            // The resize reaches the process as its terminal's SIGWINCH.
+            console.resize();
+        } else if sig != NixSignal::SIGCHLD {
             // The process may be gone already; its exit is reaped above.
             let _ = nix_signal::kill(pid, sig);
         }

@@ -2,6 +2,7 @@
 //! to freeze and thaw it, and the OCI runtime verbs. This crate says *what* to
 //! snapshot; it knows nothing of tar, compression or image formats.
 
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod freezer;

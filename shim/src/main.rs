@@ -129,11 +129,14 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<Arc<cmd::oci::LogFile>>> {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
 
-    // libcgroups warns of every v1 controller a host lacks: noise, not news.
+    // Noise, not news: libcgroups warns of every v1 controller a host lacks,
+    // and libcontainer of every ambient capability it cannot raise, which
+    // `runc spec`'s default asks for without the inheritable ones it needs
+    // (runc says nothing). That is its syscall module's only warning.
     let default = if cli.debug {
         "debug"
     } else {
-        "warn,libcgroups=error"
+        "warn,libcgroups=error,libcontainer::syscall::linux=error"
     };
     let filter = EnvFilter::try_from_env("FREEZEFRAME_LOG").unwrap_or_else(|_| default.into());
     let registry = tracing_subscriber::registry().with(filter);

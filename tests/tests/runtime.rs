@@ -1044,6 +1044,118 @@ fn exec_runs_the_spec_process_as_runc_does_and_terminals_reach_the_console_socke
     t.wait_status("stopped");
 }
 
+#[test]
+fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
+    if !root_or_skip("a_foreground_terminal_is_joined_to_ours_resized_and_put_back") {
+        return;
+    }
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::io::Write;
+    let dir = tempdir("rt-term");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    let b = Bundle::new(d, "bundle", &[&lower], &["sleep", "100000"], &[], &[]);
+    let c = FfContainer::new(
+        unique_id("rt-term"),
+        Some(d.join("state")),
+        d.join("ff.log"),
+    );
+    c.run_detached(&b.dir, &[]).ok();
+
+    // Our side: a terminal of 33 rows and 97 columns, as an admin's would be.
+    let size = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 97,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let slave_path = nix::unistd::ttyname(&pty.slave).expect("ttyname");
+    let before = tcgetattr(&pty.slave).expect("tcgetattr");
+    assert!(before
+        .local_flags
+        .contains(LocalFlags::ECHO | LocalFlags::ICANON));
+    let mut master = fs::File::from(pty.master);
+    let slave = fs::File::from(pty.slave);
+    let stdio = || Stdio::from(slave.try_clone().expect("dup the terminal"));
+    let mut child = c
+        .cmd([
+            "exec",
+            "-t",
+            &c.id,
+            "sh",
+            "-c",
+            "echo \"on $(tty) size $(stty size)\"; read line; \
+             echo \"then size $(stty size), got $line\"; exit 6",
+        ])
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio())
+        .spawn()
+        .expect("spawn freezeframe exec -t");
+    let first = read_terminal(&mut master, "size 33 97", Duration::from_secs(10));
+    assert!(
+        first.contains("on /dev/pts/") && first.contains("size 33 97"),
+        "the process's terminal: {first:?}"
+    );
+    // While it runs, our side is raw: keys go through unprocessed.
+    let raw = tcgetattr(&slave).expect("tcgetattr");
+    assert!(!raw
+        .local_flags
+        .intersects(LocalFlags::ECHO | LocalFlags::ICANON));
+    // A resize of our terminal reaches the process's with our SIGWINCH.
+    tool("stty", args!["-F", &slave_path, "rows", "20", "cols", "50"]);
+    signal(child.id() as i32, Signal::SIGWINCH);
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(b"typed\r").expect("type");
+    let then = read_terminal(&mut master, "got typed", Duration::from_secs(10));
+    assert!(
+        then.contains("then size 20 50, got typed"),
+        "after the resize: {then:?}"
+    );
+    let status = wait_or_kill(&mut child, "freezeframe exec -t");
+    assert_eq!(status.code(), Some(6), "exit code of exec -t");
+    let after = tcgetattr(&slave).expect("tcgetattr");
+    assert_eq!(
+        after.local_flags, before.local_flags,
+        "our terminal was not put back"
+    );
+
+    // A foreground run of a spec with a terminal gets one the same way.
+    let bt = d.join("bundle-tty");
+    let spec = write_bundle_config(&bt, &b.ovl.merged, &["sh", "-c", "tty; exit 7"], &[], &[]);
+    let mut spec = spec;
+    spec["process"]["terminal"] = true.into();
+    write(
+        &bt.join("config.json"),
+        serde_json::to_string_pretty(&spec).expect("json"),
+    );
+    let r = FfContainer::new(
+        unique_id("rt-term-run"),
+        Some(d.join("state")),
+        d.join("r.log"),
+    );
+    let mut child = r
+        .cmd(args!["run", "--bundle", &bt, &r.id])
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio())
+        .spawn()
+        .expect("spawn freezeframe run");
+    let text = read_terminal(&mut master, "/dev/pts/", Duration::from_secs(10));
+    let status = wait_or_kill(&mut child, "freezeframe run");
+    assert!(text.contains("/dev/pts/0"), "run's terminal: {text:?}");
+    assert_eq!(status.code(), Some(7), "exit code of run");
+    assert!(!r.state_dir().exists(), "run left its state dir behind");
+
+    let left: Vec<String> = dir_names(&d.join("state"))
+        .into_iter()
+        .filter(|n| n.starts_with(".console"))
+        .collect();
+    assert!(left.is_empty(), "console sockets left: {left:?}");
+}
+
 /// The v1 cgroup files `update` writes, as `controller/file`.
 const LIMIT_FILES: &[&str] = &[
     "memory/memory.limit_in_bytes",
