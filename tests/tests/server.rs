@@ -638,6 +638,10 @@ fn the_cli_commits_through_the_service_and_reads_its_tasks() {
         "cli.tar",
         "--tag",
         "cli",
+        "--change",
+        "ENV MODE=frozen",
+        "--change",
+        "WORKDIR /home/work",
         "--json",
     ])
     .ok();
@@ -645,6 +649,15 @@ fn the_cli_commits_through_the_service_and_reads_its_tasks() {
     assert_eq!(t["state"], "done", "{t:#}");
     let id = t["id"].as_str().unwrap();
     assert!(srv.save.join("cli.tar").is_file());
+    // The --change instructions went with the request, as skopeo reads them.
+    let config = skopeo_config(&srv.save.join("cli.tar"));
+    assert_eq!(config["config"]["WorkingDir"], "/home/work", "{config:#}");
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v == "MODE=frozen")),
+        "{config:#}"
+    );
 
     let sock = srv.socket.to_str().unwrap();
     let status = ff(&["status", id, "--json", "--socket", sock]).ok().json();

@@ -80,8 +80,8 @@ pub struct Args {
     excludes: Vec<String>,
     /// A Dockerfile-style instruction applied to the config: ENV, LABEL, CMD,
     /// ENTRYPOINT, WORKDIR, USER or EXPOSE (repeatable).
-    #[arg(long = "change", value_name = "INSTR")]
-    changes: Vec<Change>,
+    #[arg(long = "change", value_name = "INSTR", value_parser = valid_change)]
+    changes: Vec<String>,
     /// The history entry's comment.
     #[arg(long, short = 'm', value_name = "TEXT")]
     message: Option<String>,
@@ -114,7 +114,7 @@ pub struct Args {
     /// Commit through the service (`freezeframe serve`) and follow it: FILE is
     /// then a name inside the service's save location.
     #[arg(long, requires = "session", conflicts_with_all = [
-        "pid", "upper", "base", "excludes", "changes", "level", "threads", "force",
+        "pid", "upper", "base", "excludes", "level", "threads", "force",
         "home_path", "cgroup", "freeze_timeout",
     ])]
     via_daemon: bool,
@@ -123,12 +123,20 @@ pub struct Args {
     socket: Option<PathBuf>,
 }
 
+/// Checks a --change instruction at once, keeping its text: the service
+/// parses it again on its side.
+fn valid_change(s: &str) -> Result<String, String> {
+    s.parse::<Change>()
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<ExitCode> {
     if a.via_daemon {
         let body = serde_json::json!({
             "session": a.session, "runtime_root": root, "output": a.output,
             "include_mounts": a.include_mounts, "pause": a.pause, "compression": a.compression,
-            "tag": a.tag, "author": a.author, "message": a.message,
+            "tag": a.tag, "author": a.author, "message": a.message, "changes": a.changes,
         });
         return crate::client::commit(config_path, a.socket.as_deref(), body, a.json);
     }
@@ -152,7 +160,11 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     let mut meta = ImageMeta::now();
     meta.author = a.author;
     meta.comment = a.message;
-    meta.changes = a.changes;
+    meta.changes = a
+        .changes
+        .iter()
+        .map(|c| c.parse::<Change>())
+        .collect::<Result<_, _>>()?;
     meta.tag = a.tag;
     let overlay_xattrs = if a.userxattr {
         OverlayXattrs::User
