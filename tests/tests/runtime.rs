@@ -116,6 +116,14 @@ impl Bundle {
     }
 }
 
+/// A temp dir for a test, with `lower` in it: a busybox root filesystem.
+fn busybox_lab(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempdir(name);
+    let lower = dir.path().join("lower");
+    populate_busybox(&lower);
+    (dir, lower)
+}
+
 /// A runc container under a private root, deleted when dropped.
 struct RuncContainer {
     root: PathBuf,
@@ -584,10 +592,8 @@ fn the_runtime_verbs_behave_like_runc() {
     if !root_or_skip("the_runtime_verbs_behave_like_runc") {
         return;
     }
-    let dir = tempdir("rt-verbs");
+    let (dir, lower) = busybox_lab("rt-verbs");
     let d = dir.path();
-    let lower = d.join("lower");
-    populate_busybox(&lower);
     let b = Bundle::new(d, "bundle", &[&lower], &["sleep", "100000"], &[], &[]);
     let root = d.join("state");
     let c = FfContainer::new(unique_id("rt-verbs"), Some(root.clone()), d.join("ff.log"));
@@ -919,10 +925,8 @@ fn exec_runs_the_spec_process_as_runc_does_and_terminals_reach_the_console_socke
     ) {
         return;
     }
-    let dir = tempdir("rt-exec");
+    let (dir, lower) = busybox_lab("rt-exec");
     let d = dir.path();
-    let lower = d.join("lower");
-    populate_busybox(&lower);
     // A session whose process is not root's default: its user, groups, cwd
     // and environment are what an exec inherits.
     let bundle = |name: &str, args: &[&str], terminal: bool| {
@@ -1051,10 +1055,8 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
     }
     use nix::sys::termios::{tcgetattr, LocalFlags};
     use std::io::Write;
-    let dir = tempdir("rt-term");
+    let (dir, lower) = busybox_lab("rt-term");
     let d = dir.path();
-    let lower = d.join("lower");
-    populate_busybox(&lower);
     let b = Bundle::new(d, "bundle", &[&lower], &["sleep", "100000"], &[], &[]);
     let c = FfContainer::new(
         unique_id("rt-term"),
@@ -1201,10 +1203,8 @@ fn update_changes_the_limits_given_and_only_those_as_runc_does() {
     if !root_or_skip("update_changes_the_limits_given_and_only_those_as_runc_does") {
         return;
     }
-    let dir = tempdir("rt-update");
+    let (dir, lower) = busybox_lab("rt-update");
     let d = dir.path();
-    let lower = d.join("lower");
-    populate_busybox(&lower);
     let bundle = |name: &str, cgroup: &str| {
         let b = Bundle::new(d, name, &[&lower], &["sleep", "100000"], &[], &[]);
         let path = b.dir.join("config.json");
@@ -1351,10 +1351,8 @@ fn a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing() {
     if !root_or_skip("a_bad_spec_is_refused_naming_the_field_and_path_and_leaves_nothing") {
         return;
     }
-    let dir = tempdir("rt-badspec");
+    let (dir, lower) = busybox_lab("rt-badspec");
     let d = dir.path();
-    let lower = d.join("lower");
-    populate_busybox(&lower);
     mkdirs(&lower.join("home/work"));
     write(&lower.join("home/work/.profile"), "from the image\n");
     let home = d.join("home");
@@ -1467,10 +1465,8 @@ fn home_seeding_copies_the_image_home_into_an_empty_scratch_dir_only() {
     if !root_or_skip("home_seeding_copies_the_image_home_into_an_empty_scratch_dir_only") {
         return;
     }
-    let dir = tempdir("rt-seed");
+    let (dir, lower) = busybox_lab("rt-seed");
     let d = dir.path();
-    let lower = d.join("lower");
-    populate_busybox(&lower);
     let h = lower.join("home/work");
     mkdirs(&h.join("projects/src"));
     write(&h.join(".profile"), "export PS1=work\n");
