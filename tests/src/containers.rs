@@ -855,7 +855,7 @@ impl Containerd {
         c
     }
 
-    fn ctr_args<I, S>(&self, args: I) -> Vec<OsString>
+    pub fn ctr_args<I, S>(&self, args: I) -> Vec<OsString>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -1409,4 +1409,28 @@ pub fn read_terminal(master: &mut fs::File, want: &str, timeout: Duration) -> St
         }
     }
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Runs `cmd` with a new pseudo-terminal as its stdin, stdout and stderr, as
+/// from an admin's shell; returns what it wrote there and its exit status.
+pub fn run_on_terminal(cmd: &mut Command) -> (String, std::process::ExitStatus) {
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut master = fs::File::from(pty.master);
+    let slave = fs::File::from(pty.slave);
+    let stdio = || Stdio::from(slave.try_clone().expect("dup the terminal"));
+    let command = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(stdio())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+    // Only the command may hold the terminal now (`cmd` keeps what it was given).
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    drop(slave);
+    // The terminal closes (EIO) once the command and all it started are gone.
+    let text = read_terminal(&mut master, "\u{0}never\u{0}", Duration::from_secs(30));
+    (text, crate::wait_or_kill(&mut child, &command))
 }

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use freezeframe_tests::containers::*;
@@ -269,6 +269,20 @@ fn containerd_runs_a_session_with_freezeframe_and_the_commit_starts_a_new_one() 
         "-u",
     ]);
     assert_eq!(user.stdout.trim(), "1000", "{user}");
+    // With a terminal (the shim passes a console socket), from a terminal.
+    let (text, status) = run_on_terminal(Command::new("ctr").args(ctd.ctr_args([
+        "task",
+        "exec",
+        "-t",
+        "--exec-id",
+        "tty",
+        &name,
+        "sh",
+        "-c",
+        "echo \"on $(tty)\"; exit 5",
+    ])));
+    assert!(text.contains("on /dev/pts/"), "ctr task exec -t: {text:?}");
+    assert_eq!(status.code(), Some(5), "ctr task exec -t: {text:?}");
 
     // A create that fails: the shim reads freezeframe's error from its JSON log.
     let bad = format!("{name}-bad");
