@@ -52,7 +52,8 @@ impl ConsoleSocket {
     }
 
     /// The master the container's process sent, joined to this process's
-    /// stdin and stdout.
+    /// stdin and stdout by two threads. Block the signals the caller waits
+    /// for first: the threads inherit the mask, and must never take them.
     pub fn attach(self) -> io::Result<Console> {
         let master = self.receive()?;
         Console::attach(master)

@@ -195,6 +195,9 @@ impl Runtime {
     /// forwarding signals, deletes it, and returns its exit code.
     pub fn run(&self, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
         let (mut container, _, console) = self.build(id, opts, detach)?;
+        // Blocked only now: the container's processes would inherit the mask.
+        // Before its start, the init cannot have exited.
+        let forwarded = (!detach).then(block_forwarded_signals).transpose()?;
         let console = match console.map(ConsoleSocket::attach).transpose() {
             Ok(console) => console,
             Err(source) => {
@@ -202,9 +205,6 @@ impl Runtime {
                 return Err(console_error(id, source));
             }
         };
-        // Blocked only now: the container's processes would inherit the mask.
-        // Before its start, the init cannot have exited.
-        let forwarded = (!detach).then(block_forwarded_signals).transpose()?;
         container.start().map_err(lib(id, "start"))?;
         let Some(forwarded) = forwarded else {
             return Ok(0);
@@ -464,6 +464,9 @@ impl Runtime {
         if opts.detach {
             return Ok(0);
         }
+        // Blocked after the fork, which the process would inherit; one that has
+        // exited already is reaped by the wait loop's first pass.
+        let forwarded = block_forwarded_signals()?;
         let console = console
             .map(ConsoleSocket::attach)
             .transpose()
@@ -471,9 +474,7 @@ impl Runtime {
                 let _ = nix_signal::kill(pid, NixSignal::SIGKILL);
                 console_error(id, source)
             })?;
-        // Blocked after the fork, which the process would inherit; one that has
-        // exited already is reaped by the wait loop's first pass.
-        let code = forward_until_exit(pid, &block_forwarded_signals()?, console.as_ref());
+        let code = forward_until_exit(pid, &forwarded, console.as_ref());
         if let Some(console) = console {
             console.finish();
         }

@@ -1102,14 +1102,18 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
             &c.id,
             "sh",
             "-c",
-            "echo \"on $(tty) size $(stty size)\"; read line; \
-             echo \"then size $(stty size), got $line\"; exit 6",
+            "while [ \"$(stty size)\" = '0 0' ]; do usleep 20000; done; \
+             echo \"on $(tty) size $(stty size)\"; \
+             while [ \"$(stty size)\" = '33 97' ]; do usleep 20000; done; \
+             echo \"then size $(stty size)\"; read line; echo \"got $line\"; exit 6",
         ])
         .stdin(stdio())
         .stdout(stdio())
         .stderr(stdio())
         .spawn()
         .expect("spawn freezeframe exec -t");
+    // The process runs before its terminal gets our size (libcontainer
+    // ignores process.consoleSize), so it may see 0 0 first, then SIGWINCH.
     let first = read_terminal(&mut master, "size 33 97", Duration::from_secs(10));
     assert!(
         first.contains("on /dev/pts/") && first.contains("size 33 97"),
@@ -1123,13 +1127,14 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
     // A resize of our terminal reaches the process's with our SIGWINCH.
     tool("stty", args!["-F", &slave_path, "rows", "20", "cols", "50"]);
     signal(child.id() as i32, Signal::SIGWINCH);
-    std::thread::sleep(Duration::from_millis(300));
-    master.write_all(b"typed\r").expect("type");
-    let then = read_terminal(&mut master, "got typed", Duration::from_secs(10));
+    let then = read_terminal(&mut master, "then size 20 50", Duration::from_secs(10));
     assert!(
-        then.contains("then size 20 50, got typed"),
+        then.contains("then size 20 50"),
         "after the resize: {then:?}"
     );
+    master.write_all(b"typed\r").expect("type");
+    let typed = read_terminal(&mut master, "got typed", Duration::from_secs(10));
+    assert!(typed.contains("got typed"), "what was typed: {typed:?}");
     let status = wait_or_kill(&mut child, "freezeframe exec -t");
     assert_eq!(status.code(), Some(6), "exit code of exec -t");
     let after = tcgetattr(&slave).expect("tcgetattr");
