@@ -20,9 +20,9 @@ use nix::sys::termios::{self, SetArg, Termios};
 nix::ioctl_read_bad!(get_winsize, nix::libc::TIOCGWINSZ, Winsize);
 nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, Winsize);
 
-/// How long the runtime waits for the terminal's master once the process runs,
-/// and for its last output once the process has exited.
+/// How long the runtime waits for the terminal's master once the process runs.
 const WAIT: Duration = Duration::from_secs(10);
+/// How long it waits for the last output once the process has exited.
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// A socket, in a private directory of its own, for libcontainer to send the

@@ -238,11 +238,7 @@ impl Runtime {
         let spec = load_json::<Spec>(&spec_path)?;
         check_host_paths(&spec_path, &bundle, &spec)?;
         let terminal = spec.process().as_ref().and_then(|p| p.terminal());
-        let console = self.console_for(terminal, detach, &opts.console_socket)?;
-        let console_socket = console
-            .as_ref()
-            .map(ConsoleSocket::path)
-            .or_else(|| opts.console_socket.clone());
+        let (console, console_socket) = self.console_for(terminal, detach, &opts.console_socket)?;
         let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
@@ -337,10 +333,7 @@ impl Runtime {
         let signal = Signal::try_from(signal).map_err(|_| Error::Signal(signal.into()))?;
         let mut c = self.load(id)?;
         if !(c.can_kill() || all && c.status() == ContainerStatus::Stopped) {
-            return Err(Error::NotRunning {
-                id: id.into(),
-                status: status_name(c.status()).into(),
-            });
+            return Err(not_running(&c));
         }
         c.kill(signal, all).map_err(lib(id, "kill"))
     }
@@ -415,18 +408,15 @@ impl Runtime {
     /// otherwise waits for it and returns its exit code.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
         let c = self.load(id)?;
-        let paused_ok = opts.ignore_paused && c.status() == ContainerStatus::Paused;
-        if !(paused_ok
-            || matches!(
-                c.status(),
-                ContainerStatus::Running | ContainerStatus::Created
-            ))
-        {
-            return Err(Error::NotRunning {
-                id: id.into(),
-                status: status_name(c.status()).into(),
-            });
-        }
+        use ContainerStatus::{Created, Paused, Running};
+        require_status(
+            &c,
+            if opts.ignore_paused {
+                &[Running, Created, Paused]
+            } else {
+                &[Running, Created]
+            },
+        )?;
         // A command line becomes a process.json in an unnamed file, which
         // libcontainer reads (before it forks) through /proc/self/fd.
         let unnamed;
@@ -443,11 +433,8 @@ impl Runtime {
                 (path, process.terminal())
             }
         };
-        let console = self.console_for(terminal, opts.detach, &opts.console_socket)?;
-        let console_socket = console
-            .as_ref()
-            .map(ConsoleSocket::path)
-            .or_else(|| opts.console_socket.clone());
+        let (console, console_socket) =
+            self.console_for(terminal, opts.detach, &opts.console_socket)?;
         let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .and_then(|b| b.with_pid_file(opts.pid_file.as_ref()))
@@ -482,30 +469,31 @@ impl Runtime {
     }
 
     /// A console socket of our own when a foreground process wants a
-    /// terminal and the caller has given no socket: its master is then
-    /// joined to our stdin and stdout.
+    /// terminal and the caller has given no socket (its master is then
+    /// joined to our stdin and stdout), and the socket libcontainer is to
+    /// send the master to: ours, or the one given.
     fn console_for(
         &self,
         terminal: Option<bool>,
         detach: bool,
         given: &Option<PathBuf>,
-    ) -> Result<Option<ConsoleSocket>> {
+    ) -> Result<(Option<ConsoleSocket>, Option<PathBuf>)> {
         if terminal != Some(true) || detach || given.is_some() {
-            return Ok(None);
+            return Ok((None, given.clone()));
         }
-        ConsoleSocket::listen(&self.root)
-            .map(Some)
-            .map_err(|source| Error::Io {
-                path: self.root.clone(),
-                source,
-            })
+        let ours = ConsoleSocket::listen(&self.root).map_err(|source| Error::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let path = ours.path();
+        Ok((Some(ours), Some(path)))
     }
 
     /// The container's cgroup statistics, in runc's `events --stats` envelope
     /// (`{"type": "stats", "id", "data"}`). A paused container has them too.
     pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
         let c = self.load(id)?;
-        require_live(&c, &[])?;
+        require_status(&c, &[ContainerStatus::Running, ContainerStatus::Paused])?;
         let op = "cgroup statistics";
         let stats = cgroup_manager(&c, op)?
             .stats()
@@ -518,7 +506,8 @@ impl Runtime {
     pub fn update(&self, id: &str, changes: &LinuxResources) -> Result<()> {
         use libcgroups::common::{get_cgroup_setup, CgroupSetup, ControllerOpt};
         let c = self.load(id)?;
-        require_live(&c, &[ContainerStatus::Created])?;
+        use ContainerStatus::{Created, Paused, Running};
+        require_status(&c, &[Running, Paused, Created])?;
         let op = "update";
         let spec = load_json::<Spec>(&c.bundle().join("config.json"))?;
         let limits = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
@@ -592,9 +581,15 @@ fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         path: path.to_path_buf(),
         source,
     })?;
-    let de = &mut serde_json::Deserializer::from_slice(&text);
+    parse_json(path, &text)
+}
+
+/// Parses `text`, JSON read from `source` (a file, or what stands for
+/// stdin), with an error that names it and the field at fault.
+pub fn parse_json<T: serde::de::DeserializeOwned>(source: &Path, text: &[u8]) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| Error::Spec {
-        path: path.to_path_buf(),
+        path: source.to_path_buf(),
         message: match e.path().to_string().as_str() {
             "." => e.inner().to_string(),
             field => format!("{field}: {}", e.inner()),
@@ -602,19 +597,20 @@ fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-/// Refuses a container that is neither running nor paused (nor in one of
-/// `also`), in runc's words.
-fn require_live(c: &Container, also: &[ContainerStatus]) -> Result<()> {
-    let status = c.status();
-    if matches!(status, ContainerStatus::Running | ContainerStatus::Paused)
-        || also.contains(&status)
-    {
-        return Ok(());
+/// Refuses a container whose status is not one of `allowed`, in runc's words.
+fn require_status(c: &Container, allowed: &[ContainerStatus]) -> Result<()> {
+    if allowed.contains(&c.status()) {
+        Ok(())
+    } else {
+        Err(not_running(c))
     }
-    Err(Error::NotRunning {
+}
+
+fn not_running(c: &Container) -> Error {
+    Error::NotRunning {
         id: c.id().into(),
-        status: status_name(status).into(),
-    })
+        status: status_name(c.status()).into(),
+    }
 }
 
 /// The manager of a container's cgroups, as libcontainer set them up.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use freezeframe_config::Config;
-use freezeframe_runtime::container::{CreateOptions, ExecOptions, Runtime, State};
+use freezeframe_runtime::container::{parse_json, CreateOptions, ExecOptions, Runtime, State};
 use freezeframe_snapshot::source::{ImageRef, ImageSource};
 
 /// What every runtime verb shares: runc's global flags.
@@ -141,22 +141,16 @@ fn parse_bytes(s: &str) -> Result<i64, String> {
 fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
     use serde_json::{json, Map, Value};
     if let Some(path) = &a.resources {
-        let (name, text) = if path.as_os_str() == "-" {
+        let text = if path.as_os_str() == "-" {
             let mut text = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut text)
                 .context("--resources -: reading stdin")?;
-            ("--resources (stdin)".to_string(), text)
+            text
         } else {
-            let text =
-                std::fs::read(path).with_context(|| format!("--resources {}", path.display()))?;
-            (format!("--resources {}", path.display()), text)
+            std::fs::read(path).with_context(|| format!("--resources {}", path.display()))?
         };
-        let de = &mut serde_json::Deserializer::from_slice(&text);
-        return serde_path_to_error::deserialize(de).map_err(|e| match e.path().to_string() {
-            p if p == "." => anyhow::anyhow!("{name}: {}", e.inner()),
-            p => anyhow::anyhow!("{name}: {p}: {}", e.inner()),
-        });
+        return parse_json(path, &text).context("--resources");
     }
     // The flags as the same JSON, so both ways meet in one type.
     let section = |pairs: Vec<(&str, Value)>| -> Option<Value> {
