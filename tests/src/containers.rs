@@ -1411,26 +1411,54 @@ pub fn read_terminal(master: &mut fs::File, want: &str, timeout: Duration) -> St
     String::from_utf8_lossy(&text).into_owned()
 }
 
+/// A pseudo-terminal pair, as an admin's shell has one.
+pub struct Terminal {
+    pub master: fs::File,
+    pub slave: fs::File,
+}
+
+impl Terminal {
+    /// A new terminal, `rows`×`cols` when given (else the kernel's 0×0).
+    pub fn open(size: Option<(u16, u16)>) -> Terminal {
+        let size = size.map(|(ws_row, ws_col)| nix::pty::Winsize {
+            ws_row,
+            ws_col,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(size.as_ref(), None).expect("openpty");
+        Terminal {
+            master: fs::File::from(pty.master),
+            slave: fs::File::from(pty.slave),
+        }
+    }
+
+    /// Spawns `cmd` with the slave as its stdin, stdout and stderr; `cmd`
+    /// keeps none of it, so the terminal closes once the command has gone.
+    pub fn spawn(&self, cmd: &mut Command) -> std::process::Child {
+        let stdio = || Stdio::from(self.slave.try_clone().expect("dup the terminal"));
+        let child = cmd
+            .stdin(stdio())
+            .stdout(stdio())
+            .stderr(stdio())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        child
+    }
+}
+
 /// Runs `cmd` with a new pseudo-terminal as its stdin, stdout and stderr, as
 /// from an admin's shell; returns what it wrote there and its exit status.
 pub fn run_on_terminal(cmd: &mut Command) -> (String, std::process::ExitStatus) {
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    let mut master = fs::File::from(pty.master);
-    let slave = fs::File::from(pty.slave);
-    let stdio = || Stdio::from(slave.try_clone().expect("dup the terminal"));
     let command = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(stdio())
-        .stdout(stdio())
-        .stderr(stdio())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
-    // Only the command may hold the terminal now (`cmd` keeps what it was given).
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    drop(slave);
-    // The terminal closes (EIO) once the command and all it started are gone.
+    let term = Terminal::open(None);
+    let mut child = term.spawn(cmd);
+    let Terminal { mut master, slave } = term;
+    drop(slave); // only the command holds the terminal now
+                 // The terminal closes (EIO) once the command and all it started are gone.
     let text = read_terminal(&mut master, "\u{0}never\u{0}", Duration::from_secs(30));
     (text, crate::wait_or_kill(&mut child, &command))
 }

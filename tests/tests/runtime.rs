@@ -1080,38 +1080,24 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
     c.run_detached(&b.dir, &[]).ok();
 
     // Our side: a terminal of 33 rows and 97 columns, as an admin's would be.
-    let size = nix::pty::Winsize {
-        ws_row: 33,
-        ws_col: 97,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
-    let slave_path = nix::unistd::ttyname(&pty.slave).expect("ttyname");
-    let before = tcgetattr(&pty.slave).expect("tcgetattr");
+    let term = Terminal::open(Some((33, 97)));
+    let slave_path = nix::unistd::ttyname(&term.slave).expect("ttyname");
+    let before = tcgetattr(&term.slave).expect("tcgetattr");
     assert!(before
         .local_flags
         .contains(LocalFlags::ECHO | LocalFlags::ICANON));
-    let mut master = fs::File::from(pty.master);
-    let slave = fs::File::from(pty.slave);
-    let stdio = || Stdio::from(slave.try_clone().expect("dup the terminal"));
-    let mut child = c
-        .cmd([
-            "exec",
-            "-t",
-            &c.id,
-            "sh",
-            "-c",
-            "while [ \"$(stty size)\" = '0 0' ]; do usleep 20000; done; \
+    let mut master = term.master.try_clone().expect("dup the terminal");
+    let mut child = term.spawn(&mut c.cmd([
+        "exec",
+        "-t",
+        &c.id,
+        "sh",
+        "-c",
+        "while [ \"$(stty size)\" = '0 0' ]; do usleep 20000; done; \
              echo \"on $(tty) size $(stty size)\"; \
              while [ \"$(stty size)\" = '33 97' ]; do usleep 20000; done; \
              echo \"then size $(stty size)\"; read line; echo \"got $line\"; exit 6",
-        ])
-        .stdin(stdio())
-        .stdout(stdio())
-        .stderr(stdio())
-        .spawn()
-        .expect("spawn freezeframe exec -t");
+    ]));
     // The process runs before its terminal gets our size (libcontainer
     // ignores process.consoleSize), so it may see 0 0 first, then SIGWINCH.
     let first = read_terminal(&mut master, "size 33 97", Duration::from_secs(10));
@@ -1120,7 +1106,7 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
         "the process's terminal: {first:?}"
     );
     // While it runs, our side is raw: keys go through unprocessed.
-    let raw = tcgetattr(&slave).expect("tcgetattr");
+    let raw = tcgetattr(&term.slave).expect("tcgetattr");
     assert!(!raw
         .local_flags
         .intersects(LocalFlags::ECHO | LocalFlags::ICANON));
@@ -1137,7 +1123,7 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
     assert!(typed.contains("got typed"), "what was typed: {typed:?}");
     let status = wait_or_kill(&mut child, "freezeframe exec -t");
     assert_eq!(status.code(), Some(6), "exit code of exec -t");
-    let after = tcgetattr(&slave).expect("tcgetattr");
+    let after = tcgetattr(&term.slave).expect("tcgetattr");
     assert_eq!(
         after.local_flags, before.local_flags,
         "our terminal was not put back"
@@ -1157,13 +1143,7 @@ fn a_foreground_terminal_is_joined_to_ours_resized_and_put_back() {
         Some(d.join("state")),
         d.join("r.log"),
     );
-    let mut child = r
-        .cmd(args!["run", "--bundle", &bt, &r.id])
-        .stdin(stdio())
-        .stdout(stdio())
-        .stderr(stdio())
-        .spawn()
-        .expect("spawn freezeframe run");
+    let mut child = term.spawn(&mut r.cmd(args!["run", "--bundle", &bt, &r.id]));
     let text = read_terminal(&mut master, "/dev/pts/", Duration::from_secs(10));
     let status = wait_or_kill(&mut child, "freezeframe run");
     assert!(text.contains("/dev/pts/0"), "run's terminal: {text:?}");
