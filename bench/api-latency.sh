@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 mb=${BENCH_MB:-256}
 dir=${BENCH_DIR:-/var/tmp/freezeframe-bench}/api
-bash scripts/deps.sh test >/dev/null
+bash scripts/deps.sh bench >/dev/null
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe
 ids=()

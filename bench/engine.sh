@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 runs=${BENCH_RUNS:-3}
 
-bash scripts/deps.sh test >/dev/null
+bash scripts/deps.sh bench >/dev/null
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe
 

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 runs=${BENCH_RUNS:-3}
-bash scripts/deps.sh test >/dev/null
+bash scripts/deps.sh bench >/dev/null
 command -v podman >/dev/null || { echo "podman is needed: apt-get install podman" >&2; exit 1; }
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${BENCH_RUNS:-20}
 dir=${BENCH_DIR:-/var/tmp/freezeframe-bench}/runtime
-bash scripts/deps.sh test >/dev/null
+bash scripts/deps.sh bench >/dev/null
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$PWD/target/release/freezeframe
 id=ffrt-$$

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs the Debian packages freezeframe needs, once: `deps.sh build` for
-# building and the demo, `deps.sh test` for the tests and peers they read our
-# output with. Packages already present are not fetched again.
+# building and the demo, `deps.sh test` for the tests and the peers they read
+# our output with, `deps.sh bench` for the benchmarks. Packages already present
+# are not fetched again. Recommended packages are never installed, so each
+# list names every package whose programs are run: tests/tests/deps.rs checks
+# that against the code and the scripts.
 set -euo pipefail
 
 build=(gcc pkg-config libseccomp-dev busybox-static umoci tar)
-test=("${build[@]}" skopeo runc containerd podman attr pigz tar time bc python3)
+test=("${build[@]}" skopeo runc containerd podman fuse-overlayfs attr pigz zstd time bc python3)
+bench=("${test[@]}")
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
   test) want=("${test[@]}") ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  bench) want=("${bench[@]}") ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

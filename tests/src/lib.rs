@@ -453,14 +453,15 @@ pub fn peer_diff_id(blob: &Path) -> String {
     let n = fs::File::open(blob)
         .and_then(|mut f| f.read(&mut magic))
         .unwrap_or_else(|e| panic!("read {}: {e}", blob.display()));
-    let program = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        "gzip"
+    let mut decompress = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        Command::new("gzip")
     } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        "zstd"
+        Command::new("zstd")
     } else {
         return format!("sha256:{}", sha256_file(blob));
     };
-    let mut child = Command::new(program)
+    let program = decompress.get_program().to_string_lossy().into_owned();
+    let mut child = decompress
         .arg("-dc")
         .arg(blob)
         .stdout(Stdio::piped())
