@@ -218,6 +218,189 @@ where
     freezeframe(all).ok().json()
 }
 
+/// An offline `freezeframe commit --upper DIR …`: the upper dir and whatever else
+/// is given, in the order given. [`OfflineCommit::commit`] asserts success and
+/// returns the `--json` report; [`OfflineCommit::run`] returns the outcome.
+///
+/// ```no_run
+/// # use freezeframe_tests::OfflineCommit;
+/// # use std::path::Path;
+/// # let (upper, home, archive) = (Path::new("u"), Path::new("h"), Path::new("a.tar"));
+/// let report = OfflineCommit::new(upper)
+///     .home(home)
+///     .exclude("/home/work/data")
+///     .tag("t")
+///     .output(archive)
+///     .commit();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "an invocation does nothing until it is run"]
+pub struct OfflineCommit {
+    json: bool,
+    args: Vec<OsString>,
+}
+
+impl OfflineCommit {
+    /// `--upper UPPER`.
+    pub fn new(upper: impl AsRef<OsStr>) -> Self {
+        OfflineCommit {
+            json: false,
+            args: Vec::new(),
+        }
+        .opt("--upper", upper)
+    }
+
+    fn opt(mut self, flag: &str, value: impl AsRef<OsStr>) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.as_ref().to_owned());
+        self
+    }
+
+    /// `--lower DIR` (once per lower, topmost first).
+    pub fn lower(self, dir: impl AsRef<OsStr>) -> Self {
+        self.opt("--lower", dir)
+    }
+
+    /// `--home DIR`.
+    pub fn home(self, dir: impl AsRef<OsStr>) -> Self {
+        self.opt("--home", dir)
+    }
+
+    /// `--home-path PATH`.
+    pub fn home_path(self, path: impl AsRef<OsStr>) -> Self {
+        self.opt("--home-path", path)
+    }
+
+    /// `--exclude PATTERN`.
+    pub fn exclude(self, pattern: impl AsRef<OsStr>) -> Self {
+        self.opt("--exclude", pattern)
+    }
+
+    /// `--base REFERENCE`.
+    pub fn base(self, reference: impl AsRef<OsStr>) -> Self {
+        self.opt("--base", reference)
+    }
+
+    /// `--base-blobs MODE`.
+    pub fn base_blobs(self, mode: impl AsRef<OsStr>) -> Self {
+        self.opt("--base-blobs", mode)
+    }
+
+    /// `--tag TAG`.
+    pub fn tag(self, tag: impl AsRef<OsStr>) -> Self {
+        self.opt("--tag", tag)
+    }
+
+    /// `--change INSTRUCTION`.
+    pub fn change(self, instruction: impl AsRef<OsStr>) -> Self {
+        self.opt("--change", instruction)
+    }
+
+    /// `--author AUTHOR`.
+    pub fn author(self, author: impl AsRef<OsStr>) -> Self {
+        self.opt("--author", author)
+    }
+
+    /// `--message MESSAGE`.
+    pub fn message(self, message: impl AsRef<OsStr>) -> Self {
+        self.opt("--message", message)
+    }
+
+    /// `--compression ALGORITHM`.
+    pub fn compression(self, algorithm: impl AsRef<OsStr>) -> Self {
+        self.opt("--compression", algorithm)
+    }
+
+    /// `--level LEVEL`.
+    pub fn level(self, level: impl AsRef<OsStr>) -> Self {
+        self.opt("--level", level)
+    }
+
+    /// `--threads N`.
+    pub fn threads(self, n: impl AsRef<OsStr>) -> Self {
+        self.opt("--threads", n)
+    }
+
+    /// `--userxattr`.
+    pub fn userxattr(self) -> Self {
+        self.arg("--userxattr")
+    }
+
+    /// `--force`.
+    pub fn force(self) -> Self {
+        self.arg("--force")
+    }
+
+    /// `-o FILE`.
+    pub fn output(self, file: impl AsRef<OsStr>) -> Self {
+        self.opt("-o", file)
+    }
+
+    /// `--json`, right after `commit` (as [`commit`] passes it).
+    pub fn json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+
+    /// Any other argument, as it is.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Other arguments, as they are.
+    pub fn args<I, S>(self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        args.into_iter().fold(self, Self::arg)
+    }
+
+    /// `commit [--json] ARGS`: the arguments after `freezeframe --config …`.
+    pub fn argv(&self) -> Vec<OsString> {
+        let mut all: Vec<OsString> = vec!["commit".into()];
+        if self.json {
+            all.push("--json".into());
+        }
+        all.extend(self.args.iter().cloned());
+        all
+    }
+
+    /// The command, not started, as [`freezeframe_cmd`] makes it.
+    pub fn cmd(&self) -> Command {
+        freezeframe_cmd(self.argv())
+    }
+
+    /// `PROGRAM PROGRAM_ARGS BIN --config /dev/null commit …`: the commit run
+    /// under another program (`prlimit`, GNU `time`), isolated as
+    /// [`freezeframe_cmd`] isolates it.
+    pub fn cmd_under<I, S>(&self, program: &str, program_args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut c = Command::new(program);
+        c.args(program_args)
+            .arg(bin())
+            .arg("--config")
+            .arg("/dev/null")
+            .args(self.argv());
+        c.env_remove("FREEZEFRAME_CONFIG");
+        c
+    }
+
+    /// Runs it, whatever its exit status.
+    pub fn run(&self) -> Outcome {
+        run(&mut self.cmd())
+    }
+
+    /// Runs it with `--json`: asserts success and returns the report.
+    pub fn commit(&self) -> Value {
+        self.clone().json().run().ok().json()
+    }
+}
+
 /// `freezeframe inspect FILE`.
 pub fn inspect(archive: &Path) -> Outcome {
     freezeframe([OsStr::new("inspect"), archive.as_os_str()])

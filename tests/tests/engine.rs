@@ -68,11 +68,6 @@ fn sym(target: impl AsRef<Path>, at: &Path) {
     symlink(target.as_ref(), at).unwrap_or_else(|e| panic!("ln -s {}: {e}", at.display()));
 }
 
-/// A `--base`, `--upper`, … argument list from path-like things.
-fn osargs<const N: usize>(a: [&dyn AsRef<std::ffi::OsStr>; N]) -> Vec<OsString> {
-    a.iter().map(|x| x.as_ref().to_owned()).collect()
-}
-
 /// The report's entries of `--json`'s `layers`.
 fn layers(report: &Value) -> &Vec<Value> {
     report["layers"].as_array().expect("layers array")
@@ -345,22 +340,14 @@ fn committed_session(name: &str) -> Committed {
     change_through_merged(&s.ovl.merged);
     fill_home(&s.home);
     let archive = s.out.join("session.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &s.ovl.upper,
-        &"--lower",
-        &s.base.rootfs,
-        &"--home",
-        &s.home,
-        &"--exclude",
-        &"/home/work/data",
-        &"--base",
-        &s.base.reference(),
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&s.ovl.upper)
+        .lower(&s.base.rootfs)
+        .home(&s.home)
+        .exclude("/home/work/data")
+        .base(s.base.reference())
+        .tag("t")
+        .output(&archive)
+        .commit();
     let rootfs = unpack_archive(&archive, "t", &s.scratch("unpacked"));
     Committed {
         s,
@@ -815,9 +802,10 @@ fn inspect_detects_a_layer_whose_diff_id_does_not_match() {
     mkdirs(&upper);
     write(&upper.join("file"), "original content\n");
     let archive = dir.path().join("a.tar");
-    let report = commit(osargs([
-        &"--upper", &upper, &"--tag", &"t", &"-o", &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .tag("t")
+        .output(&archive)
+        .commit();
     let layout = extract_archive(&archive, dir.path());
     // Rewrite the layer with one content byte changed, recompressed, and fix up
     // every digest above it (blob name, manifest, index) but not the config's
@@ -863,15 +851,15 @@ fn inspect_detects_a_layer_whose_diff_id_does_not_match() {
     let tampered = dir.path().join("tampered.tar");
     tool(
         "tar",
-        osargs([
-            &"-cf",
+        args![
+            "-cf",
             &tampered,
-            &"-C",
+            "-C",
             &layout,
-            &"oci-layout",
-            &"index.json",
-            &"blobs",
-        ]),
+            "oci-layout",
+            "index.json",
+            "blobs"
+        ],
     );
     let out = inspect(&tampered).failed();
     let text = format!("{}{}", out.stdout, out.stderr).to_lowercase();
@@ -891,7 +879,7 @@ fn inspect_rejects_truncated_and_garbage_archives_without_panicking() {
     mkdirs(&upper);
     write_random(&upper.join("f"), 64 << 10);
     let archive = dir.path().join("good.tar");
-    commit(osargs([&"--upper", &upper, &"-o", &archive]));
+    OfflineCommit::new(&upper).output(&archive).commit();
     let good = fs::read(&archive).unwrap();
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
@@ -938,14 +926,10 @@ fn errors_name_the_path_and_state_the_cause_once() {
     }
     let dir = tempdir("errors");
     let missing = dir.path().join("no-such-upper");
-    let o = freezeframe(osargs([
-        &"commit",
-        &"--upper",
-        &missing,
-        &"-o",
-        &dir.path().join("a.tar"),
-    ]))
-    .failed();
+    let o = OfflineCommit::new(&missing)
+        .output(dir.path().join("a.tar"))
+        .run()
+        .failed();
     assert!(
         o.stderr.contains(missing.to_str().unwrap()),
         "error does not name the path:\n{o}"
@@ -980,20 +964,13 @@ fn the_home_replaces_what_the_image_and_upper_have_at_the_home_path() {
     mkdirs(&home);
     write(&home.join("mine.txt"), "mine\n");
     let archive = dir.path().join("img.tar");
-    commit(osargs([
-        &"--upper",
-        &ovl.upper,
-        &"--lower",
-        &base.rootfs,
-        &"--home",
-        &home,
-        &"--base",
-        &base.reference(),
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    OfflineCommit::new(&ovl.upper)
+        .lower(&base.rootfs)
+        .home(&home)
+        .base(base.reference())
+        .tag("t")
+        .output(&archive)
+        .commit();
     let rootfs = unpack_archive(&archive, "t", &dir.path().join("unpacked"));
     assert_eq!(
         dir_names(&rootfs.join("home/work")),
@@ -1032,22 +1009,14 @@ fn exclude_patterns_without_a_leading_slash_match_at_any_depth() {
     );
     write(&home.join(".cache/pip/wheel"), "cache");
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--home",
-        &home,
-        &"--exclude",
-        &"__pycache__",
-        &"--exclude",
-        &"*.pyc",
-        &"--exclude",
-        &"/home/work/.cache",
-        &"--compression",
-        &"none",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .home(&home)
+        .exclude("__pycache__")
+        .exclude("*.pyc")
+        .exclude("/home/work/.cache")
+        .compression("none")
+        .output(&archive)
+        .commit();
     let entries = top_layer_entries(&archive, &report, &dir.path().join("x"));
     let names: BTreeSet<String> = entries
         .iter()
@@ -1078,18 +1047,12 @@ fn a_custom_home_path_gets_the_home_and_its_parents() {
     mkdirs(&home.join("sub"));
     write(&home.join("sub/f"), "f\n");
     let archive = dir.path().join("img.tar");
-    commit(osargs([
-        &"--upper",
-        &upper,
-        &"--home",
-        &home,
-        &"--home-path",
-        &"/srv/users/alice",
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    OfflineCommit::new(&upper)
+        .home(&home)
+        .home_path("/srv/users/alice")
+        .tag("t")
+        .output(&archive)
+        .commit();
     let rootfs = unpack_archive(&archive, "t", &dir.path().join("unpacked"));
     assert_eq!(
         fs::read_to_string(rootfs.join("srv/users/alice/sub/f")).unwrap(),
@@ -1115,16 +1078,11 @@ fn xattr_whiteouts_delete_like_device_whiteouts() {
     setx(&upper.join("etc/motd"), "trusted.overlay.whiteout", b"");
     setx(&upper.join("etc"), "trusted.overlay.whiteouts", b"");
     let archive = dir.path().join("img.tar");
-    commit(osargs([
-        &"--upper",
-        &upper,
-        &"--base",
-        &base.reference(),
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    OfflineCommit::new(&upper)
+        .base(base.reference())
+        .tag("t")
+        .output(&archive)
+        .commit();
     let rootfs = unpack_archive(&archive, "t", &dir.path().join("unpacked"));
     assert!(
         !rootfs.join("etc/motd").exists(),
@@ -1161,12 +1119,12 @@ fn mtimes_outside_the_ustar_range_survive_in_the_layer() {
     }
     set_mtime(&upper.join("d"), 9_000_000_000, 999_999_999);
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([&"--upper", &upper, &"-o", &archive]));
+    let report = OfflineCommit::new(&upper).output(&archive).commit();
     let layout = extract_archive(&archive, dir.path());
     let blob = blob_path(&layout, top_layer(&report)["digest"].as_str().unwrap());
     let out = dir.path().join("extracted");
     mkdirs(&out);
-    tool("tar", osargs([&"-xf", &blob, &"-C", &out]));
+    tool("tar", args!["-xf", &blob, "-C", &out]);
     let mut expected = TreeSnapshot::capture(&upper);
     let actual = TreeSnapshot::capture(&out);
     expected.get_mut("/").unwrap().mtime = actual.get("/").unwrap().mtime;
@@ -1197,9 +1155,11 @@ fn determinism_upper(dir: &Path) -> PathBuf {
 }
 
 fn layer_ids(upper: &Path, out: &Path, extra: &[&str]) -> (String, String) {
-    let mut a: Vec<OsString> = osargs([&"--upper", &upper, &"--force", &"-o", &out]);
-    a.extend(extra.iter().map(OsString::from));
-    let r = commit(a);
+    let r = OfflineCommit::new(upper)
+        .force()
+        .output(out)
+        .args(extra)
+        .commit();
     let l = top_layer(&r);
     (
         l["digest"].as_str().unwrap().to_string(),
@@ -1287,16 +1247,11 @@ fn zstd_archives_pass_the_peers_digest_checks() {
     let dir = tempdir("zstd");
     let upper = determinism_upper(dir.path());
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--compression",
-        &"zstd",
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .compression("zstd")
+        .tag("t")
+        .output(&archive)
+        .commit();
     let l = top_layer(&report);
     assert_eq!(
         l["media_type"],
@@ -1326,18 +1281,12 @@ fn omitted_base_blobs_still_verify_and_skopeo_reads_the_image() {
     mkdirs(&upper);
     write(&upper.join("new"), "new\n");
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--base",
-        &base.reference(),
-        &"--base-blobs",
-        &"omit",
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .base(base.reference())
+        .base_blobs("omit")
+        .tag("t")
+        .output(&archive)
+        .commit();
     let ls = layers(&report);
     assert_eq!(ls.len(), 2);
     assert_eq!(
@@ -1350,7 +1299,7 @@ fn omitted_base_blobs_still_verify_and_skopeo_reads_the_image() {
         .unwrap()
         .trim_start_matches("sha256:")
         .to_string();
-    let listing = tool("tar", osargs([&"-tf", &archive])).stdout;
+    let listing = tool("tar", args!["-tf", &archive]).stdout;
     assert!(
         !listing.contains(&base_hex),
         "base blob present despite --base-blobs omit:\n{listing}"
@@ -1392,30 +1341,20 @@ fn an_oci_archive_base_chains_commits() {
         dir.path().join("b.tar"),
         dir.path().join("c.tar"),
     );
-    let ra = commit(osargs([
-        &"--upper",
-        &u1,
-        &"--base",
-        &base.reference(),
-        &"--tag",
-        &"one",
-        &"-o",
-        &a,
-    ]));
+    let ra = OfflineCommit::new(&u1)
+        .base(base.reference())
+        .tag("one")
+        .output(&a)
+        .commit();
     let mut base_a = OsString::from("oci-archive:");
     base_a.push(&a);
     let mut base_a_tagged = base_a.clone();
     base_a_tagged.push(":one");
-    let rb = commit(osargs([
-        &"--upper",
-        &u2,
-        &"--base",
-        &base_a_tagged,
-        &"--tag",
-        &"two",
-        &"-o",
-        &b,
-    ]));
+    let rb = OfflineCommit::new(&u2)
+        .base(&base_a_tagged)
+        .tag("two")
+        .output(&b)
+        .commit();
     let digests = |r: &Value| -> Vec<String> {
         layers(r)
             .iter()
@@ -1438,19 +1377,14 @@ fn an_oci_archive_base_chains_commits() {
         assert_eq!(fs::read_to_string(rootfs.join(p)).unwrap(), content, "{p}");
     }
     // A single-image archive needs no tag; a wrong tag is an error naming it.
-    commit(osargs([&"--upper", &u2, &"--base", &base_a, &"-o", &c]));
+    OfflineCommit::new(&u2).base(&base_a).output(&c).commit();
     let mut wrong = base_a.clone();
     wrong.push(":no-such-tag");
-    let o = freezeframe(osargs([
-        &"commit",
-        &"--upper",
-        &u2,
-        &"--base",
-        &wrong,
-        &"-o",
-        &dir.path().join("d.tar"),
-    ]))
-    .failed();
+    let o = OfflineCommit::new(&u2)
+        .base(&wrong)
+        .output(dir.path().join("d.tar"))
+        .run()
+        .failed();
     assert!(
         o.stderr.contains("no-such-tag"),
         "error does not name the missing tag:\n{o}"
@@ -1481,32 +1415,19 @@ fn changes_are_applied_to_the_inherited_config() {
     mkdirs(&upper);
     write(&upper.join("g"), "g\n");
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--base",
-        &base.reference(),
-        &"--tag",
-        &"t",
-        &"--change",
-        &"ENV FOO=bar",
-        &"--change",
-        &r#"CMD ["/bin/sh", "-c", "echo hi"]"#,
-        &"--change",
-        &"LABEL com.example.team=ml",
-        &"--change",
-        &"EXPOSE 8080/tcp",
-        &"--change",
-        &"WORKDIR /srv",
-        &"--change",
-        &"USER 1000:1000",
-        &"--author",
-        &"Ada <ada@example.com>",
-        &"--message",
-        &"frozen session",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .base(base.reference())
+        .tag("t")
+        .change("ENV FOO=bar")
+        .change(r#"CMD ["/bin/sh", "-c", "echo hi"]"#)
+        .change("LABEL com.example.team=ml")
+        .change("EXPOSE 8080/tcp")
+        .change("WORKDIR /srv")
+        .change("USER 1000:1000")
+        .author("Ada <ada@example.com>")
+        .message("frozen session")
+        .output(&archive)
+        .commit();
     let cfg = skopeo_config(&archive);
     let c = &cfg["config"];
     let env: Vec<&str> = c["Env"]
@@ -1543,7 +1464,7 @@ fn changes_are_applied_to_the_inherited_config() {
     // Manifest annotations name the base.
     let mut r = OsString::from("oci-archive:");
     r.push(&archive);
-    let manifest = tool("skopeo", osargs([&"inspect", &"--raw", &r])).json();
+    let manifest = tool("skopeo", args!["inspect", "--raw", &r]).json();
     let ann = &manifest["annotations"];
     assert!(
         ann.get("org.opencontainers.image.created").is_some(),
@@ -1569,21 +1490,11 @@ fn unsupported_change_instructions_are_rejected_by_name() {
     let out = dir.path().join("out");
     mkdirs(&upper);
     mkdirs(&out);
-    let o = freezeframe(
-        [
-            osargs([
-                &"commit",
-                &"--upper",
-                &upper,
-                &"--change",
-                &"RUN rm -rf /",
-                &"-o",
-            ]),
-            vec![out.join("img.tar").into()],
-        ]
-        .concat(),
-    )
-    .failed();
+    let o = OfflineCommit::new(&upper)
+        .change("RUN rm -rf /")
+        .output(out.join("img.tar"))
+        .run()
+        .failed();
     assert!(
         o.stderr.contains("RUN"),
         "error does not name the instruction:\n{o}"
@@ -1614,18 +1525,12 @@ fn renamed_dirs_under_redirect_dir_are_refused_naming_the_dir() {
         overlay_xattr(&s.ovl.upper.join("opt/moved"), "trusted.overlay.redirect").is_some(),
         "fixture: the kernel did not use redirect_dir"
     );
-    let o = freezeframe(osargs([
-        &"commit",
-        &"--upper",
-        &s.ovl.upper,
-        &"--lower",
-        &s.base.rootfs,
-        &"--base",
-        &s.base.reference(),
-        &"-o",
-        &s.out.join("img.tar"),
-    ]))
-    .failed();
+    let o = OfflineCommit::new(&s.ovl.upper)
+        .lower(&s.base.rootfs)
+        .base(s.base.reference())
+        .output(s.out.join("img.tar"))
+        .run()
+        .failed();
     assert!(
         o.stderr.contains("opt/moved"),
         "error does not name the renamed dir:\n{o}"
@@ -1660,18 +1565,12 @@ fn metacopy_files_take_their_data_from_the_lower_dir() {
     let s = metacopy_session("metacopy");
     write(&s.ovl.m("etc/new.conf"), "new\n");
     let archive = s.out.join("img.tar");
-    commit(osargs([
-        &"--upper",
-        &s.ovl.upper,
-        &"--lower",
-        &s.base.rootfs,
-        &"--base",
-        &s.base.reference(),
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    OfflineCommit::new(&s.ovl.upper)
+        .lower(&s.base.rootfs)
+        .base(s.base.reference())
+        .tag("t")
+        .output(&archive)
+        .commit();
     inspect(&archive).ok();
     let rootfs = unpack_archive(&archive, "t", &s.scratch("unpacked"));
     assert_eq!(
@@ -1690,16 +1589,11 @@ fn metacopy_files_without_a_lower_dir_are_refused() {
         return;
     }
     let s = metacopy_session("metacopy-nolower");
-    let o = freezeframe(osargs([
-        &"commit",
-        &"--upper",
-        &s.ovl.upper,
-        &"--base",
-        &s.base.reference(),
-        &"-o",
-        &s.out.join("img.tar"),
-    ]))
-    .failed();
+    let o = OfflineCommit::new(&s.ovl.upper)
+        .base(s.base.reference())
+        .output(s.out.join("img.tar"))
+        .run()
+        .failed();
     assert!(
         o.stderr.contains("usr/bin/tool"),
         "error does not name the metacopy file:\n{o}"
@@ -1755,18 +1649,12 @@ fn renamed_metacopy_files_take_their_data_from_the_redirected_lower_file() {
         );
     }
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &ovl.upper,
-        &"--lower",
-        &l1,
-        &"--lower",
-        &l2,
-        &"--compression",
-        &"none",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&ovl.upper)
+        .lower(&l1)
+        .lower(&l2)
+        .compression("none")
+        .output(&archive)
+        .commit();
     inspect(&archive).ok();
     let entries = top_layer_entries(&archive, &report, &dir.path().join("x"));
     for (p, mode) in [
@@ -1810,19 +1698,13 @@ fn userxattr_overlays_give_the_merged_view_without_overlay_xattrs() {
         "fixture: no user.overlay.opaque"
     );
     let archive = s.out.join("img.tar");
-    commit(osargs([
-        &"--upper",
-        &s.ovl.upper,
-        &"--lower",
-        &s.base.rootfs,
-        &"--userxattr",
-        &"--base",
-        &s.base.reference(),
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    OfflineCommit::new(&s.ovl.upper)
+        .lower(&s.base.rootfs)
+        .userxattr()
+        .base(s.base.reference())
+        .tag("t")
+        .output(&archive)
+        .commit();
     let rootfs = unpack_archive(&archive, "t", &s.scratch("unpacked"));
     let mut expected = TreeSnapshot::capture(&s.ovl.merged).only_kept_xattrs();
     let actual = TreeSnapshot::capture(&rootfs);
@@ -1849,18 +1731,12 @@ fn symlinks_in_a_hostile_upper_are_stored_never_followed() {
     sym("/root/.ssh", &home.join(".ssh"));
     sym("/etc/shadow", &home.join("notes"));
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--home",
-        &home,
-        &"--compression",
-        &"none",
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .home(&home)
+        .compression("none")
+        .tag("t")
+        .output(&archive)
+        .commit();
     let entries = top_layer_entries(&archive, &report, &dir.path().join("x"));
     for (path, target) in [
         ("etc", "/etc"),
@@ -1928,18 +1804,12 @@ fn a_symlink_in_the_upper_cannot_put_the_home_beneath_it() {
     sym("/etc", &upper.join("home"));
     write(&home.join("payload"), "would land in /etc/work\n");
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--home",
-        &home,
-        &"--compression",
-        &"none",
-        &"--tag",
-        &"t",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .home(&home)
+        .compression("none")
+        .tag("t")
+        .output(&archive)
+        .commit();
     let entries = top_layer_entries(&archive, &report, &dir.path().join("x"));
     let symlinks: Vec<&LayerEntry> = entries
         .iter()
@@ -1991,16 +1861,11 @@ fn reserved_names_and_whiteout_devices_outside_the_upper_are_skipped_and_reporte
     .unwrap();
     write(&home.join("fine"), "fine");
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--home",
-        &home,
-        &"--compression",
-        &"none",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .home(&home)
+        .compression("none")
+        .output(&archive)
+        .commit();
     assert_eq!(
         skipped_count(&report, "reserved_name"),
         2,
@@ -2051,16 +1916,11 @@ fn mounts_inside_the_home_are_not_crossed() {
     let vf = Tmpfs::mount_on(&home.join("vfolder"), "1m");
     write(&vf.path.join("network-data"), "lives on another filesystem");
     let archive = dir.path().join("img.tar");
-    let report = commit(osargs([
-        &"--upper",
-        &upper,
-        &"--home",
-        &home,
-        &"--compression",
-        &"none",
-        &"-o",
-        &archive,
-    ]));
+    let report = OfflineCommit::new(&upper)
+        .home(&home)
+        .compression("none")
+        .output(&archive)
+        .commit();
     drop(vf);
     assert_eq!(
         skipped_count(&report, "other_filesystem"),
@@ -2137,18 +1997,12 @@ fn files_changing_during_the_walk_are_reported_and_never_corrupt_the_archive() {
     for run_no in 0..8 {
         let archive = dir.path().join(format!("img{run_no}.tar"));
         let compression = if run_no % 2 == 0 { "none" } else { "gzip" };
-        let o = freezeframe(osargs([
-            &"commit",
-            &"--json",
-            &"--upper",
-            &upper,
-            &"--compression",
-            &compression,
-            &"--tag",
-            &"t",
-            &"-o",
-            &archive,
-        ]));
+        let o = OfflineCommit::new(&upper)
+            .json()
+            .compression(compression)
+            .tag("t")
+            .output(&archive)
+            .run();
         if !o.success() {
             failures.push(format!("run {run_no}: commit failed:\n{o}"));
             continue;
@@ -2254,15 +2108,10 @@ fn entries_swapped_for_symlinks_during_the_walk_never_leak_their_targets() {
     let mut failures = Vec::new();
     for run_no in 0..10 {
         let archive = dir.path().join(format!("img{run_no}.tar"));
-        let o = freezeframe(osargs([
-            &"commit",
-            &"--upper",
-            &upper,
-            &"--compression",
-            &"none",
-            &"-o",
-            &archive,
-        ]));
+        let o = OfflineCommit::new(&upper)
+            .compression("none")
+            .output(&archive)
+            .run();
         if !o.success() {
             failures.push(format!("run {run_no}: commit failed:\n{o}"));
             continue;
@@ -2300,7 +2149,7 @@ fn an_existing_output_is_refused_unless_forced() {
     write(&upper.join("f"), "f\n");
     let archive = out.join("img.tar");
     write(&archive, "precious");
-    let o = freezeframe(osargs([&"commit", &"--upper", &upper, &"-o", &archive])).failed();
+    let o = OfflineCommit::new(&upper).output(&archive).run().failed();
     assert!(
         o.stderr.contains(archive.to_str().unwrap()),
         "error does not name the output:\n{o}"
@@ -2311,7 +2160,7 @@ fn an_existing_output_is_refused_unless_forced() {
         "existing output was touched"
     );
     assert_eq!(dir_names(&out), ["img.tar"], "something else was written");
-    commit(osargs([&"--upper", &upper, &"--force", &"-o", &archive]));
+    OfflineCommit::new(&upper).force().output(&archive).commit();
     inspect(&archive).ok();
     assert_eq!(dir_names(&out), ["img.tar", "img.tar.sha256"]);
     run(std::process::Command::new("sha256sum")
@@ -2331,16 +2180,11 @@ fn a_full_destination_fails_naming_the_path_and_leaves_nothing() {
     write_random(&upper.join("big.bin"), 10 << 20);
     let small = Tmpfs::mount("2m");
     let archive = small.path.join("img.tar");
-    let o = freezeframe(osargs([
-        &"commit",
-        &"--upper",
-        &upper,
-        &"--compression",
-        &"none",
-        &"-o",
-        &archive,
-    ]))
-    .failed();
+    let o = OfflineCommit::new(&upper)
+        .compression("none")
+        .output(&archive)
+        .run()
+        .failed();
     assert!(
         o.stderr.contains(small.path.to_str().unwrap()),
         "error does not name the destination:\n{o}"
@@ -2381,24 +2225,17 @@ fn sigint_cancels_a_commit_with_exit_130_and_leaves_no_files() {
         write_random(&upper.join(format!("big{i}")), 16 << 20);
     }
     let archive = out.join("img.tar");
-    let mut child = freezeframe_cmd(osargs([
-        &"commit",
-        &"--upper",
-        &upper,
-        &"--compression",
-        &"gzip",
-        &"--level",
-        &"9",
-        &"--threads",
-        &"1",
-        &"-o",
-        &archive,
-    ]))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn freezeframe");
+    let mut child = OfflineCommit::new(&upper)
+        .compression("gzip")
+        .level("9")
+        .threads("1")
+        .output(&archive)
+        .cmd()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn freezeframe");
     // Wait until the commit is writing its (unnamed) archive in the output
     // directory, then interrupt.
     let t0 = Instant::now();
@@ -2453,20 +2290,10 @@ fn peak_memory_stays_below_64_mib_for_a_layer_larger_than_that() {
     mkdirs(&upper);
     write_random(&upper.join("big.bin"), 72 << 20);
     let archive = dir.path().join("img.tar");
-    let mut cmd = std::process::Command::new("/usr/bin/time");
-    cmd.args(["-f", "maxrss_kib=%M", "--"])
-        .arg(bin())
-        .args([
-            "--config",
-            "/dev/null",
-            "commit",
-            "--threads",
-            "2",
-            "--upper",
-        ])
-        .arg(&upper)
-        .arg("-o")
-        .arg(&archive);
+    let mut cmd = OfflineCommit::new(&upper)
+        .threads("2")
+        .output(&archive)
+        .cmd_under("/usr/bin/time", ["-f", "maxrss_kib=%M", "--"]);
     let o = run(&mut cmd).ok();
     let kib: u64 = o
         .stderr
@@ -2499,13 +2326,10 @@ fn a_tree_2000_dirs_deep_commits_and_verifies() {
     drop(d);
     let archive = dir.path().join("img.tar");
     // With 512 descriptors a walk holding one per level cannot reach the bottom.
-    let mut cmd = std::process::Command::new("prlimit");
-    cmd.args(["--nofile=512:512", "--"])
-        .arg(bin())
-        .args(["--config", "/dev/null", "commit", "--json", "--upper"])
-        .arg(&upper)
-        .arg("-o")
-        .arg(&archive);
+    let mut cmd = OfflineCommit::new(&upper)
+        .json()
+        .output(&archive)
+        .cmd_under("prlimit", ["--nofile=512:512", "--"]);
     let report = run(&mut cmd).ok().json();
     inspect(&archive).ok();
     assert_eq!(
