@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -46,6 +46,24 @@ pub fn write(p: &Path, content: impl AsRef<[u8]>) {
 /// Reads a text file, panicking with the path.
 pub fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// `chmod MODE PATH`, panicking with the mode and path.
+pub fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
+}
+
+/// `chown -h UID:GID PATH` (a symlink itself, not its target), panicking with
+/// the owner and path.
+pub fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {uid}:{gid} {}: {e}", p.display()));
+}
+
+/// A path as text, to compare with a report's fields; panics unless UTF-8.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 /// The `freezeframe` binary: `$FREEZEFRAME_BIN`, else `target/debug/freezeframe`
@@ -1261,6 +1279,15 @@ pub fn assert_same_tree(expected: &TreeSnapshot, actual: &TreeSnapshot, what: &s
         d.len(),
         d.join("\n  ")
     );
+}
+
+/// [`assert_same_tree`] for a tree unpacked from layers: a layer carries no
+/// entry for `/`, so the unpacked root keeps the mtime it had before, and only
+/// the root's mtime is taken from `actual`; its mode, owner and xattrs must
+/// still agree.
+pub fn assert_same_unpacked_tree(mut expected: TreeSnapshot, actual: &TreeSnapshot, what: &str) {
+    expected.get_mut("/").expect("root").mtime = actual.get("/").expect("root").mtime;
+    assert_same_tree(&expected, actual, what);
 }
 
 /// Reads a child's stdout and stderr to their ends on two threads, so neither

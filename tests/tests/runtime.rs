@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,16 +19,6 @@ use nix::sys::signal::Signal;
 // ---------------------------------------------------------------------------
 // Building blocks
 
-fn chown(p: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("chown {uid}:{gid} {}: {e}", p.display()));
-}
-
-fn chmod(p: &Path, mode: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
-}
-
 /// `(uid, gid, mode & 0o7777)` of a path, not following a symlink.
 fn owner_mode(p: &Path) -> (u32, u32, u32) {
     let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
@@ -37,10 +27,6 @@ fn owner_mode(p: &Path) -> (u32, u32, u32) {
 
 fn oci_archive(path: &Path) -> String {
     format!("oci-archive:{}", path.display())
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// `ctr --mount` value for an rbind mount.

@@ -19,11 +19,6 @@ use nix::sys::signal::Signal;
 // ---------------------------------------------------------------------------
 // Building blocks
 
-/// An argument list from path- or string-like things.
-fn osargs<const N: usize>(a: [&dyn AsRef<std::ffi::OsStr>; N]) -> Vec<OsString> {
-    a.iter().map(|x| x.as_ref().to_owned()).collect()
-}
-
 /// `first` followed by `rest`.
 fn cat(first: Vec<OsString>, rest: Vec<OsString>) -> Vec<OsString> {
     first.into_iter().chain(rest).collect()
@@ -184,7 +179,7 @@ fn expected_image(s: &RuncSession, include_local: bool) -> TreeSnapshot {
 
 /// The unpacked image against [`expected_image`], the writer's files apart.
 fn assert_image_is_the_session(s: &RuncSession, rootfs: &Path, include_local: bool) {
-    let mut expected = expected_image(s, include_local);
+    let expected = expected_image(s, include_local);
     assert!(
         expected.nodes.len() > 300,
         "fixture too small: {} paths",
@@ -194,10 +189,7 @@ fn assert_image_is_the_session(s: &RuncSession, rootfs: &Path, include_local: bo
     for p in WRITER_FILES {
         actual.remove_subtree(p);
     }
-    // Layers carry no entry for `/`: the unpacked root keeps the base's mtime.
-    let root_mtime = actual.get("/").expect("root").mtime;
-    expected.get_mut("/").expect("root").mtime = root_mtime;
-    assert_same_tree(&expected, &actual, "umoci-unpacked image vs the session");
+    assert_same_unpacked_tree(expected, &actual, "umoci-unpacked image vs the session");
 }
 
 /// The writer's files in the image are one consistent moment: the log holds
@@ -241,10 +233,6 @@ fn assert_no_guardian_left(cgroup: &Path) {
     );
 }
 
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 // ---------------------------------------------------------------------------
 // runc
 
@@ -260,7 +248,7 @@ fn a_running_runc_session_commits_rootfs_changes_and_home_but_no_mounts() {
     let w = commit_watching(
         cat(
             s.target(),
-            osargs([&"--pause", &"full", &"--tag", &"t", &"-o", &archive]),
+            args!["--pause", "full", "--tag", "t", "-o", &archive],
         ),
         || cg.freezer_state() == "FROZEN",
     );
@@ -372,7 +360,7 @@ fn hardlinks_symlinks_modes_and_owners_made_in_the_container_survive() {
     }
     let s = changed_session("runc-meta", RuncOptions::writer());
     let archive = s.out.join("session.tar");
-    commit(cat(s.target(), osargs([&"--tag", &"t", &"-o", &archive])));
+    commit(cat(s.target(), args!["--tag", "t", "-o", &archive]));
     s.assert_running_and_thawed("after the commit");
     let rootfs = unpack_archive(&archive, "t", &s.scratch("unpacked"));
     let t = TreeSnapshot::capture(&rootfs);
@@ -427,14 +415,14 @@ fn include_mount_puts_a_vfolder_content_at_its_path() {
     let archive = s.out.join("session.tar");
     let report = commit(cat(
         s.target(),
-        osargs([
-            &"--include-mount",
-            &"/home/work/.local",
-            &"--tag",
-            &"t",
-            &"-o",
+        args![
+            "--include-mount",
+            "/home/work/.local",
+            "--tag",
+            "t",
+            "-o",
             &archive,
-        ]),
+        ],
     ));
     s.assert_running_and_thawed("after the commit");
     s.assert_writer_advances("after the commit");
@@ -470,7 +458,7 @@ fn include_mount_of_a_path_that_is_no_mount_is_refused_and_thaws() {
     let archive = s.out.join("session.tar");
     let o = freezeframe(cat(
         cat(args!["commit"], s.target()),
-        osargs([&"--include-mount", &"/home/work/nothing", &"-o", &archive]),
+        args!["--include-mount", "/home/work/nothing", "-o", &archive],
     ))
     .failed();
     assert!(
@@ -493,16 +481,7 @@ fn cgroup_v2_freezes_through_the_unified_hierarchy() {
     let w = commit_watching(
         cat(
             s.target(),
-            osargs([
-                &"--cgroup",
-                &"v2",
-                &"--pause",
-                &"full",
-                &"--tag",
-                &"t",
-                &"-o",
-                &archive,
-            ]),
+            args!["--cgroup", "v2", "--pause", "full", "--tag", "t", "-o", &archive],
         ),
         || {
             v1_touched |= cg.freezer_state() != "THAWED";
@@ -542,7 +521,7 @@ fn pause_none_never_freezes_and_reports_zero() {
     let w = commit_watching(
         cat(
             s.target(),
-            osargs([&"--pause", &"none", &"--tag", &"t", &"-o", &archive]),
+            args!["--pause", "none", "--tag", "t", "-o", &archive],
         ),
         || cg.freezer_state() != "THAWED" || cg.v2_freeze_requested(),
     );
@@ -572,7 +551,7 @@ fn a_session_paused_before_the_commit_stays_paused() {
     assert_eq!(s.status(), "paused");
     assert!(s.cgroups.wait_v1("FROZEN", Duration::from_secs(5)));
     let archive = s.out.join("v1.tar");
-    let report = commit(cat(s.target(), osargs([&"--tag", &"t", &"-o", &archive])));
+    let report = commit(cat(s.target(), args!["--tag", "t", "-o", &archive]));
     assert_eq!(s.status(), "paused", "runc pause undone by the commit");
     assert_eq!(
         s.cgroups.freezer_state(),
@@ -598,7 +577,7 @@ fn a_session_paused_before_the_commit_stays_paused() {
     let archive = s.out.join("v2.tar");
     commit(cat(
         s.target(),
-        osargs([&"--cgroup", &"v2", &"--tag", &"t", &"-o", &archive]),
+        args!["--cgroup", "v2", "--tag", "t", "-o", &archive],
     ));
     assert_no_guardian_left(&s.cgroups.unified);
     std::thread::sleep(Duration::from_millis(300));
@@ -649,27 +628,27 @@ fn a_private_runc_root_needs_root_and_pid_finds_the_session_too() {
     );
     // Not in the default roots: the error names the id and where it looked.
     let archive = s.out.join("session.tar");
-    let o = freezeframe(osargs([&"commit", &s.id, &"-o", &archive])).failed();
+    let o = freezeframe(args!["commit", &s.id, "-o", &archive]).failed();
     for want in [s.id.as_str(), "/run/runc", "/run/containerd/runc"] {
         assert!(o.stderr.contains(want), "error does not name {want}:\n{o}");
     }
     assert_eq!(dir_names(&s.out), Vec::<String>::new());
     s.assert_running_and_thawed("after the failed lookup");
 
-    let report = commit(cat(s.target(), osargs([&"--tag", &"t", &"-o", &archive])));
+    let report = commit(cat(s.target(), args!["--tag", "t", "-o", &archive]));
     assert_eq!(report["session"]["state_file"], path_str(&s.state_file()));
     s.assert_running_and_thawed("after the commit");
 
     // By its init process: the same session, found through /proc.
     let by_pid = s.out.join("by-pid.tar");
-    let report = commit(osargs([
-        &"--pid",
+    let report = commit(args![
+        "--pid",
         &s.pid.to_string(),
-        &"--tag",
-        &"t",
-        &"-o",
+        "--tag",
+        "t",
+        "-o",
         &by_pid,
-    ]));
+    ]);
     let sess = &report["session"];
     assert_eq!(sess["pid"], s.pid);
     assert_eq!(sess["home"]["host_dir"], path_str(&s.home));
@@ -787,7 +766,7 @@ fn a_podman_container_is_found_under_its_runc_root_and_committed() {
     let archive = dir.path().join("out.tar");
     let cg = c.cgroups.clone();
     let w = commit_watching(
-        osargs([&c.id, &"--pause", &"full", &"--tag", &"t", &"-o", &archive]),
+        args![&c.id, "--pause", "full", "--tag", "t", "-o", &archive],
         || cg.freezer_state() == "FROZEN",
     );
     let report = w.outcome.ok().json();
@@ -926,19 +905,19 @@ fn a_containerd_task_is_found_under_its_namespace_and_committed() {
     base_ref.push(&base);
     let cg = cgroups.clone();
     let w = commit_watching(
-        osargs([
+        args![
             &name,
-            &"--root",
+            "--root",
             &CONTAINERD_RUNC_ROOT,
-            &"--pause",
-            &"full",
-            &"--base",
+            "--pause",
+            "full",
+            "--base",
             &base_ref,
-            &"--tag",
-            &"t",
-            &"-o",
+            "--tag",
+            "t",
+            "-o",
             &archive,
-        ]),
+        ],
         || cg.freezer_state() == "FROZEN",
     );
     let report = w.outcome.ok().json();
@@ -1007,7 +986,7 @@ fn sigkill_while_frozen(s: &RuncSession, out: &Path, v2: bool) -> Duration {
         "--threads",
         "1",
         "-o",
-        &archive
+        &archive,
     ]);
     let mut child = freezeframe_cmd(cat(args!["commit"], a))
         .stdin(Stdio::null())
@@ -1117,14 +1096,7 @@ fn a_full_destination_fails_naming_the_path_leaves_nothing_and_thaws() {
     let w = commit_watching(
         cat(
             s.target(),
-            osargs([
-                &"--pause",
-                &"full",
-                &"--compression",
-                &"none",
-                &"-o",
-                &archive,
-            ]),
+            args!["--pause", "full", "--compression", "none", "-o", &archive],
         ),
         || cg.freezer_state() == "FROZEN",
     );
@@ -1233,7 +1205,7 @@ fn a_freeze_that_cannot_complete_times_out_with_a_clear_error_and_thaws() {
             "--freeze-timeout",
             "500ms",
             "-o",
-            &archive
+            &archive,
         ]);
         let t0 = Instant::now();
         let o = freezeframe(a).failed();
@@ -1289,7 +1261,7 @@ fn an_unknown_id_names_the_id_and_every_root_looked_in() {
     let dir = tempdir("unknown");
     let id = unique_id("nope");
     let archive = dir.path().join("x.tar");
-    let o = freezeframe(osargs([&"commit", &id, &"-o", &archive])).failed();
+    let o = freezeframe(args!["commit", &id, "-o", &archive]).failed();
     for want in [
         id.as_str(),
         "/run/freezeframe",
@@ -1301,12 +1273,12 @@ fn an_unknown_id_names_the_id_and_every_root_looked_in() {
     }
     let root = dir.path().join("root");
     mkdirs(&root.join("some-namespace"));
-    let o = freezeframe(osargs([&"commit", &id, &"--root", &root, &"-o", &archive])).failed();
+    let o = freezeframe(args!["commit", &id, "--root", &root, "-o", &archive]).failed();
     assert!(
         o.stderr.contains(&id) && o.stderr.contains(path_str(&root)),
         "{o}"
     );
-    let o = freezeframe(osargs([&"thaw", &id])).failed();
+    let o = freezeframe(args!["thaw", &id]).failed();
     assert!(
         o.stderr.contains(&id) && o.stderr.contains("/run/runc"),
         "{o}"
@@ -1328,12 +1300,12 @@ fn invalid_ids_are_refused_before_any_lookup() {
     write(&dir.path().join("x/state.json"), "not json");
     let archive = dir.path().join("x.tar");
     for id in ["../x", "a/b", "..", ".", "/x"] {
-        let o = freezeframe(osargs([&"commit", &id, &"--root", &root, &"-o", &archive])).failed();
+        let o = freezeframe(args!["commit", &id, "--root", &root, "-o", &archive]).failed();
         assert!(
             o.stderr.contains("invalid container id") && o.stderr.contains(&format!("{id:?}")),
             "{id}: not refused as an invalid id:\n{o}"
         );
-        let o = freezeframe(osargs([&"thaw", &id, &"--root", &root])).failed();
+        let o = freezeframe(args!["thaw", &id, "--root", &root]).failed();
         assert!(o.stderr.contains("invalid container id"), "thaw {id}:\n{o}");
     }
     assert!(!archive.exists());
@@ -1351,7 +1323,7 @@ fn pid_of_a_host_process_or_a_dead_process_is_a_clear_error() {
         .spawn()
         .expect("spawn sleep");
     let pid = host.id().to_string();
-    let o = freezeframe(osargs([&"commit", &"--pid", &pid, &"-o", &archive])).failed();
+    let o = freezeframe(args!["commit", "--pid", &pid, "-o", &archive]).failed();
     let _ = host.kill();
     let _ = host.wait();
     assert!(o.stderr.contains(&pid), "error does not name the pid:\n{o}");
@@ -1361,12 +1333,12 @@ fn pid_of_a_host_process_or_a_dead_process_is_a_clear_error() {
     );
 
     let dead = dead_pid().to_string();
-    let o = freezeframe(osargs([&"commit", &"--pid", &dead, &"-o", &archive])).failed();
+    let o = freezeframe(args!["commit", "--pid", &dead, "-o", &archive]).failed();
     assert!(
         o.stderr.contains(&dead),
         "error does not name the dead pid:\n{o}"
     );
-    let o = freezeframe(osargs([&"thaw", &"--pid", &dead])).failed();
+    let o = freezeframe(args!["thaw", "--pid", &dead]).failed();
     assert!(
         o.stderr.contains(&dead),
         "thaw: error does not name the dead pid:\n{o}"
@@ -1388,10 +1360,7 @@ fn a_state_file_with_a_dead_init_or_garbage_is_a_clear_error() {
         &root.join("gone/state.json"),
         serde_json::json!({"id": "gone", "init_process_pid": dead}).to_string(),
     );
-    let o = freezeframe(osargs([
-        &"commit", &"gone", &"--root", &root, &"-o", &archive,
-    ]))
-    .failed();
+    let o = freezeframe(args!["commit", "gone", "--root", &root, "-o", &archive]).failed();
     assert!(
         o.stderr.contains("gone") && o.stderr.contains(&dead.to_string()),
         "error does not name the container and its dead init:\n{o}"
@@ -1399,10 +1368,7 @@ fn a_state_file_with_a_dead_init_or_garbage_is_a_clear_error() {
     mkdirs(&root.join("ns/garbage"));
     let state = root.join("ns/garbage/state.json");
     write(&state, "{ this is not json");
-    let o = freezeframe(osargs([
-        &"commit", &"garbage", &"--root", &root, &"-o", &archive,
-    ]))
-    .failed();
+    let o = freezeframe(args!["commit", "garbage", "--root", &root, "-o", &archive]).failed();
     assert!(
         o.stderr.contains(path_str(&state)),
         "error does not name the unreadable state file:\n{o}"
