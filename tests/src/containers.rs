@@ -24,7 +24,8 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::{
-    args, drain_output, freezeframe_cmd, run, tempdir, tool, try_tool, BaseImage, Outcome, Value,
+    args, commit_json_args, drain_output, freezeframe_cmd, run, tempdir, tool, try_tool, BaseImage,
+    Outcome, Value,
 };
 
 // ---------------------------------------------------------------------------
@@ -373,9 +374,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut all: Vec<OsString> = vec!["commit".into(), "--json".into()];
-    all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-    run_watching(&mut freezeframe_cmd(all), probe)
+    run_watching(&mut freezeframe_cmd(commit_json_args(args)), probe)
 }
 
 /// Every process's pid and argv, from `/proc`.

@@ -225,15 +225,24 @@ where
     run(&mut freezeframe_cmd(args))
 }
 
-/// `freezeframe commit ARGS --json`: asserts success and returns the report.
-pub fn commit<I, S>(args: I) -> Value
+/// `commit --json ARGS`: the arguments of a commit whose report is read.
+pub fn commit_json_args<I, S>(args: I) -> Vec<OsString>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let mut all: Vec<OsString> = vec!["commit".into(), "--json".into()];
     all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-    freezeframe(all).ok().json()
+    all
+}
+
+/// `freezeframe commit --json ARGS`: asserts success and returns the report.
+pub fn commit<I, S>(args: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    freezeframe(commit_json_args(args)).ok().json()
 }
 
 /// An offline `freezeframe commit --upper DIR …`: the upper dir and whatever else
@@ -377,10 +386,10 @@ impl OfflineCommit {
 
     /// `commit [--json] ARGS`: the arguments after `freezeframe --config …`.
     pub fn argv(&self) -> Vec<OsString> {
-        let mut all: Vec<OsString> = vec!["commit".into()];
         if self.json {
-            all.push("--json".into());
+            return commit_json_args(&self.args);
         }
+        let mut all: Vec<OsString> = vec!["commit".into()];
         all.extend(self.args.iter().cloned());
         all
     }
@@ -548,18 +557,25 @@ pub fn extract_archive(archive: &Path, dir: &Path) -> PathBuf {
     layout
 }
 
-/// `skopeo inspect oci-archive:FILE` (the image's manifest, summarized), parsed.
-pub fn skopeo_inspect(archive: &Path) -> Value {
+/// `oci-archive:FILE`: an archive as skopeo and `--base` name it.
+pub fn oci_archive_ref(archive: &Path) -> OsString {
     let mut r = OsString::from("oci-archive:");
     r.push(archive);
-    tool("skopeo", args!["inspect", r]).json()
+    r
+}
+
+/// `skopeo inspect oci-archive:FILE` (the image's manifest, summarized), parsed.
+pub fn skopeo_inspect(archive: &Path) -> Value {
+    tool("skopeo", args!["inspect", oci_archive_ref(archive)]).json()
 }
 
 /// `skopeo inspect --config oci-archive:FILE`: the image config, parsed.
 pub fn skopeo_config(archive: &Path) -> Value {
-    let mut r = OsString::from("oci-archive:");
-    r.push(archive);
-    tool("skopeo", args!["inspect", "--config", r]).json()
+    tool(
+        "skopeo",
+        args!["inspect", "--config", oci_archive_ref(archive)],
+    )
+    .json()
 }
 
 /// One entry of a layer tar, as the `tar` crate reads it (PAX and GNU long names
@@ -680,8 +696,7 @@ pub fn peer_diff_id(blob: &Path) -> String {
 
 /// `skopeo copy oci-archive:FILE dir:DEST`, which checks every blob's digest.
 pub fn skopeo_copy_to_dir(archive: &Path, dest: &Path) -> Outcome {
-    let mut src = OsString::from("oci-archive:");
-    src.push(archive);
+    let src = oci_archive_ref(archive);
     let mut dst = OsString::from("dir:");
     dst.push(dest);
     try_tool(

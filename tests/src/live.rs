@@ -25,7 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::containers::{wait_until, Cgroups, RuncSession};
-use crate::{drain_output, freezeframe_cmd, Outcome};
+use crate::{commit_json_args, drain_output, freezeframe_cmd, Outcome};
 
 // ---------------------------------------------------------------------------
 // The writers
@@ -1047,9 +1047,7 @@ pub fn commit_stopped_while_frozen<T>(
     cg: &Cgroups,
     during: impl FnOnce() -> T,
 ) -> FrozenRun<T> {
-    let mut all: Vec<OsString> = vec!["commit".into(), "--json".into()];
-    all.extend(args);
-    let mut cmd = freezeframe_cmd(all);
+    let mut cmd = freezeframe_cmd(commit_json_args(args));
     let command = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())

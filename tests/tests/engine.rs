@@ -1331,8 +1331,7 @@ fn an_oci_archive_base_chains_commits() {
         .tag("one")
         .output(&a)
         .commit();
-    let mut base_a = OsString::from("oci-archive:");
-    base_a.push(&a);
+    let base_a = oci_archive_ref(&a);
     let mut base_a_tagged = base_a.clone();
     base_a_tagged.push(":one");
     let rb = OfflineCommit::new(&u2)
@@ -1447,9 +1446,11 @@ fn changes_are_applied_to_the_inherited_config() {
     let diff_ids = cfg["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(diff_ids.last().unwrap(), &top_layer(&report)["diff_id"]);
     // Manifest annotations name the base.
-    let mut r = OsString::from("oci-archive:");
-    r.push(&archive);
-    let manifest = tool("skopeo", args!["inspect", "--raw", &r]).json();
+    let manifest = tool(
+        "skopeo",
+        args!["inspect", "--raw", oci_archive_ref(&archive)],
+    )
+    .json();
     let ann = &manifest["annotations"];
     assert!(
         ann.get("org.opencontainers.image.created").is_some(),

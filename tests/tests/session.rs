@@ -901,8 +901,7 @@ fn a_containerd_task_is_found_under_its_namespace_and_committed() {
     assert_writer_advances(pid, "before the commit");
 
     let archive = ctd.scratch("out").join("out.tar");
-    let mut base_ref = OsString::from("oci-archive:");
-    base_ref.push(&base);
+    let base_ref = oci_archive_ref(&base);
     let cg = cgroups.clone();
     let w = commit_watching(
         args![
