@@ -399,22 +399,17 @@ impl OfflineCommit {
         freezeframe_cmd(self.argv())
     }
 
-    /// `PROGRAM PROGRAM_ARGS BIN --config /dev/null commit …`: the commit run
-    /// under another program (`prlimit`, GNU `time`), isolated as
-    /// [`freezeframe_cmd`] isolates it.
-    pub fn cmd_under<I, S>(&self, program: &str, program_args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let mut c = Command::new(program);
-        c.args(program_args)
+    /// Runs `WRAPPER BIN --config /dev/null commit …`: the commit under another
+    /// program (`prlimit`, GNU `time`), isolated as [`freezeframe_cmd`] isolates
+    /// it, whatever its exit status.
+    pub fn run_under(&self, wrapper: &mut Command) -> Outcome {
+        wrapper
             .arg(bin())
             .arg("--config")
             .arg("/dev/null")
-            .args(self.argv());
-        c.env_remove("FREEZEFRAME_CONFIG");
-        c
+            .args(self.argv())
+            .env_remove("FREEZEFRAME_CONFIG");
+        run(wrapper)
     }
 
     /// Runs it, whatever its exit status.

@@ -2274,11 +2274,13 @@ fn peak_memory_stays_below_64_mib_for_a_layer_larger_than_that() {
     mkdirs(&upper);
     write_random(&upper.join("big.bin"), 72 << 20);
     let archive = dir.path().join("img.tar");
-    let mut cmd = OfflineCommit::new(&upper)
+    let mut time = std::process::Command::new("/usr/bin/time");
+    time.args(["-f", "maxrss_kib=%M", "--"]);
+    let o = OfflineCommit::new(&upper)
         .threads("2")
         .output(&archive)
-        .cmd_under("/usr/bin/time", ["-f", "maxrss_kib=%M", "--"]);
-    let o = run(&mut cmd).ok();
+        .run_under(&mut time)
+        .ok();
     let kib: u64 = o
         .stderr
         .lines()
@@ -2310,11 +2312,14 @@ fn a_tree_2000_dirs_deep_commits_and_verifies() {
     drop(d);
     let archive = dir.path().join("img.tar");
     // With 512 descriptors a walk holding one per level cannot reach the bottom.
-    let mut cmd = OfflineCommit::new(&upper)
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.args(["--nofile=512:512", "--"]);
+    let report = OfflineCommit::new(&upper)
         .json()
         .output(&archive)
-        .cmd_under("prlimit", ["--nofile=512:512", "--"]);
-    let report = run(&mut cmd).ok().json();
+        .run_under(&mut prlimit)
+        .ok()
+        .json();
     inspect(&archive).ok();
     assert_eq!(
         report["walk"]["dirs"].as_u64(),
