@@ -165,16 +165,11 @@ pub fn populate_busybox(root: &Path) {
 pub fn busybox_archive(dir: &Path, tag: &str, archive: &Path) -> Value {
     let root = dir.join("busybox-rootfs");
     populate_busybox(&root);
-    crate::commit(args![
-        "--upper",
-        &root,
-        "--tag",
-        tag,
-        "--change",
-        r#"CMD ["sleep", "100000"]"#,
-        "-o",
-        archive
-    ])
+    crate::OfflineCommit::new(&root)
+        .tag(tag)
+        .change(r#"CMD ["sleep", "100000"]"#)
+        .output(archive)
+        .commit()
 }
 
 /// A shell loop that keeps writing while the session is committed: a counter in
