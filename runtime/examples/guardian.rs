@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
-use freezeframe_runtime::guardian::{guardian_main, Guardian};
+use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion};
+use freezeframe_runtime::session::guardian::{guardian_main, Guardian};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

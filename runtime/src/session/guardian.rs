@@ -28,7 +28,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::freezer::{self, Cgroup, CgroupVersion, FreezerState};
+use super::freezer::{self, Cgroup, CgroupVersion, FreezerState};
 
 /// How long a guardian may take to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,6 +5,9 @@
 //!
 //! libcontainer forks: call these from a single-threaded process.
 
+pub mod console;
+pub mod seed;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Seek;
 use std::os::fd::AsRawFd;
@@ -22,9 +25,9 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Capabilities, Capability, LinuxResources, Mount, Process, Spec};
 use serde::Serialize;
 
-use crate::console::{Console, ConsoleSocket};
-use crate::freezer::Cgroup;
-use crate::seed::{self, Seeded};
+use self::console::{Console, ConsoleSocket};
+use self::seed::Seeded;
+use crate::session::freezer::Cgroup;
 use crate::session::BASE_IMAGE_ANNOTATIONS;
 
 /// The annotation a container's state records its base image under.
@@ -84,7 +87,7 @@ pub enum Error {
     Cgroup {
         id: String,
         #[source]
-        source: crate::freezer::Error,
+        source: crate::session::freezer::Error,
     },
 
     #[error("container {id:?}: {op}: {message}")]

@@ -11,7 +11,7 @@
 //!
 //! A freeze that does not complete in time is thawed back before the error is
 //! returned, and a [`Pause`] thaws on drop (also when unwinding from a panic). For a
-//! committer killed with SIGKILL, see [`crate::guardian`].
+//! committer killed with SIGKILL, see [`super::guardian`].
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -160,8 +160,8 @@ impl Cgroup {
             path: path.clone(),
             source,
         })?;
-        let mounts =
-            crate::mountinfo::parse(&text).map_err(|content| Error::Parse { path, content })?;
+        let mounts = crate::session::mountinfo::parse(&text)
+            .map_err(|content| Error::Parse { path, content })?;
         resolve(pid, &theirs, &ours, &mounts, prefer)
     }
 
@@ -460,7 +460,7 @@ fn locate(
     pid: i32,
     path: Option<&str>,
     version: CgroupVersion,
-    mounts: &[crate::mountinfo::Mount],
+    mounts: &[crate::session::mountinfo::Mount],
 ) -> Result<(PathBuf, bool)> {
     let what = hierarchy(version);
     let mut fitting = mounts
@@ -507,7 +507,7 @@ fn resolve(
     pid: i32,
     theirs: &str,
     ours: &str,
-    mounts: &[crate::mountinfo::Mount],
+    mounts: &[crate::session::mountinfo::Mount],
     prefer: Option<CgroupVersion>,
 ) -> Result<Cgroup> {
     let pick = |version: CgroupVersion| -> Result<Cgroup> {
@@ -883,8 +883,8 @@ mod tests {
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
 
-    fn mounts(text: &str, v2_at: Option<&Path>) -> Vec<crate::mountinfo::Mount> {
-        let mut m = crate::mountinfo::parse(text.as_bytes()).unwrap();
+    fn mounts(text: &str, v2_at: Option<&Path>) -> Vec<crate::session::mountinfo::Mount> {
+        let mut m = crate::session::mountinfo::parse(text.as_bytes()).unwrap();
         // Point the cgroup2 mount at a temp dir so cgroup.freeze can be probed.
         if let Some(at) = v2_at {
             for x in m.iter_mut().filter(|x| x.fs_type == "cgroup2") {
@@ -925,7 +925,7 @@ mod tests {
         /// Name, mounts, the target's /proc/PID/cgroup, preference, outcome.
         type Case<'a> = (
             &'a str,
-            &'a [crate::mountinfo::Mount],
+            &'a [crate::session::mountinfo::Mount],
             &'a str,
             Option<CgroupVersion>,
             Want,
