@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
@@ -22,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "PID", conflicts_with = "session")]
     pid: Option<i32>,
     /// v1 or v2: which hierarchy to thaw on a hybrid host (default: as commit).
-    #[arg(long, value_name = "VERSION", value_parser = super::commit::parse_cgroup_version)]
+    #[arg(long, value_name = "VERSION", value_parser = CgroupVersion::from_str)]
     cgroup: Option<CgroupVersion>,
 }
 
