@@ -104,48 +104,50 @@ pub struct Ps {
 pub struct Exec {
     /// A process.json (the runtime spec's `process`) to run.
     #[arg(long, short = 'p', value_name = "FILE")]
-    pub process: Option<PathBuf>,
+    process: Option<PathBuf>,
     /// Return once the process runs instead of waiting for it.
     #[arg(long, short = 'd')]
-    pub detach: bool,
+    detach: bool,
     /// Write the process's pid here.
     #[arg(long, value_name = "FILE")]
-    pub pid_file: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
     /// Unix socket that receives the pseudo-terminal's master fd.
     #[arg(long, value_name = "SOCKET")]
-    pub console_socket: Option<PathBuf>,
+    console_socket: Option<PathBuf>,
     /// Give the command a pseudo-terminal, its master sent to --console-socket
     /// (with --process, process.json's `terminal` decides).
     #[arg(long, short = 't')]
-    pub tty: bool,
+    tty: bool,
     /// Environment variable, KEY=VALUE (repeatable).
     #[arg(long, short = 'e', value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
+    env: Vec<String>,
     /// Working directory in the container.
     #[arg(long, value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
-    /// UID[:GID] to run as.
-    #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
-    pub user: Option<(u32, Option<u32>)>,
+    cwd: Option<PathBuf>,
+    // The help is an attribute, not a doc comment, which would read `[:GID]`
+    // as a link.
+    #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user,
+          help = "UID[:GID] to run as")]
+    user: Option<(u32, Option<u32>)>,
     /// More supplementary group ids (comma-separated or repeated).
     #[arg(long, short = 'g', value_name = "GID", value_delimiter = ',')]
-    pub additional_gids: Vec<u32>,
+    additional_gids: Vec<u32>,
     /// A capability to add to the process (repeatable), e.g. CAP_NET_ADMIN.
     #[arg(long = "cap", short = 'c', value_name = "CAP")]
-    pub caps: Vec<String>,
+    caps: Vec<String>,
     /// Set no_new_privs for the process.
     #[arg(long)]
-    pub no_new_privs: bool,
+    no_new_privs: bool,
     /// Exec even into a paused container (the process starts frozen).
     #[arg(long)]
-    pub ignore_paused: bool,
+    ignore_paused: bool,
     /// Pass this many fds beyond stdio (3 and up) to the process.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub preserve_fds: i32,
-    pub id: String,
+    preserve_fds: i32,
+    id: String,
     /// The command and its arguments (without --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    command: Vec<String>,
 }
 
 #[derive(ClapArgs)]
