@@ -275,9 +275,8 @@ impl Exec {
 impl Update {
     /// The `linux.resources` an update asks for: from --resources, or the flags.
     pub fn resources(&self) -> Result<LinuxResources> {
-        let a = self;
         use serde_json::{json, Map, Value};
-        if let Some(path) = &a.resources {
+        if let Some(path) = &self.resources {
             let text = if path.as_os_str() == "-" {
                 let mut text = Vec::new();
                 std::io::stdin()
@@ -303,25 +302,28 @@ impl Update {
             (
                 "memory",
                 section(vec![
-                    ("limit", json!(a.memory)),
-                    ("reservation", json!(a.memory_reservation)),
-                    ("swap", json!(a.memory_swap)),
+                    ("limit", json!(self.memory)),
+                    ("reservation", json!(self.memory_reservation)),
+                    ("swap", json!(self.memory_swap)),
                 ]),
             ),
             (
                 "cpu",
                 section(vec![
-                    ("shares", json!(a.cpu_share)),
-                    ("quota", json!(a.cpu_quota)),
-                    ("period", json!(a.cpu_period)),
-                    ("realtimeRuntime", json!(a.cpu_rt_runtime)),
-                    ("realtimePeriod", json!(a.cpu_rt_period)),
-                    ("cpus", json!(a.cpuset_cpus)),
-                    ("mems", json!(a.cpuset_mems)),
+                    ("shares", json!(self.cpu_share)),
+                    ("quota", json!(self.cpu_quota)),
+                    ("period", json!(self.cpu_period)),
+                    ("realtimeRuntime", json!(self.cpu_rt_runtime)),
+                    ("realtimePeriod", json!(self.cpu_rt_period)),
+                    ("cpus", json!(self.cpuset_cpus)),
+                    ("mems", json!(self.cpuset_mems)),
                 ]),
             ),
-            ("pids", section(vec![("limit", json!(a.pids_limit))])),
-            ("blockIO", section(vec![("weight", json!(a.blkio_weight))])),
+            ("pids", section(vec![("limit", json!(self.pids_limit))])),
+            (
+                "blockIO",
+                section(vec![("weight", json!(self.blkio_weight))]),
+            ),
         ];
         for (key, value) in sections {
             if let Some(v) = value {
