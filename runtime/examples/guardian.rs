@@ -1,31 +1,30 @@
 //! A stand-in for the `freezeframe` binary in the guardian's tests.
 //!
-//! `guardian --version v1|v2 --cgroup DIR` is wired exactly as the real binary's
-//! hidden subcommand. `hold --version v1|v2 --cgroup DIR` plays a committer: it
+//! `guardian --version v1|v2 --cgroup DIR` is read by the same parser as the
+//! real binary's hidden subcommand. `hold --version v1|v2 --cgroup DIR` plays a committer: it
 //! starts a guardian, freezes the cgroup, prints `frozen GUARDIAN_PID` and waits to
 //! be killed, so that neither the pause nor the guardian is ever dropped.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
-use freezeframe_runtime::guardian::{guardian_main, Guardian};
+use freezeframe_runtime::session::freezer::Cgroup;
+use freezeframe_runtime::session::guardian::{guardian_main, Guardian, GuardianArgs, SUBCOMMAND};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let target = match &args[..] {
-        [_, v, version, c, dir] if v == "--version" && c == "--cgroup" => version
-            .parse::<CgroupVersion>()
-            .ok()
-            .map(|version| (version, PathBuf::from(dir))),
-        _ => None,
-    };
-    match (args.first().map(String::as_str), target) {
-        (Some("guardian"), Some((version, dir))) => guardian_main(version, dir),
-        (Some("hold"), Some((version, dir))) => hold(Cgroup::new(version, dir)),
-        _ => {
+    let mut args = std::env::args_os().skip(1);
+    let verb = args.next();
+    match (
+        verb.as_ref().and_then(|v| v.to_str()),
+        GuardianArgs::parse(args),
+    ) {
+        (Some(SUBCOMMAND), Ok(a)) => guardian_main(a.version, a.cgroup),
+        (Some("hold"), Ok(a)) => hold(Cgroup::new(a.version, a.cgroup)),
+        (_, parsed) => {
+            if let Err(e) = parsed {
+                eprintln!("{e}");
+            }
             eprintln!("usage: guardian|hold --version v1|v2 --cgroup DIR");
             ExitCode::from(2)
         }

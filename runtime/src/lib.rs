@@ -1,15 +1,19 @@
-//! Sessions and containers: where a container's state, mounts and cgroup are, how
-//! to freeze and thaw it, and the OCI runtime verbs. This crate says *what* to
-//! snapshot; it knows nothing of tar, compression or image formats.
+//! Sessions and containers, in two halves that do not know each other:
+//!
+//! - [`session`]: where a running container's state, mounts and cgroup are,
+//!   and how to freeze and thaw it (with a guardian that thaws for a committer
+//!   that died). This half says *what* to snapshot.
+//! - [`oci`]: the OCI runtime verbs on youki's `libcontainer`, one file per
+//!   verb, with runc's semantics where containerd depends on them.
+//!
+//! The crate knows nothing of tar, compression or image formats.
 
-pub mod console;
-pub mod container;
-pub mod error;
-pub mod freezer;
-pub mod guardian;
-pub mod mountinfo;
-pub mod seed;
+pub mod oci;
 pub mod session;
 
-pub use error::{Error, Result};
-pub use session::Session;
+pub use session::{Error, Result, Session};
+
+// The module paths from before the split into `session` and `oci`, kept so
+// that callers compile unchanged until they name the new ones.
+pub use oci as container;
+pub use session::{freezer, guardian};

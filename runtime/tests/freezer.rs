@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{cpu_ticks, runs_during, runs_within, skip, TestCgroup};
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion, Error, FreezerState};
+use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion, Error, FreezerState};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);

@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{example_exe, runs_during, runs_within, skip, TestCgroup};
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion, FreezerState};
-use freezeframe_runtime::guardian::{Error, Guardian};
+use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion, FreezerState};
+use freezeframe_runtime::session::guardian::{Error, Guardian};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
+use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -1,13 +1,16 @@
 //! `freezeframe thaw`, and the hidden guardian process that thaws for a
 //! committer that died.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use freezeframe_config::Config;
-use freezeframe_runtime::freezer::CgroupVersion;
+use freezeframe_runtime::session::freezer::CgroupVersion;
+use freezeframe_runtime::session::guardian;
 
 use crate::live::{self, Target};
 
@@ -20,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "PID", conflicts_with = "session")]
     pid: Option<i32>,
     /// v1 or v2: which hierarchy to thaw on a hybrid host (default: as commit).
-    #[arg(long, value_name = "VERSION", value_parser = super::commit::parse_cgroup_version)]
+    #[arg(long, value_name = "VERSION", value_parser = CgroupVersion::from_str)]
     cgroup: Option<CgroupVersion>,
 }
 
@@ -39,14 +42,22 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The hidden guardian subcommand's arguments, kept raw: the runtime that
+/// writes them when it spawns a guardian reads them back
+/// ([`guardian::GuardianArgs`]).
 #[derive(ClapArgs)]
 pub struct GuardianArgs {
-    #[arg(long, value_parser = super::commit::parse_cgroup_version)]
-    version: CgroupVersion,
-    #[arg(long)]
-    cgroup: PathBuf,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 pub fn guardian(a: GuardianArgs) -> ExitCode {
-    freezeframe_runtime::guardian::guardian_main(a.version, a.cgroup)
+    match guardian::GuardianArgs::parse(a.args) {
+        Ok(g) => guardian::guardian_main(g.version, g.cgroup),
+        Err(e) => {
+            eprintln!("freezeframe: error: {}: {e}", guardian::SUBCOMMAND);
+            // What a command line that does not parse exits with.
+            ExitCode::from(2)
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use super::error::{Error, Result};
 
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::mountinfo::{self, split_lowerdir, Mount};
+use super::error::{Error, Result};
+use super::mountinfo::{self, split_lowerdir, Mount};
 
 /// Annotations that may name the image a container was started from, best first.
 pub const BASE_IMAGE_ANNOTATIONS: &[&str] = &[

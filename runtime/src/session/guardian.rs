@@ -17,8 +17,10 @@
 //! Spawn it before freezing: a cgroup that is already frozen when the guardian
 //! starts was paused by its owner, and the guardian leaves it as it found it.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
@@ -28,7 +30,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::freezer::{self, Cgroup, CgroupVersion, FreezerState};
+use super::freezer::{self, Cgroup, CgroupVersion, FreezerState};
 
 /// How long a guardian may take to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +63,82 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The binary's hidden subcommand that runs [`guardian_main`].
+pub const SUBCOMMAND: &str = "guardian";
+
+/// What a guardian is started with: `EXE guardian --version v1|v2 --cgroup DIR`.
+/// [`Guardian::spawn`] writes it with [`GuardianArgs::to_args`]; the binary's
+/// hidden subcommand reads it back with [`GuardianArgs::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardianArgs {
+    pub version: CgroupVersion,
+    pub cgroup: PathBuf,
+}
+
+impl GuardianArgs {
+    const VERSION: &'static str = "--version";
+    const CGROUP: &'static str = "--cgroup";
+
+    /// The arguments that guard `cgroup`.
+    pub fn of(cgroup: &Cgroup) -> Self {
+        GuardianArgs {
+            version: cgroup.version(),
+            cgroup: cgroup.dir().to_path_buf(),
+        }
+    }
+
+    /// The command line after the executable, [`SUBCOMMAND`] first.
+    pub fn to_args(&self) -> Vec<OsString> {
+        vec![
+            SUBCOMMAND.into(),
+            Self::VERSION.into(),
+            self.version.to_string().into(),
+            Self::CGROUP.into(),
+            self.cgroup.clone().into(),
+        ]
+    }
+
+    /// Reads the arguments after [`SUBCOMMAND`]: both flags, in either order,
+    /// each as `--flag VALUE` or `--flag=VALUE`.
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> std::result::Result<Self, String> {
+        let (mut version, mut cgroup) = (None, None);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let bytes = arg.as_bytes();
+            let (flag, inline) = match bytes.iter().position(|&b| b == b'=') {
+                Some(i) if bytes.starts_with(b"--") => {
+                    (&bytes[..i], Some(OsStr::from_bytes(&bytes[i + 1..])))
+                }
+                _ => (bytes, None),
+            };
+            let (name, slot) = if flag == Self::VERSION.as_bytes() {
+                (Self::VERSION, &mut version)
+            } else if flag == Self::CGROUP.as_bytes() {
+                (Self::CGROUP, &mut cgroup)
+            } else {
+                return Err(format!("unexpected argument {arg:?}"));
+            };
+            let value = match inline.map(OsStr::to_os_string).or_else(|| args.next()) {
+                Some(value) => value,
+                None => return Err(format!("{name} needs a value")),
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("{name} given twice"));
+            }
+        }
+        let version = version
+            .ok_or_else(|| format!("{} is required", Self::VERSION))?
+            .to_str()
+            .ok_or_else(|| format!("{}: not UTF-8", Self::VERSION))?
+            .parse()?;
+        let cgroup = cgroup.ok_or_else(|| format!("{} is required", Self::CGROUP))?;
+        Ok(GuardianArgs {
+            version,
+            cgroup: cgroup.into(),
+        })
+    }
+}
+
 /// A running guardian process. Dropping it without [`Guardian::release`] closes its
 /// stdin, so it thaws the cgroup, and waits for it.
 #[derive(Debug)]
@@ -72,7 +150,7 @@ pub struct Guardian {
 }
 
 impl Guardian {
-    /// Starts `exe guardian --version v1|v2 --cgroup DIR` (`exe` is normally
+    /// Starts `exe guardian --version v1|v2 --cgroup DIR` ([`GuardianArgs`]; `exe` is normally
     /// [`std::env::current_exe`]) in its own process group, so a terminal's Ctrl-C
     /// does not reach it, and waits until it says `ready`.
     ///
@@ -81,11 +159,7 @@ impl Guardian {
     pub fn spawn(exe: &Path, cgroup: &Cgroup) -> Result<Self> {
         let dir = cgroup.dir().to_path_buf();
         let mut child = Command::new(exe)
-            .arg("guardian")
-            .arg("--version")
-            .arg(cgroup.version().to_string())
-            .arg("--cgroup")
-            .arg(&dir)
+            .args(GuardianArgs::of(cgroup).to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -292,4 +366,61 @@ pub fn guardian_main(version: CgroupVersion, cgroup: PathBuf) -> ExitCode {
         }
     }
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_argv_written_is_the_argv_read() {
+        for version in [CgroupVersion::V1, CgroupVersion::V2] {
+            let args = GuardianArgs::of(&Cgroup::new(version, "/sys/fs/cgroup/a b=c"));
+            let argv = args.to_args();
+            assert_eq!(argv[0], SUBCOMMAND);
+            assert_eq!(GuardianArgs::parse(argv.into_iter().skip(1)), Ok(args));
+        }
+    }
+
+    #[test]
+    fn either_order_and_inline_values_are_read() {
+        let want = Ok(GuardianArgs {
+            version: CgroupVersion::V2,
+            cgroup: "/cg".into(),
+        });
+        for argv in [
+            os(&["--cgroup", "/cg", "--version", "v2"]),
+            os(&["--version=2", "--cgroup=/cg"]),
+        ] {
+            assert_eq!(GuardianArgs::parse(argv), want);
+        }
+    }
+
+    #[test]
+    fn bad_argv_is_refused_with_the_reason() {
+        for (argv, why) in [
+            (os(&["--cgroup", "/cg"]), "--version is required"),
+            (os(&["--version", "v1"]), "--cgroup is required"),
+            (
+                os(&["--version", "v3", "--cgroup", "/cg"]),
+                "unknown cgroup version",
+            ),
+            (
+                os(&["--version", "v1", "--cgroup"]),
+                "--cgroup needs a value",
+            ),
+            (
+                os(&["--version", "v1", "--version", "v2"]),
+                "--version given twice",
+            ),
+            (os(&["--pid", "1"]), "unexpected argument \"--pid\""),
+        ] {
+            let e = GuardianArgs::parse(argv).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+    }
 }

@@ -1,0 +1,392 @@
+//! The copy itself: a depth-first walk that holds only the current source and
+//! destination directories open, keeps owners, modes, times, hard links and
+//! the extended attributes that travel ([`copy_xattr`]).
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{readlinkat, AtFlags, OFlag};
+use nix::sys::stat::{
+    fchmod, fchmodat, fstat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags,
+    FileStat, Mode, SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
+use xattr::FileExt;
+
+use super::fd::{id, kind, list, open_child, parent_of, DIR};
+use super::SeedError;
+
+/// A directory being copied: what is left of it, and what it was.
+struct Frame {
+    /// Names still to copy, last one first.
+    names: Vec<OsString>,
+    /// The source directory's metadata, applied to the copy once it is full.
+    stat: FileStat,
+    /// The copy's identity, checked when coming back up to it.
+    dst_id: (u64, u64),
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Side {
+    Image,
+    Host,
+}
+
+/// The state of one copy. Only the current source and destination directories
+/// are open at any time; ancestors are reopened through `..` (and checked to
+/// be the same directory) when going back up, so depth costs memory, not fds
+/// or stack.
+pub(super) struct Copier<'a> {
+    pub(super) image: &'a Path,
+    pub(super) scratch: &'a Path,
+    pub(super) scratch_dir: &'a File,
+    /// The entry being copied, relative to both roots.
+    pub(super) rel: PathBuf,
+    /// First copy of each multiply-linked source inode, relative to `scratch`.
+    pub(super) links: HashMap<(u64, u64), PathBuf>,
+    pub(super) entries: u64,
+    pub(super) bytes: u64,
+}
+
+impl Copier<'_> {
+    pub(super) fn run(
+        &mut self,
+        mut src: File,
+        stat: FileStat,
+        names: Vec<OsString>,
+        mut dst: File,
+    ) -> Result<(), SeedError> {
+        let root = Frame {
+            names,
+            stat,
+            dst_id: id(&fstat(dst.as_raw_fd()).map_err(self.err(Side::Host, "stat"))?),
+        };
+        let mut stack = vec![root];
+        while let Some(top) = stack.last_mut() {
+            let Some(name) = top.names.pop() else {
+                // Every child is in place: now the directory may become read-only.
+                let done = stack.pop().expect("the loop saw a frame");
+                self.apply(Node::Open(&src), Node::Open(&dst), &done.stat)?;
+                let Some(parent) = stack.last() else {
+                    return Ok(());
+                };
+                src = self.up(Side::Image, &src, id(&parent.stat))?;
+                dst = self.up(Side::Host, &dst, parent.dst_id)?;
+                self.rel.pop();
+                continue;
+            };
+            self.rel.push(&name);
+            let stat = fstatat(
+                Some(src.as_raw_fd()),
+                name.as_os_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(self.err(Side::Image, "stat"))?;
+            if kind(&stat) == SFlag::S_IFDIR {
+                let (child_src, child_dst, frame) = self.enter(&src, &dst, &name, stat)?;
+                stack.push(frame);
+                (src, dst) = (child_src, child_dst);
+            } else {
+                self.copy_entry(&src, &dst, &name, &stat)?;
+                self.rel.pop();
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the copy of directory `name` (writable by us until it is full)
+    /// and opens both sides.
+    fn enter(
+        &mut self,
+        src: &File,
+        dst: &File,
+        name: &OsStr,
+        stat: FileStat,
+    ) -> Result<(File, File, Frame), SeedError> {
+        let child_src =
+            open_child(src, name, DIR, Mode::empty()).map_err(self.err(Side::Image, "open"))?;
+        self.check_same(&child_src, &stat)?;
+        let names = list(&child_src).map_err(self.err(Side::Image, "read"))?;
+        mkdirat(Some(dst.as_raw_fd()), name, Mode::S_IRWXU)
+            .map_err(self.err(Side::Host, "create"))?;
+        self.entries += 1;
+        let child_dst =
+            open_child(dst, name, DIR, Mode::empty()).map_err(self.err(Side::Host, "open"))?;
+        let dst_stat = fstat(child_dst.as_raw_fd()).map_err(self.err(Side::Host, "stat"))?;
+        let frame = Frame {
+            names,
+            stat,
+            dst_id: id(&dst_stat),
+        };
+        Ok((child_src, child_dst, frame))
+    }
+
+    /// Goes back up from `dir` to the directory we came from.
+    fn up(&self, side: Side, dir: &File, want: (u64, u64)) -> Result<File, SeedError> {
+        match parent_of(dir, want) {
+            Err(Errno::ESTALE) => Err(SeedError::Changed {
+                path: self.path(side),
+            }),
+            other => other.map_err(self.err(side, "open the parent of")),
+        }
+    }
+
+    /// Copies one non-directory: a file, symlink, FIFO or device node, or a hard
+    /// link to an earlier copy.
+    fn copy_entry(
+        &mut self,
+        src: &File,
+        dst: &File,
+        name: &OsStr,
+        stat: &FileStat,
+    ) -> Result<(), SeedError> {
+        let key = id(stat);
+        if stat.st_nlink > 1 {
+            if let Some(first) = self.links.get(&key) {
+                self.link(first, dst, name)?;
+                self.entries += 1;
+                return Ok(());
+            }
+        }
+        let (src_at, dst_at) = (Node::At(src, name), Node::At(dst, name));
+        match kind(stat) {
+            SFlag::S_IFREG => self.copy_file(src, dst, name, stat)?,
+            SFlag::S_IFLNK => {
+                // The link's text is copied as it is; what it points to is never read.
+                let target = readlinkat(Some(src.as_raw_fd()), name)
+                    .map_err(self.err(Side::Image, "read the link"))?;
+                symlinkat(target.as_os_str(), Some(dst.as_raw_fd()), name)
+                    .map_err(self.err(Side::Host, "create"))?;
+                self.apply(src_at, dst_at, stat)?;
+            }
+            kind @ (SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK) => {
+                let mode = Mode::S_IRUSR | Mode::S_IWUSR;
+                mknodat(Some(dst.as_raw_fd()), name, kind, mode, stat.st_rdev)
+                    .map_err(self.err(Side::Host, "create"))?;
+                self.apply(src_at, dst_at, stat)?;
+            }
+            // Sockets mean nothing without the process that listened on them.
+            _ => {
+                let path = self.path(Side::Image);
+                tracing::debug!(path = %path.display(), mode = stat.st_mode, "not copied");
+                return Ok(());
+            }
+        }
+        self.entries += 1;
+        if stat.st_nlink > 1 {
+            self.links.insert(key, self.rel.clone());
+        }
+        Ok(())
+    }
+
+    fn copy_file(
+        &mut self,
+        src: &File,
+        dst: &File,
+        name: &OsStr,
+        stat: &FileStat,
+    ) -> Result<(), SeedError> {
+        // O_NONBLOCK and O_NOCTTY: if `name` was swapped for a FIFO or a tty
+        // since the stat, opening it neither hangs nor takes a terminal.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        let mut from =
+            open_child(src, name, flags, Mode::empty()).map_err(self.err(Side::Image, "open"))?;
+        self.check_same(&from, stat)?;
+        let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+        let mut to = open_child(dst, name, create, Mode::S_IRUSR | Mode::S_IWUSR)
+            .map_err(self.err(Side::Host, "create"))?;
+        // For two files, `io::copy` uses copy_file_range, falling back to
+        // sendfile and then read/write where the kernel refuses (EXDEV, EINVAL,
+        // ENOSYS, EOPNOTSUPP...).
+        self.bytes += io::copy(&mut from, &mut to).map_err(|source| SeedError::Copy {
+            from: self.path(Side::Image),
+            to: self.path(Side::Host),
+            source,
+        })?;
+        self.apply(Node::Open(&from), Node::Open(&to), stat)
+    }
+
+    /// Makes `name` in `dst` a hard link to `first`, an earlier copy.
+    fn link(&self, first: &Path, dst: &File, name: &OsStr) -> Result<(), SeedError> {
+        let first_dir = first.parent().filter(|p| !p.as_os_str().is_empty());
+        let first_dir = first_dir.unwrap_or(Path::new("."));
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        let dir = open_child(self.scratch_dir, first_dir, flags, Mode::empty()).map_err(|e| {
+            SeedError::Host {
+                op: "open",
+                path: self.scratch.join(first_dir),
+                source: e.into(),
+            }
+        })?;
+        let first_name = first.file_name().unwrap_or_default();
+        let (old, new) = (Some(dir.as_raw_fd()), Some(dst.as_raw_fd()));
+        linkat(old, first_name, new, name, AtFlags::empty())
+            .map_err(self.err(Side::Host, "create the hard link"))
+    }
+
+    /// Gives `dst` the owner, extended attributes, mode and times of `src`, in
+    /// that order: chown clears setuid/setgid bits and file capabilities, and
+    /// each later step would move the times.
+    fn apply(&self, src: Node, dst: Node, stat: &FileStat) -> Result<(), SeedError> {
+        dst.chown(stat)
+            .map_err(self.err(Side::Host, "change the owner of"))?;
+        let names = src
+            .xattrs()
+            .map_err(self.err(Side::Image, "list the extended attributes of"))?;
+        for name in names.iter().filter(|n| copy_xattr(n)) {
+            let Some(value) = src
+                .xattr(name)
+                .map_err(self.err(Side::Image, "read the extended attributes of"))?
+            else {
+                continue;
+            };
+            dst.set_xattr(name, &value)
+                .map_err(|source| SeedError::Xattr {
+                    name: name.to_string_lossy().into_owned(),
+                    path: self.path(Side::Host),
+                    source,
+                })?;
+        }
+        if kind(stat) != SFlag::S_IFLNK {
+            dst.chmod(stat)
+                .map_err(self.err(Side::Host, "change the mode of"))?;
+        }
+        dst.set_times(stat)
+            .map_err(self.err(Side::Host, "set the times of"))
+    }
+
+    /// Checks that what was opened is what was stat'ed, not a swapped-in entry.
+    fn check_same(&self, file: &File, stat: &FileStat) -> Result<(), SeedError> {
+        let now = fstat(file.as_raw_fd()).map_err(self.err(Side::Image, "stat"))?;
+        if kind(&now) != kind(stat) || id(&now) != id(stat) {
+            return Err(SeedError::Changed {
+                path: self.path(Side::Image),
+            });
+        }
+        Ok(())
+    }
+
+    /// The current entry's path on one side, for messages.
+    fn path(&self, side: Side) -> PathBuf {
+        match side {
+            Side::Image => self.image.join(&self.rel),
+            Side::Host => self.scratch.join(&self.rel),
+        }
+    }
+
+    pub(super) fn err<E: Into<io::Error>>(
+        &self,
+        side: Side,
+        op: &'static str,
+    ) -> impl FnOnce(E) -> SeedError + '_ {
+        move |e| {
+            let (path, source) = (self.path(side), e.into());
+            match side {
+                Side::Image => SeedError::Image { op, path, source },
+                Side::Host => SeedError::Host { op, path, source },
+            }
+        }
+    }
+}
+
+/// Whether an extended attribute travels with the copy. Overlayfs bookkeeping
+/// (opaque dirs, whiteouts, redirects) would change what the copy means if it
+/// ever became a layer; an SELinux label belongs to the host's policy, which
+/// labels the mount.
+pub(super) fn copy_xattr(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    !(name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay.")
+        || name == b"security.selinux")
+}
+
+/// An entry whose metadata is read or set: an open file or directory, or a
+/// name in an open directory (symlinks and special files, never opened).
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Open(&'a File),
+    At(&'a File, &'a OsStr),
+}
+
+impl Node<'_> {
+    fn chown(self, stat: &FileStat) -> nix::Result<()> {
+        let (uid, gid) = (
+            Some(Uid::from_raw(stat.st_uid)),
+            Some(Gid::from_raw(stat.st_gid)),
+        );
+        match self {
+            Node::Open(file) => fchown(file.as_raw_fd(), uid, gid),
+            Node::At(dir, name) => fchownat(
+                Some(dir.as_raw_fd()),
+                name,
+                uid,
+                gid,
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+        }
+    }
+
+    fn chmod(self, stat: &FileStat) -> nix::Result<()> {
+        let mode = Mode::from_bits_truncate(stat.st_mode & 0o7777);
+        match self {
+            Node::Open(file) => fchmod(file.as_raw_fd(), mode),
+            Node::At(dir, name) => fchmodat(
+                Some(dir.as_raw_fd()),
+                name,
+                mode,
+                FchmodatFlags::NoFollowSymlink,
+            ),
+        }
+    }
+
+    fn set_times(self, stat: &FileStat) -> nix::Result<()> {
+        let atime = TimeSpec::new(stat.st_atime, stat.st_atime_nsec);
+        let mtime = TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec);
+        match self {
+            Node::Open(file) => futimens(file.as_raw_fd(), &atime, &mtime),
+            Node::At(dir, name) => utimensat(
+                Some(dir.as_raw_fd()),
+                name,
+                &atime,
+                &mtime,
+                UtimensatFlags::NoFollowSymlink,
+            ),
+        }
+    }
+
+    fn xattrs(self) -> io::Result<Vec<OsString>> {
+        Ok(match self {
+            Node::Open(file) => file.list_xattr()?.collect(),
+            Node::At(dir, name) => xattr::list(proc_path(dir, name))?.collect(),
+        })
+    }
+
+    fn xattr(self, attr: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Node::Open(file) => file.get_xattr(attr),
+            Node::At(dir, name) => xattr::get(proc_path(dir, name), attr),
+        }
+    }
+
+    fn set_xattr(self, attr: &OsStr, value: &[u8]) -> io::Result<()> {
+        match self {
+            Node::Open(file) => file.set_xattr(attr, value),
+            Node::At(dir, name) => xattr::set(proc_path(dir, name), attr, value),
+        }
+    }
+}
+
+/// `name` in `dir` as a path for the l*xattr calls: the directory is reached
+/// through its fd, and `name` itself is not followed.
+fn proc_path(dir: &File, name: &OsStr) -> PathBuf {
+    Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name)
+}

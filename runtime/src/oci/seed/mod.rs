@@ -1,0 +1,195 @@
+//! Home seeding: a container's home is a fresh host directory bind-mounted over
+//! the image's home path, which hides what the image put there. Before the
+//! container starts, the image's home is copied into that directory if it is
+//! empty, the way Docker copies an image's content up into a new named volume.
+//!
+//! The image is untrusted. Every step is relative to an open directory, no
+//! symlink is ever followed on either side, and a failed copy is removed again.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::ResolveFlag;
+use nix::sys::stat::{fstat, Mode};
+
+mod copy;
+mod fd;
+#[cfg(test)]
+mod tests;
+
+use copy::{Copier, Side};
+use fd::{empty_dir, list, open2, open_dir, DIR};
+
+/// What seeding did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seeded {
+    /// The image's content was copied: how many entries and file bytes.
+    Copied { entries: u64, bytes: u64 },
+    /// The scratch directory already holds something; it was left as it is.
+    NotEmpty,
+    /// The image has nothing at that path (missing, or an empty directory).
+    NoSource,
+}
+
+/// Why seeding failed. Image paths are as the container sees them; host paths
+/// are as this process sees them. After any error nothing copied is left in the
+/// scratch directory, unless the error is [`SeedError::Cleanup`].
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("home path {path} must be absolute, below / and without ..")]
+    BadPath { path: PathBuf },
+    #[error("{path} in the image is or goes through a symlink, which is not followed")]
+    Symlink { path: PathBuf },
+    #[error("{path} in the image is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("{path} changed while it was being copied")]
+    Changed { path: PathBuf },
+    #[error("failed to {op} {path} in the image: {source}")]
+    Image {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("failed to {op} {path}: {source}")]
+    Host {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("failed to copy {from} in the image to {to}: {source}")]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("failed to set extended attribute {name} on {path}: {source}")]
+    Xattr {
+        name: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("failed to empty {path} again after an error ({cause}): {source}")]
+    Cleanup {
+        path: PathBuf,
+        source: io::Error,
+        cause: Box<SeedError>,
+    },
+}
+
+/// Copies the image's `path_in_container` (resolved inside `rootfs`) into
+/// `scratch` if `scratch` is empty, keeping owners, modes, times, extended
+/// attributes and hard links. `scratch` itself takes the owner, mode and
+/// extended attributes of the image's directory, so the session user can
+/// write to it. Never follows a symlink; on error `scratch` is emptied again.
+pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<Seeded, SeedError> {
+    let scratch_dir = open_dir(scratch).map_err(|source| SeedError::Host {
+        op: "open",
+        path: scratch.to_owned(),
+        source,
+    })?;
+    let mut copier = Copier {
+        image: path_in_container,
+        scratch,
+        scratch_dir: &scratch_dir,
+        rel: PathBuf::new(),
+        links: HashMap::new(),
+        entries: 0,
+        bytes: 0,
+    };
+    if !list(&scratch_dir)
+        .map_err(copier.err(Side::Host, "read"))?
+        .is_empty()
+    {
+        return Ok(Seeded::NotEmpty);
+    }
+    let Some(home) = open_home(rootfs, path_in_container)? else {
+        return Ok(Seeded::NoSource);
+    };
+    // Before listing it, which may move its atime.
+    let stat = fstat(home.as_raw_fd()).map_err(copier.err(Side::Image, "stat"))?;
+    let names = list(&home).map_err(copier.err(Side::Image, "read"))?;
+    if names.is_empty() {
+        return Ok(Seeded::NoSource);
+    }
+    let walk_dst = scratch_dir
+        .try_clone()
+        .map_err(copier.err(Side::Host, "open"))?;
+    match copier.run(home, stat, names, walk_dst) {
+        Ok(()) => Ok(Seeded::Copied {
+            entries: copier.entries,
+            bytes: copier.bytes,
+        }),
+        Err(cause) => match empty_dir(&scratch_dir) {
+            Ok(()) => Err(cause),
+            Err(source) => Err(SeedError::Cleanup {
+                path: scratch.to_owned(),
+                source,
+                cause: Box::new(cause),
+            }),
+        },
+    }
+}
+
+/// Opens the image's home directory, or `None` if the image has nothing there.
+fn open_home(rootfs: &Path, home: &Path) -> Result<Option<File>, SeedError> {
+    let rel = relative(home).ok_or_else(|| SeedError::BadPath {
+        path: home.to_owned(),
+    })?;
+    let root = open_dir(rootfs).map_err(|source| SeedError::Host {
+        op: "open",
+        path: rootfs.to_owned(),
+        source,
+    })?;
+    let resolve = ResolveFlag::RESOLVE_IN_ROOT
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+    match open2(&root, &rel, DIR, Mode::empty(), resolve) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(Errno::ENOENT) => Ok(None),
+        // RESOLVE_NO_SYMLINKS reports any symlink on the way as ELOOP.
+        Err(Errno::ELOOP) => Err(SeedError::Symlink {
+            path: home.to_owned(),
+        }),
+        Err(Errno::ENOTDIR) => Err(SeedError::NotADirectory {
+            path: home.to_owned(),
+        }),
+        Err(e) => Err(SeedError::Image {
+            op: "open",
+            path: home.to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// `/a/b` as `a/b`; `None` for a relative path, `/` itself, or one with `..`.
+fn relative(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut rel = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => rel.push(name),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!rel.as_os_str().is_empty()).then_some(rel)
+}
+
+/// Undoes a seeding whose container was then not created: empties `scratch`
+/// again (it was empty before [`seed`] copied into it), never following a
+/// symlink.
+pub fn unseed(scratch: &Path) -> Result<(), SeedError> {
+    let host = |op, source| SeedError::Host {
+        op,
+        path: scratch.to_path_buf(),
+        source,
+    };
+    let dir = open_dir(scratch).map_err(|e| host("open", e))?;
+    empty_dir(&dir).map_err(|e| host("empty", e))
+}
