@@ -153,9 +153,8 @@ fn an_owners_pause_survives_ours() {
 
 #[test]
 fn the_root_cgroup_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        // Reading /proc/1/cgroup is allowed, but be consistent with the rest.
-        return skip("the_root_cgroup_is_refused", "needs root");
+    if !freezeframe_tests::root_or_skip("the_root_cgroup_is_refused") {
+        return;
     }
     let in_root = |pid: i32, version: CgroupVersion| {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();

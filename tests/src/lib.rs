@@ -93,17 +93,23 @@ pub fn bin() -> PathBuf {
     p
 }
 
-/// True when the test can run as root. Otherwise: in CI (`$CI` set) a skipped
-/// root test is a failure, so panic; elsewhere say why and return false.
-pub fn root_or_skip(name: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
+/// Says why a test cannot run here: a skip on a developer's machine, a failure
+/// under CI (`$CI` set), which runs as root with every tool installed, so a
+/// skip there would hide a real problem. The one gate of every crate's tests.
+pub fn skip(test: &str, why: &str) {
     if std::env::var_os("CI").is_some() {
-        panic!("{name}: needs root (overlay mounts, mknod, chown), and CI must not skip it");
+        panic!("{test}: cannot run under CI: {why}");
     }
-    eprintln!("skipping {name}: needs root (overlay mounts, mknod, chown)");
-    false
+    eprintln!("skipping {test}: {why}");
+}
+
+/// True when the test can run as root; otherwise [`skip`]s it and returns false.
+pub fn root_or_skip(name: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        skip(name, "needs root (overlay mounts, mknod, chown, cgroups)");
+    }
+    root
 }
 
 /// What a finished process said.

@@ -13,14 +13,7 @@ use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Says why a root test cannot run: a skip on a developer's machine, a failure
-/// under CI (which runs as root, so a skip there hides a real problem).
-pub fn skip(test: &str, why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: cannot run under CI: {why}");
-    }
-    eprintln!("skipping {test}: {why}");
-}
+pub use freezeframe_tests::skip;
 
 /// The mount point of a hierarchy, from this process's mountinfo (a deliberately
 /// independent reading, not the crate's parser).
