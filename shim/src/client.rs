@@ -313,3 +313,158 @@ mod tests {
         assert_eq!(task_path("a b/c"), "/v1/commits/a%20b%2Fc");
     }
 }
+
+/// The client against a small server on a socket of its own: what it reads of
+/// answers, error bodies and the events stream.
+#[cfg(test)]
+mod wire_tests {
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Router;
+
+    use super::*;
+    use crate::api::State;
+
+    fn event(kind: &str, state: &str, task: Option<&str>) -> String {
+        let task = task.map_or(String::new(), |t| format!(",\"task\":{t}"));
+        format!(
+            "{{\"event\":\"{kind}\",\"id\":\"t1\",\"state\":\"{state}\",\"progress\":\
+             {{\"files\":1,\"bytes_read\":2,\"bytes_written\":3}},\"frozen_ms\":null,\
+             \"time\":\"now\"{task}}}\n"
+        )
+    }
+
+    fn task(state: &str) -> String {
+        format!(
+            "{{\"id\":\"t1\",\"session\":\"s\",\"state\":\"{state}\",\"output\":\"/o.tar\",\
+             \"request\":{{\"pause\":\"auto\",\"compression\":\"gzip\",\"tag\":null}},\
+             \"created\":\"c\",\"started\":null,\"finished\":null,\"phases_ms\":{{}},\
+             \"progress\":{{\"files\":0,\"bytes_read\":0,\"bytes_written\":0}},\
+             \"frozen_ms\":null,\"result\":null,\"error\":null,\"temp\":null,\
+             \"frozen_cgroup\":null,\"lock_file\":null}}"
+        )
+    }
+
+    /// Serves `router` on a socket in a temporary directory, runs `f` with a
+    /// client of it.
+    fn with_server<F: std::future::Future<Output = ()>>(
+        router: Router,
+        f: impl FnOnce(Client) -> F,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+            f(Client::new(&socket)).await;
+        });
+    }
+
+    #[test]
+    fn events_are_read_line_by_line_however_they_are_cut() {
+        let whole = format!(
+            "{}{}{}",
+            event("state", "snapshotting", None),
+            event("progress", "snapshotting", None),
+            event("end", "done", Some(&task("done")))
+        );
+        // Cut in the middle of lines, as chunks may come.
+        let cuts: Vec<Result<Vec<u8>, Infallible>> = whole
+            .as_bytes()
+            .chunks(37)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        let router = Router::new().route(
+            "/v1/commits/{id}/events",
+            get(move || async move { Body::from_stream(futures_util::stream::iter(cuts)) }),
+        );
+        with_server(router, |client| async move {
+            let mut events = client.events("t1").await.unwrap();
+            let mut kinds = Vec::new();
+            while let Some(e) = events.next().await.unwrap() {
+                kinds.push(e.event);
+                if e.event == EventKind::End {
+                    assert_eq!(e.task.unwrap().state, State::Done);
+                }
+            }
+            assert_eq!(
+                kinds,
+                [EventKind::State, EventKind::Progress, EventKind::End]
+            );
+        });
+    }
+
+    #[test]
+    fn a_stream_that_stops_before_the_end_is_an_error() {
+        let router = Router::new().route(
+            "/v1/commits/{id}/events",
+            get(|| async { event("state", "queued", None) }),
+        );
+        with_server(router, |client| async move {
+            let mut events = client.events("t1").await.unwrap();
+            assert!(events.next().await.unwrap().is_some());
+            let e = events.next().await.unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "the events stream of task t1 ended before the task did"
+            );
+        });
+    }
+
+    #[test]
+    fn answers_are_typed_and_error_answers_say_code_and_status() {
+        let router = Router::new()
+            .route("/v1/commits/{id}", get(|| async { task("queued") }))
+            .route(
+                "/v1/commits",
+                get(|| async {
+                    (
+                        StatusCode::CONFLICT,
+                        r#"{"code":"conflict","message":"task t1 is already done","field":null}"#,
+                    )
+                }),
+            )
+            .fallback(|| async { (StatusCode::BAD_GATEWAY, "not json") });
+        with_server(router, |client| async move {
+            assert_eq!(client.get("t1").await.unwrap().state, State::Queued);
+            match client.list(None, None).await.unwrap_err() {
+                e @ ClientError::Api { .. } => {
+                    assert_eq!(
+                        e.to_string(),
+                        "task t1 is already done (conflict, HTTP 409)"
+                    )
+                }
+                e => panic!("{e}"),
+            }
+            let e = client.cancel("t1").await.unwrap_err();
+            assert_eq!(e.to_string(), "HTTP 405: \"\"");
+            let Err(e) = client.events("x").await else {
+                panic!("an error answer read as a stream")
+            };
+            assert_eq!(e.to_string(), "HTTP 502: \"not json\"");
+        });
+    }
+
+    #[test]
+    fn a_missing_service_is_named() {
+        let client = Client::new("/nonexistent/api.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(client.get("t1")).unwrap_err();
+        assert!(
+            crate::error_chain(&e).starts_with(
+                "cannot connect to /nonexistent/api.sock (is `freezeframe serve` running?): "
+            ),
+            "{e}"
+        );
+    }
+}

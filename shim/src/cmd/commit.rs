@@ -265,3 +265,37 @@ fn with_flags(e: CommitError) -> anyhow::Error {
         e => e.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_s_errors_get_the_flags_that_set_or_get_past_them() {
+        let said = |e| crate::error_chain(&with_flags(e));
+        assert_eq!(
+            said(CommitError::invalid("level", "10 is out of range")),
+            "--level: 10 is out of range"
+        );
+        assert_eq!(
+            said(CommitError::invalid(
+                "include_mounts[2]",
+                "must be absolute"
+            )),
+            "--include-mount: must be absolute"
+        );
+        assert_eq!(
+            said(CommitError::OutputExists {
+                path: "/x.tar".into()
+            }),
+            "/x.tar: already exists (pass --force to overwrite it)"
+        );
+        assert!(said(CommitError::BaseReplaced {
+            path: "/img".into(),
+            digest: "sha256:a".into(),
+            id: "c".into(),
+            pinned: "sha256:b".into(),
+        })
+        .ends_with("; the image was replaced since. Name the right one with --base"));
+    }
+}
