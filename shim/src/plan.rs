@@ -43,7 +43,8 @@ pub enum Source {
 pub struct CommitOverrides {
     pub source: Source,
     /// The one runtime state root to look the session up in, instead of the
-    /// configured `runtime.roots`.
+    /// configured `runtime.roots`. (Which roots a caller may name is the
+    /// service's policy, checked before it fills this.)
     pub runtime_root: Option<PathBuf>,
     /// Container paths of mounts whose content goes into the image.
     pub include_mounts: Vec<PathBuf>,
@@ -112,8 +113,9 @@ pub enum Committed {
 }
 
 impl CommitPlan {
-    /// Resolves `o` against `config`. Options are checked in the order the
-    /// API documents them: changes, include mounts, tag, level.
+    /// Resolves `o` against `config`. Options are checked in a fixed order
+    /// (changes, include mounts, tag, level, excludes), so that a request with
+    /// several faults is always refused for the same one.
     pub fn resolve(config: &Config, o: CommitOverrides) -> Result<CommitPlan, CommitError> {
         let mut changes = Vec::with_capacity(o.changes.len());
         for (i, c) in o.changes.iter().enumerate() {
@@ -201,14 +203,7 @@ impl CommitPlan {
         })
     }
 
-    /// The archive's path.
-    pub fn output(&self) -> &std::path::Path {
-        match self {
-            CommitPlan::Offline(r) => &r.output,
-            CommitPlan::Session(r) => &r.output,
-        }
-    }
-
+    /// The layers' compression, as resolved.
     pub fn compression(&self) -> Settings {
         match self {
             CommitPlan::Offline(r) => r.compression,
