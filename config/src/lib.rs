@@ -26,10 +26,12 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::num::NonZeroUsize;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Location};
 
@@ -82,8 +84,8 @@ pub struct Compression {
     pub threads: u32,
 }
 
-/// The layer compression algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// The layer compression algorithm, as the config file and the API spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     #[default]
@@ -105,8 +107,9 @@ pub struct Freeze {
     pub live_fallback_bytes: u64,
 }
 
-/// How long the session is frozen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// How long the session is frozen: the one pause type of the config file, the
+/// command line and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PauseMode {
     /// A live first pass, then a brief freeze for what changed.
@@ -238,20 +241,24 @@ impl Compression {
     /// The configured level, or the algorithm's default: 5 for gzip, 3 for zstd
     /// (0 for none, where it is unused).
     pub fn effective_level(&self) -> u32 {
-        self.level.unwrap_or(match self.algorithm {
-            Algorithm::Gzip => 5,
-            Algorithm::Zstd => 3,
-            Algorithm::None => 0,
-        })
+        self.level.unwrap_or(self.algorithm.default_level())
     }
 
-    /// The configured thread count, or for 0 the cores this process may use
-    /// (affinity and cgroup quota included), at least 1.
+    /// The configured thread count, or for 0 the cores this process may use;
+    /// see [`effective_threads`].
     pub fn effective_threads(&self) -> usize {
-        match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
-            n => n as usize,
-        }
+        effective_threads(self.threads as usize)
+    }
+}
+
+/// `threads`, or for 0 the cores this process may use, at least 1: the one
+/// place where "0 means all cores" is decided, for the config, the command
+/// line's `--threads` and the service's share alike. The standard library's
+/// count takes the affinity mask and the cgroup's CPU quota into account.
+pub fn effective_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        n => n,
     }
 }
 
@@ -261,6 +268,50 @@ impl Algorithm {
         match self {
             Self::Gzip => "gzip",
             Self::Zstd => "zstd",
+            Self::None => "none",
+        }
+    }
+
+    /// The level used when none is given: 5 for gzip, 3 for zstd (0 for none,
+    /// where it is unused). The one table of default levels.
+    pub fn default_level(self) -> u32 {
+        match self {
+            Self::Gzip => 5,
+            Self::Zstd => 3,
+            Self::None => 0,
+        }
+    }
+
+    /// The levels the algorithm accepts; `None` where it takes no level.
+    pub fn levels(self) -> Option<RangeInclusive<u32>> {
+        match self {
+            Self::Gzip => Some(0..=9),
+            Self::Zstd => Some(1..=22),
+            Self::None => None,
+        }
+    }
+}
+
+impl FromStr for PauseMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "full" => Ok(Self::Full),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "unknown pause mode {other:?} (expected auto, full or none)"
+            )),
+        }
+    }
+}
+
+impl PauseMode {
+    /// The name used in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Full => "full",
             Self::None => "none",
         }
     }

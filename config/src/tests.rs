@@ -1,3 +1,6 @@
+//! Unit tests of the configuration: defaults, every key parsed, validation
+//! messages, and the load order.
+
 use std::path::Path;
 use std::time::Duration;
 

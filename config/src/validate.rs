@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{Algorithm, Compression, Config, Freeze, Group, Runtime, Server, Session, Storage};
+use crate::{Compression, Config, Freeze, Group, Runtime, Server, Session, Storage};
 
 /// A bad value: its key and what is wrong with it.
 #[derive(Debug)]
@@ -55,15 +55,11 @@ fn compression(compression: &Compression) -> Check {
     const MAX_THREADS: u32 = 1024;
 
     if let Some(level) = compression.level {
-        let range = match compression.algorithm {
-            Algorithm::Gzip => 0..=9,
-            Algorithm::Zstd => 1..=22,
-            Algorithm::None => {
-                return Err(invalid(
-                    "compression.level",
-                    r#"not used when compression.algorithm is "none"; remove it"#,
-                ))
-            }
+        let Some(range) = compression.algorithm.levels() else {
+            return Err(invalid(
+                "compression.level",
+                r#"not used when compression.algorithm is "none"; remove it"#,
+            ));
         };
         if !range.contains(&level) {
             return Err(invalid(

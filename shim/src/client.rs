@@ -1,387 +1,272 @@
-//! A small HTTP/1.1 client for the service's Unix socket, for `tasks`, `status`,
-//! `cancel` and `commit --via-daemon`: one request per connection, JSON in and
-//! out, and the newline-delimited events stream read as it comes.
+//! The service's client: HTTP/1.1 with hyper over the Unix socket, one request
+//! per connection, the bodies typed as [`crate::api`] defines them, and the
+//! events stream read line by line as it comes.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use freezeframe_config::Config;
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use serde_json::Value;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::UnixStream;
 
-/// How long a read of the events stream waits (events come every 250 ms), so
-/// that an interrupt is noticed.
-const EVENT_WAIT: Duration = Duration::from_millis(500);
+use crate::api::{CommitRequest, ErrorBody, Event, EventKind, Task};
 
+/// Why a call did not get the answer it expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {} (is `freezeframe serve` running?): {source}", socket.display())]
+    Connect { socket: PathBuf, source: io::Error },
+
+    #[error("sending {method} {path} to {}: {source}", socket.display())]
+    Send {
+        method: Method,
+        path: String,
+        socket: PathBuf,
+        source: hyper::Error,
+    },
+
+    #[error("reading the answer: {0}")]
+    Read(#[source] hyper::Error),
+
+    /// The service refused or failed the request, with its error body.
+    #[error("{}", describe(*status, body))]
+    Api { status: u16, body: ErrorBody },
+
+    /// An error answer without the API's error body.
+    #[error("HTTP {status}: {body}")]
+    Unexpected {
+        status: u16,
+        body: serde_json::Value,
+    },
+
+    #[error("a malformed answer: {0}")]
+    Answer(#[source] serde_json::Error),
+
+    #[error("a malformed event: {line}: {source}")]
+    Event {
+        line: String,
+        source: serde_json::Error,
+    },
+
+    #[error("the events stream of task {id} ended before the task did")]
+    EndedEarly { id: String },
+}
+
+/// `message (code, field f, HTTP status)`, the field left out when the
+/// message starts with it.
+fn describe(status: u16, b: &ErrorBody) -> String {
+    match &b.field {
+        Some(f) if !b.message.starts_with(f.as_str()) => {
+            format!("{} ({}, field {f}, HTTP {status})", b.message, b.code)
+        }
+        _ => format!("{} ({}, HTTP {status})", b.message, b.code),
+    }
+}
+
+type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A client of the service at one socket.
 pub struct Client {
     socket: PathBuf,
 }
 
-/// The socket option of the client commands.
-#[derive(clap::Args)]
-pub struct SocketArg {
-    /// The service's socket [config: server.socket].
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-}
-
-/// An answer: the status and the body, parsed when it is JSON.
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
-
 impl Client {
-    /// The socket given, else the configured one (`server.socket`).
-    pub fn new(config_path: Option<&Path>, socket: Option<&Path>) -> Result<Client> {
-        let socket = match socket {
-            Some(s) => s.to_path_buf(),
-            None => Config::load(config_path)?.server.socket,
-        };
-        Ok(Client { socket })
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client {
+            socket: socket.into(),
+        }
     }
 
-    fn connect(&self) -> Result<UnixStream> {
-        UnixStream::connect(&self.socket).with_context(|| {
-            format!(
-                "cannot connect to {} (is `freezeframe serve` running?)",
-                self.socket.display()
-            )
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `POST /v1/commits`: the admitted task.
+    pub async fn submit(&self, request: &CommitRequest) -> Result<Task> {
+        self.call(Method::POST, "/v1/commits", Some(request)).await
+    }
+
+    /// `GET /v1/commits`: the tasks, oldest first, optionally of one session
+    /// and in one state. The state goes as given: the service checks it.
+    pub async fn list(&self, session: Option<&str>, state: Option<&str>) -> Result<Vec<Task>> {
+        let query: Vec<String> = [("session", session), ("state", state)]
+            .into_iter()
+            .filter_map(|(k, v)| Some(format!("{k}={}", percent_encode(v?))))
+            .collect();
+        let path = if query.is_empty() {
+            "/v1/commits".to_string()
+        } else {
+            format!("/v1/commits?{}", query.join("&"))
+        };
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/commits/{id}`.
+    pub async fn get(&self, id: &str) -> Result<Task> {
+        self.call::<(), _>(Method::GET, &task_path(id), None).await
+    }
+
+    /// `DELETE /v1/commits/{id}`: the task once it has stopped (or after the
+    /// service's wait).
+    pub async fn cancel(&self, id: &str) -> Result<Task> {
+        self.call::<(), _>(Method::DELETE, &task_path(id), None)
+            .await
+    }
+
+    /// `GET /v1/commits/{id}/events`: the stream, read with [`Events::next`].
+    pub async fn events(&self, id: &str) -> Result<Events> {
+        let path = format!("{}/events", task_path(id));
+        let answer = self.send::<()>(Method::GET, &path, None).await?;
+        if answer.status().as_u16() >= 400 {
+            return Err(error_answer(answer).await);
+        }
+        Ok(Events {
+            id: id.to_string(),
+            body: answer.into_body(),
+            pending: Vec::new(),
+            ended: false,
         })
     }
 
-    fn send(
+    /// One request; a success's body decoded as `T`, an error answer as an
+    /// error.
+    async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: &str,
+        method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<BufReader<UnixStream>> {
-        let mut s = self.connect()?;
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()?
-            .unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n"
-        );
-        if !body.is_empty() || method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+        body: Option<&B>,
+    ) -> Result<T> {
+        let answer = self.send(method, path, body).await?;
+        if answer.status().as_u16() >= 400 {
+            return Err(error_answer(answer).await);
         }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())
-            .and_then(|()| s.write_all(&body))
-            .with_context(|| format!("sending {method} {path} to {}", self.socket.display()))?;
-        Ok(BufReader::new(s))
+        let bytes = read_all(answer).await?;
+        serde_json::from_slice(&bytes).map_err(ClientError::Answer)
     }
 
-    /// One request and its whole answer.
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply> {
-        let mut r = self.send(method, path, body)?;
-        let (status, chunked, length) = read_head(&mut r)?;
-        let body = read_body(&mut r, chunked, length)?;
-        Ok(Reply { status, body })
-    }
-
-    /// A request whose answer must be a success; an error answer becomes an
-    /// error that says its code and message.
-    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let r = self.request(method, path, body)?;
-        if r.status >= 400 {
-            bail!("{}", describe_error(&r));
-        }
-        Ok(r.body)
-    }
-
-    /// Reads the events stream of task `id`, calling `each` on every event,
-    /// until the `end` event (returned) or until `stop` is set.
-    pub fn events(
+    async fn send<B: Serialize>(
         &self,
-        id: &str,
-        stop: &AtomicBool,
-        mut each: impl FnMut(&Value),
-    ) -> Result<Option<Value>> {
-        let path = format!("/v1/commits/{}/events", percent_encode(id));
-        let mut r = self.send("GET", &path, None)?;
-        let (status, chunked, length) = read_head(&mut r)?;
-        if status >= 400 {
-            let body = read_body(&mut r, chunked, length)?;
-            bail!("{}", describe_error(&Reply { status, body }));
-        }
-        // Events come every 250 ms: a timeout lets `stop` be noticed.
-        r.get_ref()
-            .set_read_timeout(Some(EVENT_WAIT))
-            .context("setting a read timeout")?;
-        let mut pending = Vec::new();
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Response<Incoming>> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    socket: self.socket.clone(),
+                    source,
+                })?;
+        let failed = |source| ClientError::Send {
+            method: method.clone(),
+            path: path.to_string(),
+            socket: self.socket.clone(),
+            source,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "the connection to the service failed");
+            }
+        });
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(HOST, "localhost")
+            .header(ACCEPT, "application/json");
+        let body = match body {
+            Some(b) => {
+                request = request.header(CONTENT_TYPE, "application/json");
+                // Our own types: they always serialize.
+                Bytes::from(serde_json::to_vec(b).unwrap_or_default())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(body))
+            .expect("a method, a path and static headers make a request");
+        sender.send_request(request).await.map_err(failed)
+    }
+}
+
+/// The events of one task, as they come.
+pub struct Events {
+    id: String,
+    body: Incoming,
+    pending: Vec<u8>,
+    ended: bool,
+}
+
+impl Events {
+    /// The next event; `None` after the `end` event. A stream that stops before
+    /// it is an error.
+    pub async fn next(&mut self) -> Result<Option<Event>> {
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if self.ended {
                 return Ok(None);
             }
-            let chunk = match next_data(&mut r, chunked)? {
-                Next::Data(c) => c,
-                Next::Nothing => continue,
-                Next::End => bail!("the events stream of task {id} ended before the task did"),
-            };
-            pending.extend_from_slice(&chunk);
-            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=nl).collect();
-                let event: Value = serde_json::from_slice(&line).with_context(|| {
-                    format!("a malformed event: {}", String::from_utf8_lossy(&line))
-                })?;
-                each(&event);
-                if event["event"] == "end" {
-                    return Ok(Some(event));
+            if let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=nl).collect();
+                let event: Event =
+                    serde_json::from_slice(&line).map_err(|source| ClientError::Event {
+                        line: String::from_utf8_lossy(&line).trim_end().to_string(),
+                        source,
+                    })?;
+                self.ended = event.event == EventKind::End;
+                return Ok(Some(event));
+            }
+            match self.body.frame().await {
+                Some(frame) => {
+                    if let Ok(data) = frame.map_err(ClientError::Read)?.into_data() {
+                        self.pending.extend_from_slice(&data);
+                    }
+                }
+                None => {
+                    return Err(ClientError::EndedEarly {
+                        id: self.id.clone(),
+                    })
                 }
             }
         }
     }
 }
 
-/// Reads the status line and headers: the status, whether the body is chunked,
-/// and its length if given.
-fn read_head(r: &mut impl BufRead) -> Result<(u16, bool, Option<usize>)> {
-    let mut line = String::new();
-    r.read_line(&mut line).context("reading the answer")?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP answer: {line:?}"))?;
-    let (mut chunked, mut length) = (false, None);
-    loop {
-        line.clear();
-        r.read_line(&mut line)
-            .context("reading the answer's headers")?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                length = v.parse().ok();
-            }
-        }
-    }
-    Ok((status, chunked, length))
+async fn read_all(answer: Response<Incoming>) -> Result<Bytes> {
+    Ok(answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(ClientError::Read)?
+        .to_bytes())
 }
 
-/// The whole body, parsed when it is JSON.
-fn read_body(r: &mut impl BufRead, chunked: bool, length: Option<usize>) -> Result<Value> {
-    let mut bytes = Vec::new();
-    if chunked {
-        while let Some(chunk) = read_chunk(r)? {
-            bytes.extend_from_slice(&chunk);
-        }
-    } else if let Some(n) = length {
-        bytes.resize(n, 0);
-        r.read_exact(&mut bytes).context("reading the answer")?;
-    } else {
-        r.read_to_end(&mut bytes).context("reading the answer")?;
-    }
-    Ok(serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())))
-}
-
-/// One chunk of a chunked body; `None` after the last.
-fn read_chunk(r: &mut impl BufRead) -> Result<Option<Vec<u8>>> {
-    let mut line = String::new();
-    r.read_line(&mut line).context("reading a chunk")?;
-    let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-        .with_context(|| format!("a malformed chunk size {line:?}"))?;
-    let mut data = vec![0; size + 2];
-    r.read_exact(&mut data).context("reading a chunk")?;
-    data.truncate(size);
-    Ok((size > 0).then_some(data))
-}
-
-/// What a read of the events stream gave.
-enum Next {
-    Data(Vec<u8>),
-    End,
-    /// Nothing within the read timeout.
-    Nothing,
-}
-
-/// The next chunk of the stream (or what came, when it is not chunked).
-fn next_data(r: &mut BufReader<UnixStream>, chunked: bool) -> Result<Next> {
-    match r.fill_buf() {
-        Ok([]) => return Ok(Next::End),
-        Ok(_) => {}
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            return Ok(Next::Nothing)
-        }
-        Err(e) => return Err(e).context("reading events"),
-    }
-    if !chunked {
-        let data = r.buffer().to_vec();
-        r.consume(data.len());
-        return Ok(Next::Data(data));
-    }
-    // A chunk has begun: the rest of it follows at once.
-    r.get_ref()
-        .set_read_timeout(None)
-        .context("setting a read timeout")?;
-    let chunk = read_chunk(r)?;
-    r.get_ref()
-        .set_read_timeout(Some(EVENT_WAIT))
-        .context("setting a read timeout")?;
-    Ok(chunk.map_or(Next::End, Next::Data))
-}
-
-fn describe_error(r: &Reply) -> String {
-    match (r.body["code"].as_str(), r.body["message"].as_str()) {
-        (Some(code), Some(message)) => match r.body["field"].as_str() {
-            Some(f) if !message.starts_with(f) => {
-                format!("{message} ({code}, field {f}, HTTP {})", r.status)
-            }
-            _ => format!("{message} ({code}, HTTP {})", r.status),
-        },
-        _ => format!("HTTP {}: {}", r.status, r.body),
-    }
-}
-
-/// Follows a task to its end, with a progress line on a terminal; prints the
-/// final record (as JSON with `json`) and exits 0 when it is done, 130 when
-/// cancelled, 1 otherwise. Ctrl-C cancels the task with `cancel_on_interrupt`,
-/// else only stops following it (exit 130).
-pub fn follow(
-    client: &Client,
-    id: &str,
-    json: bool,
-    cancel_on_interrupt: bool,
-) -> Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
-    let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .expect("static template"),
-        );
-        b.enable_steady_tick(Duration::from_millis(100));
-        b
-    });
-    let end = client.events(id, &stop, |e| {
-        if let Some(b) = &bar {
-            let p = &e["progress"];
-            let frozen = e["frozen_ms"]
-                .as_u64()
-                .map_or(String::new(), |ms| format!(", frozen {ms} ms"));
-            b.set_message(format!(
-                "{} {}: {} entries, {} read, {} written{frozen}",
-                id,
-                e["state"].as_str().unwrap_or("?"),
-                p["files"].as_u64().unwrap_or(0),
-                HumanBytes(p["bytes_read"].as_u64().unwrap_or(0)),
-                HumanBytes(p["bytes_written"].as_u64().unwrap_or(0)),
-            ));
-        }
-    });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let task = match end? {
-        Some(e) => e["task"].clone(),
-        None if cancel_on_interrupt => {
-            eprintln!("freezeframe: cancelling task {id}");
-            client.call(
-                "DELETE",
-                &format!("/v1/commits/{}", percent_encode(id)),
-                None,
-            )?
-        }
-        None => return Ok(ExitCode::from(130)),
+/// An error answer: the API's error body, or whatever came.
+async fn error_answer(answer: Response<Incoming>) -> ClientError {
+    let status = answer.status().as_u16();
+    let bytes = match read_all(answer).await {
+        Ok(b) => b,
+        Err(e) => return e,
     };
-    print_task(&task, json)?;
-    Ok(match task["state"].as_str() {
-        Some("done") => ExitCode::SUCCESS,
-        Some("cancelled") => ExitCode::from(130),
-        _ => ExitCode::FAILURE,
-    })
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => ClientError::Api { status, body },
+        Err(_) => ClientError::Unexpected {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            }),
+        },
+    }
 }
 
-/// A task: as JSON, or as a few lines for a person.
-pub fn print_task(t: &Value, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(t)?);
-        return Ok(());
-    }
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    println!("task      {}", s(&t["id"]));
-    println!("session   {}", s(&t["session"]));
-    println!("state     {}", s(&t["state"]));
-    println!("output    {}", s(&t["output"]));
-    let p = &t["progress"];
-    println!(
-        "progress  {} entries, {} read, {} written",
-        p["files"].as_u64().unwrap_or(0),
-        HumanBytes(p["bytes_read"].as_u64().unwrap_or(0)),
-        HumanBytes(p["bytes_written"].as_u64().unwrap_or(0))
-    );
-    if let Some(ms) = t["frozen_ms"].as_u64() {
-        println!("frozen    {ms} ms");
-    }
-    if let Some(phases) = t["phases_ms"].as_object() {
-        let list: Vec<String> = phases.iter().map(|(k, v)| format!("{k} {v} ms")).collect();
-        println!("phases    {}", list.join(", "));
-    }
-    let r = &t["result"];
-    if r.is_object() {
-        println!(
-            "archive   {} ({})",
-            s(&r["archive"]),
-            HumanBytes(r["size"].as_u64().unwrap_or(0))
-        );
-        println!("manifest  {}", s(&r["manifest_digest"]));
-        println!("config    {}", s(&r["config_digest"]));
-        for l in r["layers"].as_array().into_iter().flatten() {
-            println!(
-                "layer     {} {}",
-                s(&l["digest"]),
-                HumanBytes(l["size"].as_u64().unwrap_or(0))
-            );
-        }
-    }
-    let e = &t["error"];
-    if e.is_object() {
-        println!("error     {}: {}", s(&e["code"]), s(&e["message"]));
-    }
-    Ok(())
-}
-
-/// `freezeframe commit SESSION --via-daemon`: submits `body` and follows the task.
-pub fn commit(
-    config_path: Option<&Path>,
-    socket: Option<&Path>,
-    body: Value,
-    json: bool,
-) -> Result<ExitCode> {
-    let client = Client::new(config_path, socket)?;
-    let task = client.call("POST", "/v1/commits", Some(&body))?;
-    let id = task["id"].as_str().context("the answer names no task id")?;
-    if !json {
-        eprintln!("freezeframe: task {id}");
-    }
-    follow(&client, id, json, true)
+fn task_path(id: &str) -> String {
+    format!("/v1/commits/{}", percent_encode(id))
 }
 
 /// Percent-encodes everything but unreserved characters, for a path segment or
@@ -395,4 +280,191 @@ pub fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Code;
+
+    #[test]
+    fn errors_say_message_code_field_and_status() {
+        let body = |field: Option<&str>, message: &str| ErrorBody {
+            code: Code::InvalidField,
+            message: message.into(),
+            field: field.map(str::to_string),
+        };
+        assert_eq!(
+            describe(400, &body(Some("tag"), "is empty")),
+            "is empty (invalid_field, field tag, HTTP 400)"
+        );
+        assert_eq!(
+            describe(400, &body(Some("tag"), "tag: bad")),
+            "tag: bad (invalid_field, HTTP 400)"
+        );
+        assert_eq!(
+            describe(409, &body(None, "task x is already done")),
+            "task x is already done (invalid_field, HTTP 409)"
+        );
+    }
+
+    #[test]
+    fn ids_are_percent_encoded() {
+        assert_eq!(task_path("a b/c"), "/v1/commits/a%20b%2Fc");
+    }
+}
+
+/// The client against a small server on a socket of its own: what it reads of
+/// answers, error bodies and the events stream.
+#[cfg(test)]
+mod wire_tests {
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Router;
+
+    use super::*;
+    use crate::api::State;
+
+    fn event(kind: &str, state: &str, task: Option<&str>) -> String {
+        let task = task.map_or(String::new(), |t| format!(",\"task\":{t}"));
+        format!(
+            "{{\"event\":\"{kind}\",\"id\":\"t1\",\"state\":\"{state}\",\"progress\":\
+             {{\"files\":1,\"bytes_read\":2,\"bytes_written\":3}},\"frozen_ms\":null,\
+             \"time\":\"now\"{task}}}\n"
+        )
+    }
+
+    fn task(state: &str) -> String {
+        format!(
+            "{{\"id\":\"t1\",\"session\":\"s\",\"state\":\"{state}\",\"output\":\"/o.tar\",\
+             \"request\":{{\"pause\":\"auto\",\"compression\":\"gzip\",\"tag\":null}},\
+             \"created\":\"c\",\"started\":null,\"finished\":null,\"phases_ms\":{{}},\
+             \"progress\":{{\"files\":0,\"bytes_read\":0,\"bytes_written\":0}},\
+             \"frozen_ms\":null,\"result\":null,\"error\":null,\"temp\":null,\
+             \"frozen_cgroup\":null,\"lock_file\":null}}"
+        )
+    }
+
+    /// Serves `router` on a socket in a temporary directory, runs `f` with a
+    /// client of it.
+    fn with_server<F: std::future::Future<Output = ()>>(
+        router: Router,
+        f: impl FnOnce(Client) -> F,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+            f(Client::new(&socket)).await;
+        });
+    }
+
+    #[test]
+    fn events_are_read_line_by_line_however_they_are_cut() {
+        let whole = format!(
+            "{}{}{}",
+            event("state", "snapshotting", None),
+            event("progress", "snapshotting", None),
+            event("end", "done", Some(&task("done")))
+        );
+        // Cut in the middle of lines, as chunks may come.
+        let cuts: Vec<Result<Vec<u8>, Infallible>> = whole
+            .as_bytes()
+            .chunks(37)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        let router = Router::new().route(
+            "/v1/commits/{id}/events",
+            get(move || async move { Body::from_stream(futures_util::stream::iter(cuts)) }),
+        );
+        with_server(router, |client| async move {
+            let mut events = client.events("t1").await.unwrap();
+            let mut kinds = Vec::new();
+            while let Some(e) = events.next().await.unwrap() {
+                kinds.push(e.event);
+                if e.event == EventKind::End {
+                    assert_eq!(e.task.unwrap().state, State::Done);
+                }
+            }
+            assert_eq!(
+                kinds,
+                [EventKind::State, EventKind::Progress, EventKind::End]
+            );
+        });
+    }
+
+    #[test]
+    fn a_stream_that_stops_before_the_end_is_an_error() {
+        let router = Router::new().route(
+            "/v1/commits/{id}/events",
+            get(|| async { event("state", "queued", None) }),
+        );
+        with_server(router, |client| async move {
+            let mut events = client.events("t1").await.unwrap();
+            assert!(events.next().await.unwrap().is_some());
+            let e = events.next().await.unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "the events stream of task t1 ended before the task did"
+            );
+        });
+    }
+
+    #[test]
+    fn answers_are_typed_and_error_answers_say_code_and_status() {
+        let router = Router::new()
+            .route("/v1/commits/{id}", get(|| async { task("queued") }))
+            .route(
+                "/v1/commits",
+                get(|| async {
+                    (
+                        StatusCode::CONFLICT,
+                        r#"{"code":"conflict","message":"task t1 is already done","field":null}"#,
+                    )
+                }),
+            )
+            .fallback(|| async { (StatusCode::BAD_GATEWAY, "not json") });
+        with_server(router, |client| async move {
+            assert_eq!(client.get("t1").await.unwrap().state, State::Queued);
+            match client.list(None, None).await.unwrap_err() {
+                e @ ClientError::Api { .. } => {
+                    assert_eq!(
+                        e.to_string(),
+                        "task t1 is already done (conflict, HTTP 409)"
+                    )
+                }
+                e => panic!("{e}"),
+            }
+            let e = client.cancel("t1").await.unwrap_err();
+            assert_eq!(e.to_string(), "HTTP 405: \"\"");
+            let Err(e) = client.events("x").await else {
+                panic!("an error answer read as a stream")
+            };
+            assert_eq!(e.to_string(), "HTTP 502: \"not json\"");
+        });
+    }
+
+    #[test]
+    fn a_missing_service_is_named() {
+        let client = Client::new("/nonexistent/api.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(client.get("t1")).unwrap_err();
+        assert!(
+            crate::error_chain(&e).starts_with(
+                "cannot connect to /nonexistent/api.sock (is `freezeframe serve` running?): "
+            ),
+            "{e}"
+        );
+    }
 }

@@ -1,11 +1,11 @@
 //! Committing a running session: find it, decide what to read, freeze it for the
-//! walk, always thaw, and write the archive.
+//! walk (live, full or not at all), always thaw, and write the archive.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use freezeframe_config::PauseMode;
 use freezeframe_runtime::container::IMAGE_MANIFEST_ANNOTATION;
 use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
 use freezeframe_runtime::guardian::Guardian;
@@ -21,40 +21,36 @@ use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Pass, Progress, 
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
 use serde::Serialize;
 
-/// How long the session is paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Pause {
-    /// A first pass while the session runs, then a brief freeze that captures
-    /// only what changed since, as a second small layer.
-    Auto,
-    /// Frozen for the whole walk.
-    Full,
-    /// Never frozen: files may change while they are read (they are reported).
-    None,
-}
+use crate::error::CommitError;
 
-/// Which session, and how to commit it.
+type Result<T, E = CommitError> = std::result::Result<T, E>;
+
+/// Which session, and how to commit it; made by [`crate::plan::CommitPlan`].
 pub struct SessionRequest {
     pub target: Target,
     pub roots: Vec<PathBuf>,
     pub home_path: PathBuf,
     pub include_mounts: Vec<PathBuf>,
-    pub excludes: Vec<String>,
+    /// The configured and requested patterns; the mounts left out are added.
+    pub exclude: Exclude,
     pub base: Option<ImageRef>,
     pub base_blobs: BaseBlobs,
     pub compression: Settings,
     pub meta: ImageMeta,
     pub output: PathBuf,
     pub overwrite: bool,
-    pub pause: Pause,
+    /// `auto`: a live first pass, then a brief freeze that captures only what
+    /// changed since, as a second small layer; `full`: frozen for the whole
+    /// walk; `none`: never frozen (files that change while read are reported).
+    pub pause: PauseMode,
     pub freeze_timeout: Duration,
-    /// With `Pause::Auto`: a frozen pass with more file data than this falls
+    /// With `PauseMode::Auto`: a frozen pass with more file data than this falls
     /// back to a full freeze.
     pub live_fallback_bytes: u64,
     pub cgroup_version: Option<CgroupVersion>,
 }
 
+/// A session by its container id, or by its init process.
 pub enum Target {
     Id(String),
     Pid(i32),
@@ -108,27 +104,31 @@ fn check_pinned(session: &Session, image: &ImageRef) -> Result<()> {
     let now = ImageSource::open_ref(image)?.resolve(image.reference())?;
     let digest = now.manifest_descriptor.digest().to_string();
     if &digest != pinned {
-        anyhow::bail!(
-            "base image {}: its manifest is {digest}, but container {} was created from {pinned} \
-             (annotation {IMAGE_MANIFEST_ANNOTATION}); the image was replaced since. \
-             Name the right one with --base",
-            image.path().display(),
-            session.id
-        );
+        return Err(CommitError::BaseReplaced {
+            path: image.path().to_path_buf(),
+            digest,
+            id: session.id.clone(),
+            pinned: pinned.clone(),
+        });
     }
     Ok(())
 }
 
+/// The session `target` names; a failure is a [`CommitError::Lookup`].
 pub fn find(target: &Target, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
-    Ok(match target {
-        Target::Id(id) => Session::find(id, roots, home_path)?,
-        Target::Pid(pid) => Session::from_pid(*pid, home_path)?,
-    })
+    match target {
+        Target::Id(id) => Session::find(id, roots, home_path),
+        Target::Pid(pid) => Session::from_pid(*pid, home_path),
+    }
+    .map_err(CommitError::Lookup)
 }
 
 /// The session's freezer cgroup: the one its runtime recorded, else its init
 /// process's.
-pub fn cgroup_of(session: &Session, prefer: Option<CgroupVersion>) -> Result<Cgroup> {
+pub fn cgroup_of(
+    session: &Session,
+    prefer: Option<CgroupVersion>,
+) -> Result<Cgroup, freezeframe_runtime::freezer::Error> {
     let recorded = match prefer {
         Some(CgroupVersion::V2) => session.cgroup_v2.clone().map(|d| (CgroupVersion::V2, d)),
         _ => session
@@ -188,7 +188,12 @@ pub fn commit_session(
     cancel: &AtomicBool,
     observer: &dyn Observer,
 ) -> Result<SessionReport> {
-    let session = find(&req.target, &req.roots, &req.home_path)?;
+    // Gone since it was admitted, say: a failure of the commit, not of the
+    // request.
+    let session = match find(&req.target, &req.roots, &req.home_path) {
+        Err(CommitError::Lookup(e)) => return Err(CommitError::Runtime(e)),
+        other => other?,
+    };
     let included = req
         .include_mounts
         .iter()
@@ -220,7 +225,7 @@ pub fn commit_session(
         })
         .collect();
     grafts.sort_by(|a, b| a.at.cmp(&b.at));
-    let exclude = Exclude::new(&req.excludes)?.with_paths(
+    let exclude = req.exclude.clone().with_paths(
         &excluded
             .iter()
             .map(|m| m.target.clone())
@@ -245,8 +250,8 @@ pub fn commit_session(
         temp: commit.temp_path(),
     });
     let cgroup = match req.pause {
-        Pause::None => None,
-        Pause::Auto | Pause::Full => Some(cgroup_of(&session, req.cgroup_version)?),
+        PauseMode::None => None,
+        PauseMode::Auto | PauseMode::Full => Some(cgroup_of(&session, req.cgroup_version)?),
     };
     let frozen = match &cgroup {
         None => {
@@ -307,7 +312,7 @@ enum Captured {
 }
 
 /// Adds the session's layers with the cgroup frozen as briefly as `req.pause`
-/// allows, and always thawed: by `Pause` on every return and unwind, and by the
+/// allows, and always thawed: by the freezer's `Pause` on every return and unwind, and by the
 /// guardian process if this one is killed.
 fn frozen_commit(
     req: &SessionRequest,
@@ -320,7 +325,7 @@ fn frozen_commit(
 ) -> Result<Frozen> {
     let mut baseline = Baseline::new();
     let before_live = commit.mark()?;
-    let live = req.pause == Pause::Auto;
+    let live = req.pause == PauseMode::Auto;
     if live {
         observer.phase(Phase::Snapshotting);
         let t = Instant::now();
@@ -332,7 +337,7 @@ fn frozen_commit(
             "live pass done"
         );
     }
-    let exe = std::env::current_exe().context("finding this executable for the guardian")?;
+    let exe = std::env::current_exe().map_err(CommitError::CurrentExe)?;
     let guardian = Guardian::spawn(&exe, cg)?;
     observer.phase(Phase::Freezing { cgroup: cg });
     let pause = cg.pause(req.freeze_timeout);
@@ -404,7 +409,11 @@ fn frozen_commit(
 }
 
 /// Thaws a session by hand.
-pub fn thaw(target: &Target, roots: &[PathBuf], prefer: Option<CgroupVersion>) -> Result<PathBuf> {
+pub fn thaw(
+    target: &Target,
+    roots: &[PathBuf],
+    prefer: Option<CgroupVersion>,
+) -> Result<PathBuf, CommitError> {
     let session = find(target, roots, Path::new("/"))?;
     let cg = cgroup_of(&session, prefer)?;
     cg.thaw()?;

@@ -1,10 +1,13 @@
-//! The `freezeframe` binary: a thin command line over the library crates.
+//! The `freezeframe` binary: a thin command line over the `freezeframe`
+//! library and the crates below it. It parses, calls, and prints.
 
-mod client;
 mod cmd;
-mod live;
 mod progress;
-mod server;
+mod remote;
+mod show;
+
+// `cmd::thaw` finds the session through the library's live module.
+use freezeframe::live;
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
@@ -170,18 +173,7 @@ fn init_logging(cli: &Cli) -> anyhow::Result<Option<Arc<cmd::oci::LogFile>>> {
     }
 }
 
-/// The error and its causes, each once: our error types put their cause in
-/// their own message, so a cause already said is not repeated.
+/// The error and its causes, each once (see [`freezeframe::error_chain`]).
 fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-    }
-    out
+    freezeframe::error_chain(e.as_ref())
 }

@@ -55,40 +55,19 @@ impl Algorithm {
             Algorithm::None => "application/vnd.oci.image.layer.v1.tar",
         }
     }
-
-    pub fn default_level(self) -> u32 {
-        match self {
-            Algorithm::Gzip => 5,
-            Algorithm::Zstd => 3,
-            Algorithm::None => 0,
-        }
-    }
 }
 
-/// Compression settings for one layer.
+/// Compression settings for one layer, resolved by the caller: the default
+/// levels and what "0 threads" means are the configuration's to decide
+/// (`freezeframe_config::Algorithm::default_level`,
+/// `freezeframe_config::effective_threads`), not the engine's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub algorithm: Algorithm,
     pub level: u32,
-    /// Worker threads; 0 means every core this process may run on.
+    /// Worker threads, at least 1 (0 is taken as 1). The output does not
+    /// depend on it.
     pub threads: usize,
-}
-
-impl Settings {
-    pub fn new(algorithm: Algorithm) -> Self {
-        Settings {
-            algorithm,
-            level: algorithm.default_level(),
-            threads: 0,
-        }
-    }
-
-    pub fn effective_threads(&self) -> usize {
-        if self.threads > 0 {
-            return self.threads;
-        }
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    }
 }
 
 /// A compressing writer; [`Encoder::finish`] flushes and returns the inner writer.
@@ -100,7 +79,7 @@ pub enum Encoder<W: Write + Send + 'static> {
 
 impl<W: Write + Send + 'static> Encoder<W> {
     pub fn new(settings: Settings, out: W) -> io::Result<Self> {
-        let threads = settings.effective_threads();
+        let threads = settings.threads.max(1);
         Ok(match settings.algorithm {
             Algorithm::Gzip => Encoder::Gzip(ParGzip::new(out, settings.level, threads)),
             Algorithm::Zstd => {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 
-use crate::client::{self, Client, SocketArg};
+use crate::remote::{self, SocketArg};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -21,12 +21,6 @@ pub struct Args {
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = Client::new(config_path, a.socket.socket.as_deref())?;
-    let task = client.call(
-        "DELETE",
-        &format!("/v1/commits/{}", client::percent_encode(&a.id)),
-        None,
-    )?;
-    client::print_task(&task, a.json)?;
-    Ok(ExitCode::SUCCESS)
+    let client = remote::client(config_path, a.socket.socket.as_deref())?;
+    remote::print(&remote::block_on(client.cancel(&a.id))??, a.json)
 }

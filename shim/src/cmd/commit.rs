@@ -1,24 +1,29 @@
-//! `freezeframe commit`: trees on disk → OCI image archive.
+//! `freezeframe commit`: a running session, or trees on disk, into an OCI
+//! image archive. The flags fill the library's [`CommitOverrides`]; the plan
+//! does the rest.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args as ClapArgs;
+use freezeframe::api::CommitRequest;
+use freezeframe::live::{Quiet, Target};
+use freezeframe::plan::{config_algorithm, Source};
+use freezeframe::{CommitError, CommitOverrides, CommitPlan};
 use freezeframe_config::{Config, PauseMode};
-use freezeframe_snapshot::changes::Change;
-use freezeframe_snapshot::compress::{Algorithm, Settings};
-use freezeframe_snapshot::image::ImageMeta;
-use freezeframe_snapshot::source::ImageRef;
-use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSpec};
-use freezeframe_snapshot::{BaseBlobs, CommitReport, CommitRequest, Error};
-use indicatif::HumanBytes;
-
-use crate::live::{self, Pause, SessionRequest, Target};
-use crate::progress::Bar;
 use freezeframe_runtime::freezer::CgroupVersion;
+use freezeframe_snapshot::changes::Change;
+use freezeframe_snapshot::compress::Algorithm;
+use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::walk::Progress;
+use freezeframe_snapshot::BaseBlobs;
+
+use crate::progress::Bar;
+use crate::remote;
 
 pub fn parse_cgroup_version(s: &str) -> Result<CgroupVersion, String> {
     match s {
@@ -44,8 +49,8 @@ pub struct Args {
     /// auto: a live pass, then a brief freeze for what changed (a second, small
     /// layer); full: frozen for the whole walk; none: never frozen
     /// [config: freeze.pause].
-    #[arg(long, value_name = "MODE")]
-    pause: Option<Pause>,
+    #[arg(long, value_name = "MODE", value_parser = pause_modes())]
+    pause: Option<PauseMode>,
     /// Give up (and thaw) if the freeze takes longer [config: freeze.timeout].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     freeze_timeout: Option<std::time::Duration>,
@@ -123,6 +128,20 @@ pub struct Args {
     socket: Option<PathBuf>,
 }
 
+/// The pause modes, as `--pause` takes and documents them.
+fn pause_modes() -> impl TypedValueParser<Value = PauseMode> {
+    PossibleValuesParser::new([
+        PossibleValue::new("auto").help(
+            "A first pass while the session runs, then a brief freeze that captures only \
+             what changed since, as a second small layer",
+        ),
+        PossibleValue::new("full").help("Frozen for the whole walk"),
+        PossibleValue::new("none")
+            .help("Never frozen: files may change while they are read (they are reported)"),
+    ])
+    .map(|s| s.parse::<PauseMode>().expect("one of the possible values"))
+}
+
 /// Checks a --change instruction at once, keeping its text: the service
 /// parses it again on its side.
 fn valid_change(s: &str) -> Result<String, String> {
@@ -133,253 +152,150 @@ fn valid_change(s: &str) -> Result<String, String> {
 
 pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<ExitCode> {
     if a.via_daemon {
-        let body = serde_json::json!({
-            "session": a.session, "runtime_root": root, "output": a.output,
-            "include_mounts": a.include_mounts, "pause": a.pause, "compression": a.compression,
-            "tag": a.tag, "author": a.author, "message": a.message, "changes": a.changes,
-        });
-        return crate::client::commit(config_path, a.socket.as_deref(), body, a.json);
+        let client = remote::client(config_path, a.socket.as_deref())?;
+        let json = a.json;
+        let request = a.request(root)?;
+        return remote::block_on(async {
+            let task = client.submit(&request).await?;
+            if !json {
+                eprintln!("freezeframe: task {}", task.id);
+            }
+            remote::follow(&client, &task.id, json, true).await
+        })?;
     }
     let config = Config::load(config_path)?;
-    let home_path = a.home_path.unwrap_or(config.session.home_path.clone());
-    let mut patterns = config.session.excludes.clone();
-    patterns.extend(a.excludes);
-    let algorithm = a.compression.unwrap_or(config_algorithm(&config));
-    let level = match (a.level, a.compression) {
-        (Some(l), _) => l,
-        // A level from the config belongs to the config's algorithm.
-        (None, Some(alg)) if alg != config_algorithm(&config) => alg.default_level(),
-        (None, _) => config.compression.effective_level(),
-    };
-    check_level(algorithm, level)?;
-    let settings = Settings {
-        algorithm,
-        level,
-        threads: a.threads.unwrap_or(config.compression.threads as usize),
-    };
-    let mut meta = ImageMeta::now();
-    meta.author = a.author;
-    meta.comment = a.message;
-    meta.changes = a
-        .changes
-        .iter()
-        .map(|c| c.parse::<Change>())
-        .collect::<Result<_, _>>()?;
-    meta.tag = a.tag;
-    let overlay_xattrs = if a.userxattr {
-        OverlayXattrs::User
-    } else {
-        OverlayXattrs::Trusted
-    };
-
+    let json = a.json;
+    let plan = CommitPlan::resolve(&config, a.overrides(root)).map_err(with_flags)?;
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))
             .context("installing signal handlers")?;
     }
     let progress = Arc::new(Progress::default());
-    let bar = Bar::start(Arc::clone(&progress), a.json);
-    let result = match a.upper {
-        Some(upper) => {
-            let req = CommitRequest {
-                trees: TreeSpec {
-                    upper: Some(upper),
-                    lowers: a.lowers,
-                    grafts: a
-                        .home
-                        .map(|source| Graft {
-                            at: home_path,
-                            source,
-                        })
-                        .into_iter()
-                        .collect(),
-                    exclude: Exclude::new(&patterns)?,
-                    overlay_xattrs,
-                },
-                base: a.base,
-                base_blobs: a.base_blobs,
-                compression: settings,
-                meta,
-                output: a.output,
-                overwrite: a.force,
-            };
-            freezeframe_snapshot::commit(&req, &progress, &cancel)
-                .map(|r| Done::Offline(Box::new(r)))
-                .map_err(anyhow::Error::from)
-        }
-        None => {
-            let target = match (a.session, a.pid) {
-                (Some(id), _) => Target::Id(id),
-                (None, Some(pid)) => Target::Pid(pid),
-                (None, None) => unreachable!("clap requires a session, --pid or --upper"),
-            };
-            let req = SessionRequest {
-                target,
-                roots: root
-                    .map(Path::to_path_buf)
-                    .map_or_else(|| config.runtime.roots.clone(), |r| vec![r]),
-                home_path,
-                include_mounts: a.include_mounts,
-                excludes: patterns,
-                base: a.base,
-                base_blobs: a.base_blobs,
-                compression: settings,
-                meta,
-                output: a.output,
-                overwrite: a.force,
-                pause: a.pause.unwrap_or(match config.freeze.pause {
-                    PauseMode::Auto => Pause::Auto,
-                    PauseMode::Full => Pause::Full,
-                    PauseMode::None => Pause::None,
-                }),
-                freeze_timeout: a.freeze_timeout.unwrap_or(config.freeze.timeout),
-                live_fallback_bytes: config.freeze.live_fallback_bytes,
-                cgroup_version: a.cgroup,
-            };
-            live::commit_session(&req, &progress, &cancel, &live::Quiet)
-                .map(|r| Done::Session(Box::new(r)))
-        }
-    };
+    let bar = Bar::start(Arc::clone(&progress), json);
+    let result = plan.run(&progress, &cancel, &Quiet);
     drop(bar);
-    let done = match result {
-        Ok(r) => r,
-        Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::Cancelled)) => {
+    match result {
+        Ok(done) => crate::show::committed(&done, json)?,
+        Err(CommitError::Cancelled) => {
             eprintln!("freezeframe: cancelled; nothing was written");
             return Ok(ExitCode::from(130));
         }
-        Err(e) => return Err(e),
-    };
-    match (&done, a.json) {
-        (Done::Offline(r), true) => println!("{}", serde_json::to_string_pretty(&json_report(r))?),
-        (Done::Offline(r), false) => print_summary(r),
-        (Done::Session(r), true) => {
-            let mut v = json_report(&r.commit);
-            v["frozen_ms"] = r.frozen.frozen_ms.into();
-            v["frozen"] = serde_json::to_value(&r.frozen)?;
-            v["session"] = serde_json::to_value(&r.session)?;
-            v["excluded_mounts"] = serde_json::to_value(&r.excluded_mounts)?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        (Done::Session(r), false) => {
-            print_summary(&r.commit);
-            let f = &r.frozen;
-            println!("session   {} (pid {})", r.session.id, r.session.pid);
-            println!(
-                "frozen    {} ms ({}): {} entries, {} captured while frozen; {} layer(s) added",
-                f.frozen_ms,
-                f.path,
-                f.entries,
-                HumanBytes(f.bytes),
-                f.layers_added
-            );
-            println!("base from {}", r.session.base_source);
-            for m in &r.excluded_mounts {
-                println!(
-                    "excluded  {} ({} {})",
-                    m.target.display(),
-                    m.fs_type,
-                    m.source
-                );
-            }
-        }
+        Err(e) => return Err(with_flags(e)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-enum Done {
-    Offline(Box<CommitReport>),
-    Session(Box<live::SessionReport>),
-}
+impl Args {
+    fn overrides(self, root: Option<&Path>) -> CommitOverrides {
+        let source = match (self.upper, self.session, self.pid) {
+            (Some(upper), _, _) => Source::Offline {
+                upper,
+                lowers: self.lowers,
+                home: self.home,
+                userxattr: self.userxattr,
+            },
+            (None, Some(id), _) => Source::Session(Target::Id(id)),
+            (None, None, Some(pid)) => Source::Session(Target::Pid(pid)),
+            (None, None, None) => unreachable!("clap requires a session, --pid or --upper"),
+        };
+        CommitOverrides {
+            runtime_root: root.map(Path::to_path_buf),
+            include_mounts: self.include_mounts,
+            home_path: self.home_path,
+            excludes: self.excludes,
+            pause: self.pause,
+            freeze_timeout: self.freeze_timeout,
+            cgroup: self.cgroup,
+            base: self.base,
+            base_blobs: self.base_blobs,
+            compression: self.compression,
+            level: self.level,
+            threads: self.threads,
+            changes: self.changes,
+            message: self.message,
+            author: self.author,
+            tag: self.tag,
+            overwrite: self.force,
+            ..CommitOverrides::new(source, self.output)
+        }
+    }
 
-fn config_algorithm(config: &Config) -> Algorithm {
-    match config.compression.algorithm {
-        freezeframe_config::Algorithm::Gzip => Algorithm::Gzip,
-        freezeframe_config::Algorithm::Zstd => Algorithm::Zstd,
-        freezeframe_config::Algorithm::None => Algorithm::None,
+    /// The service's request: what `--via-daemon` lets through.
+    fn request(self, root: Option<&Path>) -> Result<CommitRequest> {
+        let output = self
+            .output
+            .into_os_string()
+            .into_string()
+            .map_err(|o| anyhow!("{}: not UTF-8", Path::new(&o).display()))?;
+        Ok(CommitRequest {
+            session: self.session.context("--via-daemon needs a session")?,
+            runtime_root: root.map(Path::to_path_buf),
+            output: Some(output),
+            tag: self.tag,
+            author: self.author,
+            message: self.message,
+            changes: self.changes,
+            include_mounts: self.include_mounts,
+            compression: self.compression.map(config_algorithm),
+            pause: self.pause,
+            owner: None,
+        })
     }
 }
 
-fn check_level(alg: Algorithm, level: u32) -> Result<()> {
-    let ok = match alg {
-        Algorithm::Gzip => level <= 9,
-        Algorithm::Zstd => (1..=22).contains(&level),
-        Algorithm::None => true,
-    };
-    anyhow::ensure!(
-        ok,
-        "--level: {level} is out of range for {alg:?} (gzip 0-9, zstd 1-22)"
-    );
-    Ok(())
-}
-
-/// The `--json` object: the report's fields with the skipped entries grouped.
-fn json_report(r: &CommitReport) -> serde_json::Value {
-    serde_json::json!({
-        "archive": r.archive,
-        "size": r.size,
-        "archive_sha256": r.archive_sha256,
-        "manifest_digest": r.manifest_digest,
-        "config_digest": r.config_digest,
-        "base": r.base,
-        "layers": r.layers,
-        "files": r.files,
-        "bytes": r.bytes,
-        "skipped": {
-            "counts": r.walk.skipped_counts,
-            "entries": r.walk.skipped,
-        },
-        "changed_while_read": r.walk.changed,
-        "walk": r.walk,
-        "elapsed_ms": r.elapsed_ms,
-    })
-}
-
-pub fn print_summary(r: &CommitReport) {
-    let w = &r.walk;
-    println!("archive   {} ({})", r.archive.display(), HumanBytes(r.size));
-    println!(
-        "sha256    {}",
-        r.archive_sha256.trim_start_matches("sha256:")
-    );
-    println!("manifest  {}", r.manifest_digest);
-    println!("config    {}", r.config_digest);
-    if let Some(b) = &r.base {
-        println!("base      {} ({})", b.name, b.digest);
+/// The library's error, with the hints only the command line can give: the
+/// flag a field is set with, and the flag that gets past a refusal.
+fn with_flags(e: CommitError) -> anyhow::Error {
+    match e {
+        CommitError::Invalid { field, message } => {
+            let name = field.split('[').next().unwrap_or(&field);
+            let flag = match name {
+                "include_mounts" => "include-mount",
+                "changes" => "change",
+                other => other,
+            };
+            anyhow!("--{flag}: {message}")
+        }
+        CommitError::OutputExists { path } => anyhow!(
+            "{}: already exists (pass --force to overwrite it)",
+            path.display()
+        ),
+        e @ CommitError::BaseReplaced { .. } => anyhow!("{e}. Name the right one with --base"),
+        e => e.into(),
     }
-    for l in &r.layers {
-        println!(
-            "layer     {} {:>10} {}{}",
-            l.digest,
-            HumanBytes(l.size).to_string(),
-            l.media_type.rsplit('.').next().unwrap_or(""),
-            if l.included { "" } else { " (not included)" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_s_errors_get_the_flags_that_set_or_get_past_them() {
+        let said = |e| crate::error_chain(&with_flags(e));
+        assert_eq!(
+            said(CommitError::invalid("level", "10 is out of range")),
+            "--level: 10 is out of range"
         );
-    }
-    println!(
-        "content   {} files, {} dirs, {} symlinks, {} hardlinks, {} devices, {} fifos; {}",
-        w.files,
-        w.dirs,
-        w.symlinks,
-        w.hardlinks,
-        w.devices,
-        w.fifos,
-        HumanBytes(w.bytes)
-    );
-    println!(
-        "overlay   {} whiteouts, {} opaque dirs; {} paths excluded",
-        w.whiteouts, w.opaque_dirs, w.excluded
-    );
-    for (reason, n) in &w.skipped_counts {
-        println!("skipped   {n} ({reason:?})");
-    }
-    for s in w.skipped.iter().take(10) {
-        println!("          {} ({:?})", s.path, s.reason);
-    }
-    if !w.changed.is_empty() {
-        println!(
-            "changed   {} files changed while being read",
-            w.changed.len()
+        assert_eq!(
+            said(CommitError::invalid(
+                "include_mounts[2]",
+                "must be absolute"
+            )),
+            "--include-mount: must be absolute"
         );
+        assert_eq!(
+            said(CommitError::OutputExists {
+                path: "/x.tar".into()
+            }),
+            "/x.tar: already exists (pass --force to overwrite it)"
+        );
+        assert!(said(CommitError::BaseReplaced {
+            path: "/img".into(),
+            digest: "sha256:a".into(),
+            id: "c".into(),
+            pinned: "sha256:b".into(),
+        })
+        .ends_with("; the image was replaced since. Name the right one with --base"));
     }
-    println!("elapsed   {:.2}s", r.elapsed_ms as f64 / 1000.0);
 }

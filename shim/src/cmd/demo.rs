@@ -78,7 +78,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             },
             base: None,
             base_blobs: BaseBlobs::Include,
-            compression: Settings::new(a.compression),
+            compression: Settings {
+                algorithm: a.compression,
+                level: freezeframe::plan::config_algorithm(a.compression).default_level(),
+                threads: freezeframe_config::effective_threads(0),
+            },
             meta,
             output: base_tar.clone(),
             overwrite: true,

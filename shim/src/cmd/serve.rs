@@ -11,6 +11,6 @@ use freezeframe_config::Config;
 pub struct Args {}
 
 pub fn run(config_path: Option<&Path>, _: Args) -> Result<ExitCode> {
-    crate::server::serve(Config::load(config_path)?)?;
+    freezeframe::server::serve(Config::load(config_path)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 
-use crate::client::{self, Client, SocketArg};
+use crate::remote::{self, SocketArg};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -24,15 +24,9 @@ pub struct Args {
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = Client::new(config_path, a.socket.socket.as_deref())?;
+    let client = remote::client(config_path, a.socket.socket.as_deref())?;
     if a.follow {
-        return client::follow(&client, &a.id, a.json, false);
+        return remote::block_on(remote::follow(&client, &a.id, a.json, false))?;
     }
-    let task = client.call(
-        "GET",
-        &format!("/v1/commits/{}", client::percent_encode(&a.id)),
-        None,
-    )?;
-    client::print_task(&task, a.json)?;
-    Ok(ExitCode::SUCCESS)
+    remote::print(&remote::block_on(client.get(&a.id))??, a.json)
 }

@@ -1,36 +1,16 @@
 //! The API's errors and their wire form: every error is a status and a JSON body
-//! `{ "code", "message", "field" }` with a stable `code`, mapped here and nowhere
-//! else.
+//! `{ "code", "message", "field" }` with a stable `code`. Each error type of
+//! the library says its code; the code's status is decided here and nowhere
+//! else ([`status`]), in the one `IntoResponse`.
 
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
-/// The stable error codes of the API and of failed tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    BadRequest,
-    InvalidField,
-    UnknownField,
-    BodyTooLarge,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    SessionNotFound,
-    SessionUnsupported,
-    Conflict,
-    OutputExists,
-    QueueFull,
-    ShuttingDown,
-    Internal,
-    /// A task the server was running when it stopped without finishing it.
-    Interrupted,
-    Cancelled,
-    CommitFailed,
-}
+use super::tasks::Refusal;
+use crate::api::{Code, ErrorBody};
+use crate::error::CommitError;
 
 /// A refused or failed request.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +57,32 @@ pub enum ApiError {
 
     #[error("{0}")]
     Internal(String),
+
+    /// The commit pipeline refused the request.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+
+    /// The task manager refused the request.
+    #[error(transparent)]
+    Manager(#[from] Refusal),
 }
 
-/// The JSON body of every error answer.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    pub code: Code,
-    pub message: String,
-    pub field: Option<String>,
+/// The status of each code: the one place it is decided.
+pub fn status(code: Code) -> StatusCode {
+    match code {
+        Code::BadRequest | Code::InvalidField | Code::UnknownField | Code::BodyTooLarge => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Forbidden => StatusCode::FORBIDDEN,
+        Code::NotFound | Code::SessionNotFound => StatusCode::NOT_FOUND,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::SessionUnsupported => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::Conflict | Code::OutputExists => StatusCode::CONFLICT,
+        Code::QueueFull | Code::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Internal | Code::Interrupted | Code::CommitFailed | Code::Cancelled => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
 }
 
 impl ApiError {
@@ -95,25 +93,32 @@ impl ApiError {
         }
     }
 
-    /// The status and code of this error: the one place they are decided.
-    pub fn status_and_code(&self) -> (StatusCode, Code) {
+    pub fn code(&self) -> Code {
         use ApiError::*;
         match self {
-            BadRequest(_) => (StatusCode::BAD_REQUEST, Code::BadRequest),
-            InvalidField { .. } => (StatusCode::BAD_REQUEST, Code::InvalidField),
-            UnknownField { .. } => (StatusCode::BAD_REQUEST, Code::UnknownField),
-            BodyTooLarge { .. } => (StatusCode::BAD_REQUEST, Code::BodyTooLarge),
-            Forbidden(_) => (StatusCode::FORBIDDEN, Code::Forbidden),
-            NotFound(_) => (StatusCode::NOT_FOUND, Code::NotFound),
-            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Code::MethodNotAllowed),
-            SessionNotFound(_) => (StatusCode::NOT_FOUND, Code::SessionNotFound),
-            SessionUnsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, Code::SessionUnsupported),
-            Conflict(_) => (StatusCode::CONFLICT, Code::Conflict),
-            OutputExists { .. } => (StatusCode::CONFLICT, Code::OutputExists),
-            QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, Code::QueueFull),
-            ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, Code::ShuttingDown),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
+            BadRequest(_) => Code::BadRequest,
+            InvalidField { .. } => Code::InvalidField,
+            UnknownField { .. } => Code::UnknownField,
+            BodyTooLarge { .. } => Code::BodyTooLarge,
+            Forbidden(_) => Code::Forbidden,
+            NotFound(_) => Code::NotFound,
+            MethodNotAllowed => Code::MethodNotAllowed,
+            SessionNotFound(_) => Code::SessionNotFound,
+            SessionUnsupported(_) => Code::SessionUnsupported,
+            Conflict(_) => Code::Conflict,
+            OutputExists { .. } => Code::OutputExists,
+            QueueFull { .. } => Code::QueueFull,
+            ShuttingDown => Code::ShuttingDown,
+            Internal(_) => Code::Internal,
+            Commit(e) => e.code(),
+            Manager(e) => e.code(),
         }
+    }
+
+    /// The status and code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, Code) {
+        let code = self.code();
+        (status(code), code)
     }
 
     pub fn field(&self) -> Option<&str> {
@@ -122,16 +127,19 @@ impl ApiError {
                 Some(field)
             }
             ApiError::OutputExists { .. } => Some("output"),
+            ApiError::Commit(e) => e.field(),
             _ => None,
         }
     }
 
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            code: self.status_and_code().1,
+            code: self.code(),
             message: match self {
                 // The field is in its own member; the message says what is wrong.
-                ApiError::InvalidField { message, .. } => message.clone(),
+                ApiError::InvalidField { message, .. }
+                | ApiError::Commit(CommitError::Invalid { message, .. }) => message.clone(),
+                ApiError::Commit(e) => crate::error_chain(e),
                 other => other.to_string(),
             },
             field: self.field().map(str::to_string),
@@ -141,10 +149,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, _) = self.status_and_code();
-        if status.is_server_error()
-            && !matches!(self, ApiError::QueueFull { .. } | ApiError::ShuttingDown)
-        {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() && !matches!(code, Code::QueueFull | Code::ShuttingDown) {
             tracing::error!(error = %self, "request failed");
         }
         (status, axum::Json(self.body())).into_response()

@@ -2,7 +2,8 @@
 //! socket, for the platform's manager and agent: start a commit, watch it, get
 //! the result, cancel it.
 //!
-//! - [`api`]: the routes, request validation and answers;
+//! - [`routes`]: the routes, request parsing, admission and answers (the
+//!   bodies are [`crate::api`]'s);
 //! - [`tasks`]: admission, limits, the commit threads and their records;
 //! - [`store`]: task records on disk;
 //! - [`peer`]: the socket and its peers' credentials;
@@ -13,26 +14,60 @@
 //! freeze, the walk and the guardian are blocking work. Status calls only copy
 //! in-memory state behind a lock that nothing holds for long.
 
-pub mod api;
 pub mod error;
 pub mod output;
 pub mod peer;
+pub mod routes;
 pub mod store;
 pub mod tasks;
 
+use std::io;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use freezeframe_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
-use api::App;
 use peer::{Allow, PeerAddr, PeerListener};
+use routes::App;
 use store::Store;
 use tasks::{Limits, Manager};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] io::Error),
+
+    #[error("the server task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+
+    #[error("installing a {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: io::Error,
+    },
+
+    #[error("creating the save location {}: {source}", path.display())]
+    SaveLocation { path: PathBuf, source: io::Error },
+
+    #[error("{}: {source}", path.display())]
+    Socket { path: PathBuf, source: io::Error },
+
+    #[error(transparent)]
+    Store(#[from] store::Error),
+
+    #[error(transparent)]
+    Bind(#[from] peer::Error),
+
+    #[error("serving the API: {0}")]
+    Serve(#[source] io::Error),
+}
+
+type Result<T, E = ServeError> = std::result::Result<T, E>;
 
 /// The nice value of the threads that answer the API.
 const API_NICE: i32 = -10;
@@ -58,20 +93,23 @@ pub fn serve(config: Config) -> Result<()> {
         })
         .enable_all()
         .build()
-        .context("starting the async runtime")?
+        .map_err(ServeError::Runtime)?
         // On a worker, not this thread: the accept loop runs at the API's priority.
         .block_on(async { tokio::spawn(run(config)).await })
-        .context("the server task failed")?
+        .map_err(ServeError::Task)?
 }
 
 async fn run(config: Config) -> Result<()> {
     let s = &config.server;
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let handler = |signal| move |source| ServeError::Signal { signal, source };
+    let mut term = signal(SignalKind::terminate()).map_err(handler("SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(handler("SIGINT"))?;
 
     let save = &config.storage.save_location;
-    std::fs::create_dir_all(save)
-        .with_context(|| format!("creating the save location {}", save.display()))?;
+    std::fs::create_dir_all(save).map_err(|source| ServeError::SaveLocation {
+        path: save.clone(),
+        source,
+    })?;
     let store = Store::open(&s.state_dir)?;
     let manager = Arc::new(Manager::new(
         store,
@@ -91,7 +129,10 @@ async fn run(config: Config) -> Result<()> {
 
     let listener = peer::bind(&s.socket, s.socket_mode, s.socket_group.as_ref())?;
     let ino = std::fs::metadata(&s.socket)
-        .with_context(|| format!("{}", s.socket.display()))?
+        .map_err(|source| ServeError::Socket {
+            path: s.socket.clone(),
+            source,
+        })?
         .ino();
     let threads = (config.compression.effective_threads() / s.max_concurrent).max(1);
     let socket = s.socket.clone();
@@ -110,7 +151,7 @@ async fn run(config: Config) -> Result<()> {
     let stopping = Arc::clone(&manager);
     let served = axum::serve(
         PeerListener(listener),
-        api::router(app).into_make_service_with_connect_info::<PeerAddr>(),
+        routes::router(app).into_make_service_with_connect_info::<PeerAddr>(),
     )
     .with_graceful_shutdown(async move {
         let name = tokio::select! {
@@ -129,7 +170,7 @@ async fn run(config: Config) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     peer::unlink_if_ours(&socket, ino);
-    served.context("serving the API")?;
+    served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }

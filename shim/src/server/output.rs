@@ -228,7 +228,7 @@ mod tests {
             let e = resolve(&save, rel).unwrap_err();
             (e.status_and_code().1, e.to_string())
         };
-        use super::super::error::Code::*;
+        use crate::api::Code::*;
         for (rel, want) in [
             ("", InvalidField),
             ("/abs.tar", InvalidField),

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::tasks::Task;
+use crate::api::Task;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

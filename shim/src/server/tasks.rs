@@ -10,162 +10,80 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion, FreezerState};
+use freezeframe_runtime::freezer::{Cgroup, FreezerState};
 use freezeframe_snapshot::walk::Progress;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::error::{ApiError, Code};
 use super::store::Store;
+use crate::api::{Code, Counts, FrozenCgroup, Layer, State, Summary, Task, TaskError, TaskResult};
+use crate::error::CommitError;
 use crate::live::{self, Observer, Phase, SessionReport, SessionRequest};
 
-/// Where a task is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Admitted, waiting for a slot.
-    Queued,
-    /// Running with the session running: copying the base, the first pass of a
-    /// live commit, or the whole walk with `pause: none`.
-    Snapshotting,
-    /// The session is frozen (or being frozen) for the walk.
-    Freezing,
-    /// Writing config, manifest and index; syncing.
-    Finalizing,
-    Done,
-    Failed,
-    Cancelled,
+/// A task just admitted.
+fn queued(id: &str, session: &str, output: &Path, request: Summary) -> Task {
+    Task {
+        id: id.to_string(),
+        session: session.to_string(),
+        state: State::Queued,
+        output: output.to_path_buf(),
+        request,
+        created: now_rfc3339(),
+        started: None,
+        finished: None,
+        phases_ms: BTreeMap::new(),
+        progress: Counts::default(),
+        frozen_ms: None,
+        result: None,
+        error: None,
+        temp: None,
+        frozen_cgroup: None,
+        lock_file: None,
+    }
 }
 
-impl State {
-    pub fn is_final(self) -> bool {
-        matches!(self, State::Done | State::Failed | State::Cancelled)
-    }
+/// Why the manager refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the server is shutting down")]
+    ShuttingDown,
 
-    pub fn as_str(self) -> &'static str {
+    #[error("session {session} already has a commit in flight: task {task}")]
+    SessionBusy { session: String, task: String },
+
+    #[error("{}: another commit in flight writes there", path.display())]
+    OutputBusy { path: PathBuf },
+
+    #[error("the queue is full: {running} commits running and {queued} waiting")]
+    QueueFull { running: usize, queued: usize },
+
+    #[error("no task {id}")]
+    NoTask { id: String },
+
+    #[error("task {id} is already {}", state.as_str())]
+    Ended { id: String, state: State },
+
+    #[error("task {id} vanished")]
+    Vanished { id: String },
+}
+
+impl Refusal {
+    pub fn code(&self) -> Code {
         match self {
-            State::Queued => "queued",
-            State::Snapshotting => "snapshotting",
-            State::Freezing => "freezing",
-            State::Finalizing => "finalizing",
-            State::Done => "done",
-            State::Failed => "failed",
-            State::Cancelled => "cancelled",
+            Refusal::ShuttingDown => Code::ShuttingDown,
+            Refusal::SessionBusy { .. } | Refusal::OutputBusy { .. } | Refusal::Ended { .. } => {
+                Code::Conflict
+            }
+            Refusal::QueueFull { .. } => Code::QueueFull,
+            Refusal::NoTask { .. } => Code::NotFound,
+            Refusal::Vanished { .. } => Code::Internal,
         }
     }
-}
-
-/// A task as the API shows it and as it is persisted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Task {
-    pub id: String,
-    pub session: String,
-    pub state: State,
-    /// The archive's final path.
-    pub output: PathBuf,
-    pub request: Summary,
-    /// RFC 3339 times.
-    pub created: String,
-    pub started: Option<String>,
-    pub finished: Option<String>,
-    /// Milliseconds spent in each state entered so far.
-    pub phases_ms: BTreeMap<State, u64>,
-    pub progress: Counts,
-    /// How long the session was frozen (so far, while frozen).
-    pub frozen_ms: Option<u64>,
-    pub result: Option<TaskResult>,
-    pub error: Option<TaskError>,
-    /// While running: the temporary archive, removed if the task does not finish.
-    /// Unset where the archive is written unnamed (`O_TMPFILE`): a file with no
-    /// name goes away with the process that wrote it.
-    pub temp: Option<PathBuf>,
-    /// While the session is frozen: its cgroup, thawed on recovery.
-    pub frozen_cgroup: Option<FrozenCgroup>,
-    /// While admitted: the platform's lock file for the session.
-    pub lock_file: Option<PathBuf>,
-}
-
-impl Task {
-    /// A task just admitted.
-    fn queued(id: &str, session: &str, output: &Path, request: Summary) -> Task {
-        Task {
-            id: id.to_string(),
-            session: session.to_string(),
-            state: State::Queued,
-            output: output.to_path_buf(),
-            request,
-            created: now_rfc3339(),
-            started: None,
-            finished: None,
-            phases_ms: BTreeMap::new(),
-            progress: Counts::default(),
-            frozen_ms: None,
-            result: None,
-            error: None,
-            temp: None,
-            frozen_cgroup: None,
-            lock_file: None,
-        }
-    }
-}
-
-/// What was asked for, as the record shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    pub pause: String,
-    pub compression: String,
-    pub tag: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Counts {
-    /// Entries written to the layers so far (files, directories, links…).
-    pub files: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskResult {
-    pub archive: PathBuf,
-    pub size: u64,
-    pub archive_sha256: String,
-    pub manifest_digest: String,
-    pub config_digest: String,
-    /// Every layer of the image, base layers first.
-    pub layers: Vec<Layer>,
-    /// How the session was paused: `auto`, `auto-fallback-full`, `full` or `none`.
-    pub pause_path: String,
-    pub files: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Layer {
-    pub digest: String,
-    pub diff_id: String,
-    pub size: u64,
-    pub media_type: String,
-    pub included: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskError {
-    pub code: Code,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FrozenCgroup {
-    pub version: CgroupVersion,
-    pub dir: PathBuf,
-    /// Frozen by its owner before the commit: left frozen on recovery.
-    pub paused_before: bool,
 }
 
 /// An admitted request, ready to run.
 pub struct Admission {
     pub session: String,
+    /// The resolved plan of a session commit.
     pub request: SessionRequest,
     pub summary: Summary,
 }
@@ -278,28 +196,25 @@ impl Manager {
     /// server is shutting down, the session or the output already has a commit
     /// in flight, or the queue is full. Blocking: it persists the record and
     /// writes the lock file.
-    pub fn submit(self: &Arc<Self>, a: Admission) -> Result<Task, ApiError> {
+    pub fn submit(self: &Arc<Self>, a: Admission) -> Result<Task, Refusal> {
         let output = a.request.output.clone();
         let (id, start) = {
             let mut inner = self.lock();
             if inner.shutting_down {
-                return Err(ApiError::ShuttingDown);
+                return Err(Refusal::ShuttingDown);
             }
             if let Some(other) = inner.sessions.get(&a.session) {
-                return Err(ApiError::Conflict(format!(
-                    "session {} already has a commit in flight: task {other}",
-                    a.session
-                )));
+                return Err(Refusal::SessionBusy {
+                    session: a.session.clone(),
+                    task: other.clone(),
+                });
             }
             if inner.outputs.contains(&output) {
-                return Err(ApiError::Conflict(format!(
-                    "{}: another commit in flight writes there",
-                    output.display()
-                )));
+                return Err(Refusal::OutputBusy { path: output });
             }
             let start = inner.running < self.limits.max_concurrent;
             if !start && inner.queue.len() >= self.limits.queue_size {
-                return Err(ApiError::QueueFull {
+                return Err(Refusal::QueueFull {
                     running: inner.running,
                     queued: inner.queue.len(),
                 });
@@ -310,7 +225,7 @@ impl Manager {
                     break id;
                 }
             };
-            let mut task = Task::queued(&id, &a.session, &output, a.summary);
+            let mut task = queued(&id, &a.session, &output, a.summary);
             task.lock_file = self.limits.lock_dir.as_ref().map(|d| d.join(&a.session));
             inner
                 .tasks
@@ -329,8 +244,7 @@ impl Manager {
         if start {
             self.spawn(id.clone());
         }
-        self.get(&id)
-            .ok_or_else(|| ApiError::Internal(format!("task {id} vanished")))
+        self.get(&id).ok_or(Refusal::Vanished { id })
     }
 
     /// The task now, progress and timings included.
@@ -366,20 +280,20 @@ impl Manager {
     /// told to stop and ends `cancelled` once its session is thawed and its temp
     /// archive removed (see [`Manager::wait_final`]). Cancelling a cancelled task
     /// is a no-op; a task that is done or failed is a conflict.
-    pub fn cancel(&self, id: &str) -> Result<(), ApiError> {
+    pub fn cancel(&self, id: &str) -> Result<(), Refusal> {
         let was_queued = {
             let mut inner = self.lock();
             let entry = inner
                 .tasks
                 .get(id)
-                .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
+                .ok_or_else(|| Refusal::NoTask { id: id.to_string() })?;
             match entry.task.state {
                 State::Cancelled => return Ok(()),
-                s if s.is_final() => {
-                    return Err(ApiError::Conflict(format!(
-                        "task {id} is already {}",
-                        s.as_str()
-                    )))
+                state if state.is_final() => {
+                    return Err(Refusal::Ended {
+                        id: id.to_string(),
+                        state,
+                    })
                 }
                 _ => {}
             }
@@ -476,7 +390,7 @@ impl Manager {
             match std::panic::catch_unwind(AssertUnwindSafe(|| {
                 live::commit_session(&req, &progress, &cancel, &observer)
             })) {
-                Ok(Ok(report)) => Ok(report),
+                Ok(Ok(report)) => Ok(Box::new(report)),
                 Ok(Err(e)) => Err(task_error(&e)),
                 Err(panic) => Err(TaskError {
                     code: Code::Internal,
@@ -484,7 +398,7 @@ impl Manager {
                 }),
             }
         };
-        self.finish(id, outcome.map(Box::new));
+        self.finish(id, outcome);
         self.release_slot();
     }
 
@@ -772,27 +686,9 @@ fn cancelled() -> TaskError {
 }
 
 /// The stable code of a failed commit, and its whole message.
-fn task_error(e: &anyhow::Error) -> TaskError {
-    use freezeframe_runtime::Error as R;
-    use freezeframe_snapshot::Error as S;
-    let code = e
-        .chain()
-        .find_map(|c| {
-            if let Some(s) = c.downcast_ref::<S>() {
-                match s {
-                    S::Cancelled => return Some(Code::Cancelled),
-                    S::Exists { .. } => return Some(Code::OutputExists),
-                    _ => {}
-                }
-            }
-            match c.downcast_ref::<R>() {
-                Some(R::NotFound { .. } | R::NotRunning { .. }) => Some(Code::SessionNotFound),
-                _ => None,
-            }
-        })
-        .unwrap_or(Code::CommitFailed);
+fn task_error(e: &CommitError) -> TaskError {
     TaskError {
-        code,
+        code: e.code(),
         message: crate::error_chain(e),
     }
 }
@@ -828,6 +724,7 @@ fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use freezeframe_runtime::freezer::CgroupVersion;
 
     #[test]
     fn the_sidecar_temp_is_named_like_the_archive_writer_names_it() {
@@ -844,7 +741,7 @@ mod tests {
             compression: "gzip".into(),
             tag: None,
         };
-        let mut t = Task::queued(
+        let mut t = queued(
             id,
             &format!("session-{id}"),
             &dir.join(format!("{id}.tar")),

@@ -1,4 +1,6 @@
-//! API v1: routes, request parsing and validation, and the answers.
+//! API v1: routes, request parsing, admission (the node's checks on a request)
+//! and the answers. The bodies are the [`crate::api`] types; what a request
+//! commits is the [`CommitPlan`]'s to decide.
 //!
 //! | method and path | answer |
 //! |---|---|
@@ -21,20 +23,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use freezeframe_config::{Config, PauseMode};
+use freezeframe_config::Config;
 use freezeframe_runtime::Session;
-use freezeframe_snapshot::changes::Change;
-use freezeframe_snapshot::compress::{Algorithm, Settings};
-use freezeframe_snapshot::image::ImageMeta;
-use freezeframe_snapshot::BaseBlobs;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::output;
 use super::peer::{Allow, PeerAddr};
-use super::tasks::{Admission, Manager, State as TaskState, Summary, Task};
-use crate::live::{self, Pause, SessionRequest, Target};
+use super::tasks::{now_rfc3339, Admission, Manager};
+use crate::api::{
+    CommitRequest, Event, EventKind, Health, ListQuery, State as TaskState, Summary, Task, Version,
+};
+use crate::live::{self, Target};
+use crate::plan::{engine_algorithm, CommitOverrides, CommitPlan, Source};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -87,46 +88,11 @@ async fn authorize(
     }
 }
 
-/// The body of `POST /v1/commits`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommitBody {
-    pub session: String,
-    pub runtime_root: Option<PathBuf>,
-    pub output: Option<String>,
-    pub tag: Option<String>,
-    pub author: Option<String>,
-    pub message: Option<String>,
-    #[serde(default)]
-    pub changes: Vec<String>,
-    #[serde(default)]
-    pub include_mounts: Vec<PathBuf>,
-    pub compression: Option<CompressionName>,
-    pub pause: Option<PauseName>,
-    pub owner: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CompressionName {
-    Gzip,
-    Zstd,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PauseName {
-    Auto,
-    Full,
-    None,
-}
-
 async fn create(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body: CommitBody = parse_json(&body_bytes(body)?)?;
+    let body: CommitRequest = parse_json(&body_bytes(body)?)?;
     let task = blocking(move || app.admit(body)).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -134,13 +100,6 @@ async fn create(
         Json(task),
     )
         .into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    session: Option<String>,
-    state: Option<TaskState>,
 }
 
 async fn list(
@@ -184,21 +143,6 @@ async fn cancel(
     Ok((status, Json(task)).into_response())
 }
 
-/// One line of the events stream.
-#[derive(Serialize)]
-struct Event<'a> {
-    /// `state` (the task entered a state), `progress` (every 250 ms), or `end`
-    /// (the last line; `task` is the final record).
-    event: &'static str,
-    id: &'a str,
-    state: TaskState,
-    progress: super::tasks::Counts,
-    frozen_ms: Option<u64>,
-    time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task: Option<&'a Task>,
-}
-
 async fn events(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
@@ -233,11 +177,11 @@ async fn events(
             let task = s.app.manager.get(&s.id)?;
             let kind = if task.state.is_final() {
                 s.done = true;
-                "end"
+                EventKind::End
             } else if s.last != Some(task.state) {
-                "state"
+                EventKind::State
             } else if s.progress_due {
-                "progress"
+                EventKind::Progress
             } else {
                 tokio::select! {
                     changed = s.changes.changed() => {
@@ -253,12 +197,16 @@ async fn events(
             s.progress_due = false;
             let event = Event {
                 event: kind,
-                id: &task.id,
+                id: task.id.clone(),
                 state: task.state,
                 progress: task.progress,
                 frozen_ms: task.frozen_ms,
-                time: super::tasks::now_rfc3339(),
-                task: (kind == "end").then_some(&task),
+                time: now_rfc3339(),
+                task: None,
+            };
+            let event = Event {
+                task: (kind == EventKind::End).then_some(task),
+                ..event
             };
             let mut line = serde_json::to_vec(&event).unwrap_or_default();
             line.push(b'\n');
@@ -275,13 +223,20 @@ async fn events(
         .into_response())
 }
 
-async fn health(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     let (running, queued) = app.manager.counts();
-    Json(serde_json::json!({ "status": "ok", "running": running, "queued": queued }))
+    Json(Health {
+        status: "ok".into(),
+        running,
+        queued,
+    })
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }))
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+    })
 }
 
 fn no_task(id: &str) -> ApiError {
@@ -325,34 +280,39 @@ async fn blocking<T: Send + 'static>(
 
 impl App {
     /// Checks a commit request against the node (the session, its owner, the
-    /// output) and hands it to the task manager. Blocking.
-    fn admit(&self, b: CommitBody) -> Result<Task, ApiError> {
+    /// output) and hands its plan to the task manager. Blocking.
+    fn admit(&self, b: CommitRequest) -> Result<Task, ApiError> {
         let cfg = &self.config;
-        let roots = match &b.runtime_root {
-            Some(r) => vec![self.check_root(r)?],
-            None => cfg.runtime.roots.clone(),
+        let runtime_root = b
+            .runtime_root
+            .as_deref()
+            .map(|r| self.check_root(r))
+            .transpose()?;
+        let plan = CommitPlan::resolve(
+            cfg,
+            CommitOverrides {
+                runtime_root,
+                include_mounts: b.include_mounts.clone(),
+                pause: b.pause,
+                compression: b.compression.map(engine_algorithm),
+                threads: Some(self.threads),
+                changes: b.changes,
+                message: b.message,
+                author: b.author,
+                tag: b.tag.clone(),
+                created_by: Some("freezeframe serve".into()),
+                // Decided below, once the session is known.
+                ..CommitOverrides::new(
+                    Source::Session(Target::Id(b.session.clone())),
+                    PathBuf::new(),
+                )
+            },
+        )?;
+        let CommitPlan::Session(mut request) = plan else {
+            unreachable!("a session was asked for");
         };
-        let mut changes = Vec::with_capacity(b.changes.len());
-        for (i, c) in b.changes.iter().enumerate() {
-            changes.push(
-                c.parse::<Change>()
-                    .map_err(|e| ApiError::invalid(format!("changes[{i}]"), e.to_string()))?,
-            );
-        }
-        for (i, m) in b.include_mounts.iter().enumerate() {
-            if !m.is_absolute() {
-                return Err(ApiError::invalid(
-                    format!("include_mounts[{i}]"),
-                    "must be an absolute path in the container",
-                ));
-            }
-        }
-        if b.tag.as_deref().is_some_and(str::is_empty) {
-            return Err(ApiError::invalid("tag", "is empty"));
-        }
 
-        let target = Target::Id(b.session.clone());
-        let session = live::find(&target, &roots, &cfg.session.home_path).map_err(session_error)?;
+        let session = live::find(&request.target, &request.roots, &request.home_path)?;
         self.check_owner(&session, b.owner.as_deref())?;
         for (i, m) in b.include_mounts.iter().enumerate() {
             if !session.mounts.iter().any(|x| &x.target == m) {
@@ -362,73 +322,23 @@ impl App {
                 ));
             }
         }
+        let summary = Summary {
+            pause: request.pause.as_str().into(),
+            compression: request.compression.algorithm.to_string(),
+            tag: b.tag.clone(),
+        };
 
         let save = &cfg.storage.save_location;
         let rel = match &b.output {
             Some(o) => o.clone(),
             None => output::default_name(SystemTime::now(), &b.session, b.tag.as_deref()),
         };
-        let output = output::resolve(save, &rel)?;
-
-        let config_algorithm: Algorithm = cfg
-            .compression
-            .algorithm
-            .as_str()
-            .parse()
-            .map_err(ApiError::Internal)?;
-        let algorithm = match b.compression {
-            Some(CompressionName::Gzip) => Algorithm::Gzip,
-            Some(CompressionName::Zstd) => Algorithm::Zstd,
-            Some(CompressionName::None) => Algorithm::None,
-            None => config_algorithm,
-        };
-        let level = if algorithm == config_algorithm {
-            cfg.compression.effective_level()
-        } else {
-            algorithm.default_level()
-        };
-        let pause = match (b.pause, cfg.freeze.pause) {
-            (Some(PauseName::Auto), _) | (None, PauseMode::Auto) => Pause::Auto,
-            (Some(PauseName::Full), _) | (None, PauseMode::Full) => Pause::Full,
-            (Some(PauseName::None), _) | (None, PauseMode::None) => Pause::None,
-        };
-        let mut meta = ImageMeta::now();
-        meta.author = b.author;
-        meta.comment = b.message;
-        meta.changes = changes;
-        meta.tag = b.tag.clone();
-        meta.created_by = "freezeframe serve".into();
-        let summary = Summary {
-            pause: pause_name(pause).into(),
-            compression: algorithm_name(algorithm).into(),
-            tag: b.tag,
-        };
-        let request = SessionRequest {
-            target,
-            roots,
-            home_path: cfg.session.home_path.clone(),
-            include_mounts: b.include_mounts,
-            excludes: cfg.session.excludes.clone(),
-            base: None,
-            base_blobs: BaseBlobs::Include,
-            compression: Settings {
-                algorithm,
-                level,
-                threads: self.threads,
-            },
-            meta,
-            output,
-            overwrite: false,
-            pause,
-            freeze_timeout: cfg.freeze.timeout,
-            live_fallback_bytes: cfg.freeze.live_fallback_bytes,
-            cgroup_version: None,
-        };
-        self.manager.submit(Admission {
+        request.output = output::resolve(save, &rel)?;
+        Ok(self.manager.submit(Admission {
             session: session.id,
             request,
             summary,
-        })
+        })?)
     }
 
     /// A runtime root must be one of the configured roots or below one.
@@ -479,35 +389,11 @@ impl App {
     }
 }
 
-fn algorithm_name(a: Algorithm) -> &'static str {
-    match a {
-        Algorithm::Gzip => "gzip",
-        Algorithm::Zstd => "zstd",
-        Algorithm::None => "none",
-    }
-}
-
-fn pause_name(p: Pause) -> &'static str {
-    match p {
-        Pause::Auto => "auto",
-        Pause::Full => "full",
-        Pause::None => "none",
-    }
-}
-
-fn session_error(e: anyhow::Error) -> ApiError {
-    use freezeframe_runtime::Error as R;
-    match e.downcast_ref::<R>() {
-        Some(R::NotFound { .. } | R::NotRunning { .. }) => ApiError::SessionNotFound(e.to_string()),
-        Some(R::BadId { .. }) => ApiError::invalid("session", e.to_string()),
-        _ => ApiError::SessionUnsupported(crate::error_chain(&e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::error::Code;
     use super::*;
+    use crate::api::Code;
+    use freezeframe_config::PauseMode;
 
     #[test]
     fn bodies_are_refused_with_a_code_and_the_field_serde_names() {
@@ -531,7 +417,7 @@ mod tests {
             ("\u{0}", Code::BadRequest, None),
         ];
         for (body, code, field) in cases {
-            let e = parse_json::<CommitBody>(body.as_bytes()).unwrap_err();
+            let e = parse_json::<CommitRequest>(body.as_bytes()).unwrap_err();
             let b = e.body();
             assert_eq!(
                 (b.code, b.field.as_deref()),
@@ -540,11 +426,11 @@ mod tests {
             );
             assert!(!b.message.is_empty());
         }
-        let ok: CommitBody =
+        let ok: CommitRequest =
             parse_json(br#"{"session":"s","pause":"full","compression":"zstd","output":null}"#)
                 .unwrap();
         assert_eq!(ok.session, "s");
-        assert!(matches!(ok.pause, Some(PauseName::Full)));
+        assert!(matches!(ok.pause, Some(PauseMode::Full)));
         assert!(ok.output.is_none());
     }
 
