@@ -12,8 +12,3 @@ pub mod oci;
 pub mod session;
 
 pub use session::{Error, Result, Session};
-
-// The module paths from before the split into `session` and `oci`, kept so
-// that callers compile unchanged until they name the new ones.
-pub use oci as container;
-pub use session::{freezer, guardian};

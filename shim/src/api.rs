@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use freezeframe_config::{Algorithm, PauseMode};
-use freezeframe_runtime::freezer::CgroupVersion;
+use freezeframe_runtime::session::freezer::CgroupVersion;
 use serde::{Deserialize, Serialize};
 
 /// The body of `POST /v1/commits` (`CommitRequest` in the API document).

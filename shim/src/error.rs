@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use freezeframe_runtime::container::IMAGE_MANIFEST_ANNOTATION;
+use freezeframe_runtime::oci::IMAGE_MANIFEST_ANNOTATION;
 
 use crate::api::Code;
 
@@ -53,11 +53,11 @@ pub enum CommitError {
 
     /// Freezing or thawing the session's cgroup failed.
     #[error(transparent)]
-    Freezer(#[from] freezeframe_runtime::freezer::Error),
+    Freezer(#[from] freezeframe_runtime::session::freezer::Error),
 
     /// The guardian that thaws for a committer that dies failed.
     #[error(transparent)]
-    Guardian(#[from] freezeframe_runtime::guardian::Error),
+    Guardian(#[from] freezeframe_runtime::session::guardian::Error),
 
     /// The layer engine failed.
     #[error(transparent)]

@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use freezeframe_config::PauseMode;
-use freezeframe_runtime::container::IMAGE_MANIFEST_ANNOTATION;
-use freezeframe_runtime::freezer::{Cgroup, CgroupVersion};
-use freezeframe_runtime::guardian::Guardian;
+use freezeframe_runtime::oci::IMAGE_MANIFEST_ANNOTATION;
+use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion};
+use freezeframe_runtime::session::guardian::Guardian;
 use freezeframe_runtime::session::{
     shared_writable_mappings, ExcludedMount, HostMount, OverlayRoot,
 };
@@ -128,7 +128,7 @@ pub fn find(target: &Target, roots: &[PathBuf], home_path: &Path) -> Result<Sess
 pub fn cgroup_of(
     session: &Session,
     prefer: Option<CgroupVersion>,
-) -> Result<Cgroup, freezeframe_runtime::freezer::Error> {
+) -> Result<Cgroup, freezeframe_runtime::session::freezer::Error> {
     let recorded = match prefer {
         Some(CgroupVersion::V2) => session.cgroup_v2.clone().map(|d| (CgroupVersion::V2, d)),
         _ => session

@@ -6,9 +6,6 @@ mod progress;
 mod remote;
 mod show;
 
-// `cmd::thaw` finds the session through the library's live module.
-use freezeframe::live;
-
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::PathBuf;

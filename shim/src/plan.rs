@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use freezeframe_config::{Config, PauseMode};
-use freezeframe_runtime::freezer::CgroupVersion;
+use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::{Algorithm, Settings};
 use freezeframe_snapshot::image::ImageMeta;

@@ -15,7 +15,7 @@ use freezeframe::live::{Quiet, Target};
 use freezeframe::plan::{config_algorithm, Source};
 use freezeframe::{CommitError, CommitOverrides, CommitPlan};
 use freezeframe_config::{Config, PauseMode};
-use freezeframe_runtime::freezer::CgroupVersion;
+use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::Algorithm;
 use freezeframe_snapshot::source::ImageRef;

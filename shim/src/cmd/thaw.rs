@@ -12,7 +12,7 @@ use freezeframe_config::Config;
 use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_runtime::session::guardian;
 
-use crate::live::{self, Target};
+use freezeframe::live::{self, Target};
 
 #[derive(ClapArgs)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["session", "pid"])))]

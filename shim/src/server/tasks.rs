@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use freezeframe_runtime::freezer::{Cgroup, FreezerState};
+use freezeframe_runtime::session::freezer::{Cgroup, FreezerState};
 use freezeframe_snapshot::walk::Progress;
 use tokio::sync::watch;
 
@@ -724,7 +724,7 @@ fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use freezeframe_runtime::freezer::CgroupVersion;
+    use freezeframe_runtime::session::freezer::CgroupVersion;
 
     #[test]
     fn the_sidecar_temp_is_named_like_the_archive_writer_names_it() {
