@@ -66,3 +66,12 @@ impl<T> IoContext<T> for nix::Result<T> {
         })
     }
 }
+
+impl<T> IoContext<T> for rustix::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|errno| Error::Io {
+            path: path.into(),
+            source: io::Error::from(errno),
+        })
+    }
+}

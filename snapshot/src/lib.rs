@@ -12,13 +12,16 @@ pub mod compress;
 pub mod delta;
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod source;
 pub mod tar;
-pub mod unnamed;
 pub mod walk;
+
+/// Where [`fs::output`] was before the fd-relative toolkit held it.
+pub use fs::output as unnamed;
 
 pub use commit::{commit, BaseBlobs, Commit, CommitReport, CommitRequest};
 pub use error::{Error, Result};

@@ -9,14 +9,14 @@
 //! does the reading.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::traverse::{fd_xattrs, header_from, open_root, Reopen, Walker};
+use super::traverse::{header_from, open_root, Reopen, Walker};
 use super::{Event, Ident, Visitor};
 use crate::delta::State;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::xattr::{self, CONTAINER_XATTRS};
 use crate::tar::{Header, Kind};
 
 /// A plain directory tree placed at a path of the container.
@@ -167,7 +167,7 @@ impl Walker<'_> {
             .delta()
             .is_none_or(|b| !b.unchanged(&rel, &State::from(&st)));
         if changed {
-            let xattrs = fd_xattrs(dir.as_raw_fd(), &source)?;
+            let xattrs = xattr::list(&dir, &CONTAINER_XATTRS).at(&source)?;
             let h = header_from(&rel, Kind::Dir, &st, xattrs);
             visitor.event(
                 &Event::Entry {

@@ -42,8 +42,7 @@ pub use exclude::Exclude;
 pub use graft::Graft;
 pub use overlay::OverlayXattrs;
 
-/// Extended attributes as (name, value) pairs, sorted by name.
-pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+pub use crate::fs::xattr::Xattrs;
 
 /// Directory fds kept open at once; deeper directories are reopened on demand.
 pub const MAX_OPEN_DIRS: usize = 256;

@@ -8,18 +8,17 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::dir::Dir;
-use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+use nix::sys::stat::{FileStat, SFlag};
 
-use super::traverse::{get_xattr, open_root, DIR_FLAGS};
+use super::traverse::open_root;
 use super::{bytes_cstring, display_path, split_last};
 use crate::error::{Error, IoContext, Result};
+use crate::fs::open::{open_dir_at, open_file_at, stat, stat_at};
+use crate::fs::{xattr, Errno};
 
 /// Which xattr namespace carries overlayfs metadata in the upper dir.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,7 +61,7 @@ pub(super) enum FileData {
 /// The overlay's xattr namespace and its lower dirs, opened once per walk.
 pub(super) struct Overlay {
     ns: OverlayXattrs,
-    lowers: Vec<(Dir, PathBuf)>,
+    lowers: Vec<(OwnedFd, PathBuf)>,
 }
 
 impl Overlay {
@@ -76,9 +75,9 @@ impl Overlay {
 
     /// Checks a directory of the upper dir: refuses one that overlayfs
     /// redirected, and says whether it is opaque.
-    pub(super) fn dir_is_opaque(&self, fd: RawFd, host: &Path) -> Result<bool> {
+    pub(super) fn dir_is_opaque(&self, fd: BorrowedFd<'_>, host: &Path) -> Result<bool> {
         let ns = self.ns;
-        let redirect = get_xattr(fd, &ns.name("redirect"), host)?;
+        let redirect = xattr::get(fd, &ns.name("redirect")).at(host)?;
         if let Some(target) = redirect {
             return Err(Error::Refused {
                 path: host.to_path_buf(),
@@ -92,7 +91,9 @@ impl Overlay {
                 ),
             });
         }
-        Ok(get_xattr(fd, &ns.name("opaque"), host)?.is_some_and(|v| v == b"y"))
+        Ok(xattr::get(fd, &ns.name("opaque"))
+            .at(host)?
+            .is_some_and(|v| v == b"y"))
     }
 
     /// What the regular file `rel` of the upper dir, open as `fd` and stat'ed
@@ -100,16 +101,16 @@ impl Overlay {
     pub(super) fn file_data(
         &self,
         rel: &[u8],
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         host: &Path,
         st: &FileStat,
     ) -> Result<FileData> {
         let ns = self.ns;
-        if get_xattr(fd, &ns.name("whiteout"), host)?.is_some() {
+        if xattr::get(fd, &ns.name("whiteout")).at(host)?.is_some() {
             return Ok(FileData::Whiteout);
         }
-        if get_xattr(fd, &ns.name("metacopy"), host)?.is_some() {
-            let redirect = get_xattr(fd, &ns.name("redirect"), host)?;
+        if xattr::get(fd, &ns.name("metacopy")).at(host)?.is_some() {
+            let redirect = xattr::get(fd, &ns.name("redirect")).at(host)?;
             return self
                 .metacopy_data(rel, redirect.as_deref(), host, st)
                 .map(FileData::Lower);
@@ -156,7 +157,7 @@ impl Overlay {
                     display_path(&origin)
                 ),
             })?;
-        let lst = fstat(file.as_raw_fd()).at(host)?;
+        let lst = stat(&file).at(host)?;
         if lst.st_size != st.st_size {
             return Err(Error::Refused {
                 path: host.to_path_buf(),
@@ -190,15 +191,11 @@ impl Overlay {
             let mut cur: Option<OwnedFd> = None;
             let mut opaque_above = false;
             for (k, comp) in comps.iter().enumerate() {
-                let at = cur.as_ref().map_or(lower.as_raw_fd(), |f| f.as_raw_fd());
+                let at = cur.as_ref().unwrap_or(lower).as_fd();
                 let c = bytes_cstring(comp);
-                let st = match fstatat(
-                    Some(at),
-                    c.as_c_str(),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                ) {
+                let st = match stat_at(at, &c) {
                     Ok(st) => st,
-                    Err(Errno::ENOENT | Errno::ENOTDIR) => {
+                    Err(Errno::NOENT | Errno::NOTDIR) => {
                         if opaque_above {
                             return Ok(None);
                         }
@@ -214,17 +211,8 @@ impl Overlay {
                     if !open || kind(&st) != SFlag::S_IFREG {
                         return Ok(Some((None, st)));
                     }
-                    let fd = openat(
-                        Some(at),
-                        c.as_c_str(),
-                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-                        Mode::empty(),
-                    )
-                    .at(&host)?;
-                    // SAFETY: `openat` just returned this fd and nothing else owns it.
-                    #[allow(unsafe_code)]
-                    let f = unsafe { File::from_raw_fd(fd) };
-                    if get_xattr(f.as_raw_fd(), &ns.name("metacopy"), &host)?.is_some() {
+                    let f = open_file_at(at, &c).at(&host)?;
+                    if xattr::get(&f, &ns.name("metacopy")).at(&host)?.is_some() {
                         continue 'layers;
                     }
                     return Ok(Some((Some(f), st)));
@@ -232,11 +220,9 @@ impl Overlay {
                 if kind(&st) != SFlag::S_IFDIR {
                     return Ok(None);
                 }
-                let fd = openat(Some(at), c.as_c_str(), DIR_FLAGS, Mode::empty()).at(&host)?;
-                // SAFETY: `openat` just returned this fd and nothing else owns it.
-                #[allow(unsafe_code)]
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                if get_xattr(owned.as_raw_fd(), &ns.name("opaque"), &host)?
+                let owned = open_dir_at(at, &c).at(&host)?;
+                if xattr::get(&owned, &ns.name("opaque"))
+                    .at(&host)?
                     .is_some_and(|v| v == b"y")
                 {
                     opaque_above = true;
@@ -244,7 +230,7 @@ impl Overlay {
                 cur = Some(owned);
             }
             if comps.is_empty() {
-                return Ok(Some((None, fstat(lower.as_raw_fd()).at(&host)?)));
+                return Ok(Some((None, stat(lower).at(&host)?)));
             }
         }
         Ok(None)

@@ -2,11 +2,10 @@
 
 use super::*;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{Mode, SFlag};
 
 use crate::layer::event_header;
@@ -179,42 +178,21 @@ use std::os::unix::fs::PermissionsExt;
 fn deep_trees_keep_few_descriptors_open() {
     let t = tempfile::tempdir().unwrap();
     let depth = MAX_OPEN_DIRS * 2 + 10;
-    let mut fd = nix::fcntl::open(
-        t.path(),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-        Mode::empty(),
-    )
-    .unwrap();
+    // Built fd-relative: the path of the deepest levels is longer than PATH_MAX.
+    let mut fd = crate::fs::open::open_root(t.path()).unwrap();
     for i in 0..depth {
-        nix::sys::stat::mkdirat(Some(fd), "d", Mode::from_bits_truncate(0o755)).unwrap();
-        let f = openat(
-            Some(fd),
+        rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        let f = rustix::fs::openat(
+            &fd,
             "f",
-            OFlag::O_CREAT | OFlag::O_WRONLY,
-            Mode::from_bits_truncate(0o644),
+            rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+            rustix::fs::Mode::from_raw_mode(0o644),
         )
         .unwrap();
-        nix::unistd::write(
-            // SAFETY: test-local fd, borrowed only for this call.
-            #[allow(unsafe_code)]
-            unsafe {
-                std::os::fd::BorrowedFd::borrow_raw(f)
-            },
-            i.to_string().as_bytes(),
-        )
-        .unwrap();
-        nix::unistd::close(f).unwrap();
-        let next = openat(
-            Some(fd),
-            "d",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .unwrap();
-        nix::unistd::close(fd).unwrap();
-        fd = next;
+        File::from(f).write_all(i.to_string().as_bytes()).unwrap();
+        fd = crate::fs::open::open_dir_at(std::os::fd::AsFd::as_fd(&fd), c"d").unwrap();
     }
-    nix::unistd::close(fd).unwrap();
+    drop(fd);
     let (c, r) = run(&upper(t.path()));
     assert_eq!(r.dirs as usize, depth);
     assert_eq!(r.files as usize, depth);

@@ -2,23 +2,20 @@
 //! names in ascending byte order, with at most a budget of directory fds open
 //! (deeper ones are closed and reopened by name, checked to be the same inode).
 //!
-//! It reads entries and turns them into [`Event`]s; what the overlay makes of an
-//! entry is [`super::overlay`]'s, what a graft does is [`super::graft`]'s, what
-//! a delta pass writes is [`crate::delta`]'s, and how an event is encoded is the
-//! layer's.
+//! It reads entries through [`crate::fs`] and turns them into [`Event`]s; what
+//! the overlay makes of an entry is [`super::overlay`]'s, what a graft does is
+//! [`super::graft`]'s, what a delta pass writes is [`crate::delta`]'s, and how
+//! an event is encoded is the layer's.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::dir::Dir;
-use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, OFlag};
-use nix::sys::stat::{fstat, fstatat, major, minor, FileStat, Mode, SFlag};
+use nix::sys::stat::{major, minor, FileStat, SFlag};
 
 use super::graft::Trie;
 use super::overlay::{is_whiteout_device, FileData, Overlay};
@@ -28,6 +25,10 @@ use super::{
 };
 use crate::delta::{Baseline, Decision, State};
 use crate::error::{Error, IoContext, Result};
+use crate::fs::links::LinkTracker;
+use crate::fs::open::{open_dir_at, open_verified, read_link_at, read_names, stat, stat_at};
+use crate::fs::xattr::{self, CONTAINER_XATTRS};
+use crate::fs::Errno;
 use crate::layer::is_reserved_name;
 use crate::tar::{Header, Kind};
 
@@ -42,7 +43,9 @@ pub(super) enum Reopen {
 }
 
 pub(super) struct Frame {
-    dir: Option<Dir>,
+    /// The open directory; the entry being read holds it too, so that the
+    /// frame may close its own to save descriptors meanwhile.
+    dir: Option<Rc<OwnedFd>>,
     reopen: Reopen,
     /// (dev, ino) of the directory, checked when it is reopened.
     id: (u64, u64),
@@ -85,24 +88,15 @@ pub(super) struct Walker<'a> {
     pub(super) stack: Vec<Frame>,
     open_dirs: usize,
     max_open: usize,
-    hardlinks: HashMap<(u64, u64), Vec<u8>>,
+    /// The layer path of every multiply linked inode already written.
+    hardlinks: LinkTracker<Vec<u8>>,
     pub(super) report: WalkReport,
 }
 
-pub(super) const DIR_FLAGS: OFlag = OFlag::O_RDONLY
-    .union(OFlag::O_DIRECTORY)
-    .union(OFlag::O_NOFOLLOW)
-    .union(OFlag::O_CLOEXEC);
-
-pub(super) fn open_root(path: &Path) -> Result<(Dir, FileStat)> {
-    // The root path comes from the caller, not from session content.
-    let dir = Dir::open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .at(path)?;
-    let st = fstat(dir.as_raw_fd()).at(path)?;
+/// Opens a tree root: a path the caller gave, not session content.
+pub(super) fn open_root(path: &Path) -> Result<(OwnedFd, FileStat)> {
+    let dir = crate::fs::open::open_root(path).at(path)?;
+    let st = stat(&dir).at(path)?;
     Ok((dir, st))
 }
 
@@ -126,7 +120,7 @@ impl<'a> Walker<'a> {
             stack: Vec::new(),
             open_dirs: 0,
             max_open: max_open_dirs(),
-            hardlinks: HashMap::new(),
+            hardlinks: LinkTracker::new(),
             report: WalkReport::default(),
         })
     }
@@ -140,8 +134,8 @@ impl<'a> Walker<'a> {
                     dev: st.st_dev,
                     overlay: true,
                 });
-                self.overlay.dir_is_opaque(dir.as_raw_fd(), upper)?;
-                fd_xattrs(dir.as_raw_fd(), upper)?;
+                self.overlay.dir_is_opaque(dir.as_fd(), upper)?;
+                xattr::list(&dir, &CONTAINER_XATTRS).at(upper)?;
                 self.frame(
                     Some(dir),
                     Reopen::Root(upper.clone()),
@@ -190,7 +184,7 @@ impl<'a> Walker<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn frame(
         &mut self,
-        mut dir: Option<Dir>,
+        dir: Option<OwnedFd>,
         reopen: Reopen,
         st: &FileStat,
         path: Vec<u8>,
@@ -200,15 +194,10 @@ impl<'a> Walker<'a> {
         full: bool,
     ) -> Result<Frame> {
         let mut todo: Vec<Child> = Vec::new();
-        if let Some(d) = dir.as_mut() {
-            for e in d.iter() {
-                let e = e.at(&host)?;
-                let name = e.file_name().to_bytes();
-                if name == b"." || name == b".." {
-                    continue;
-                }
+        if let Some(d) = &dir {
+            for name in read_names(d.as_fd()).at(&host)? {
                 todo.push(Child {
-                    name: name.to_vec(),
+                    name,
                     real: true,
                     node: None,
                     deleted: false,
@@ -248,7 +237,7 @@ impl<'a> Walker<'a> {
         // Reverse order, so that popping visits names in ascending byte order.
         todo.sort_unstable_by(|a, b| b.name.cmp(&a.name));
         Ok(Frame {
-            dir,
+            dir: dir.map(Rc::new),
             reopen,
             id: (st.st_dev, st.st_ino),
             path,
@@ -330,53 +319,47 @@ impl<'a> Walker<'a> {
         self.stack.push(frame);
     }
 
-    /// The fd of the directory on top of the stack, reopening it if needed.
-    fn top_fd(&mut self) -> Result<RawFd> {
+    /// The directory on top of the stack, reopened if it was closed.
+    fn top_fd(&mut self) -> Result<Rc<OwnedFd>> {
         let depth = self.stack.len() - 1;
         if self.stack[depth].dir.is_none() {
             self.reopen(depth)?;
         }
-        Ok(self.stack[depth]
-            .dir
-            .as_ref()
-            .map(|d| d.as_raw_fd())
-            .expect("reopened"))
+        Ok(self.stack[depth].dir.clone().expect("reopened"))
     }
 
+    /// Reopens the directory of the frame at `depth`, and those above it that
+    /// were closed too, from the nearest one still open or opened by its own
+    /// path: a loop, however deep the tree.
     fn reopen(&mut self, depth: usize) -> Result<()> {
-        let dir = match &self.stack[depth].reopen {
-            Reopen::Virtual => unreachable!("virtual directories have no listing to read"),
-            Reopen::Root(path) => open_root(path)?.0,
-            Reopen::Child(name) => {
-                let name = name.clone();
-                if self.stack[depth - 1].dir.is_none() {
-                    self.reopen(depth - 1)?;
-                }
-                let parent = self.stack[depth - 1]
-                    .dir
-                    .as_ref()
-                    .expect("reopened")
-                    .as_raw_fd();
-                let host = &self.stack[depth].host;
-                Dir::openat(
-                    Some(parent),
-                    bytes_cstring(&name).as_c_str(),
-                    DIR_FLAGS,
-                    Mode::empty(),
-                )
-                .at(host)?
-            }
-        };
-        let f = &mut self.stack[depth];
-        let st = fstat(dir.as_raw_fd()).at(&f.host)?;
-        if (st.st_dev, st.st_ino) != f.id {
-            return Err(Error::Refused {
-                path: f.host.clone(),
-                message: "directory was replaced while it was being read".into(),
-            });
+        let mut from = depth;
+        while self.stack[from].dir.is_none() && matches!(self.stack[from].reopen, Reopen::Child(_))
+        {
+            from -= 1;
         }
-        f.dir = Some(dir);
-        self.open_dirs += 1;
+        for d in from..=depth {
+            if self.stack[d].dir.is_some() {
+                continue;
+            }
+            let dir = match &self.stack[d].reopen {
+                Reopen::Virtual => unreachable!("virtual directories have no listing to read"),
+                Reopen::Root(path) => open_root(path)?.0,
+                Reopen::Child(name) => {
+                    let parent = self.stack[d - 1].dir.as_ref().expect("reopened above");
+                    open_dir_at(parent.as_fd(), &bytes_cstring(name)).at(&self.stack[d].host)?
+                }
+            };
+            let f = &mut self.stack[d];
+            let st = stat(&dir).at(&f.host)?;
+            if (st.st_dev, st.st_ino) != f.id {
+                return Err(Error::Refused {
+                    path: f.host.clone(),
+                    message: "directory was replaced while it was being read".into(),
+                });
+            }
+            f.dir = Some(Rc::new(dir));
+            self.open_dirs += 1;
+        }
         Ok(())
     }
 
@@ -419,13 +402,9 @@ impl<'a> Walker<'a> {
         }
         let dirfd = self.top_fd()?;
         let cname = bytes_cstring(&child.name);
-        let st = match fstatat(
-            Some(dirfd),
-            cname.as_c_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
+        let st = match stat_at(dirfd.as_fd(), &cname) {
             Ok(st) => st,
-            Err(Errno::ENOENT) => {
+            Err(Errno::NOENT) => {
                 self.report.skip(&abs, SkipReason::Vanished);
                 return Ok(());
             }
@@ -485,13 +464,8 @@ impl<'a> Walker<'a> {
             ),
             SFlag::S_IFREG => self.file(&rel, &host, &cname, &st, visitor),
             SFlag::S_IFLNK => {
-                let target = readlinkat(Some(dirfd), cname.as_c_str()).at(&host)?;
-                let h = header(
-                    Kind::Symlink {
-                        target: target.as_bytes().to_vec(),
-                    },
-                    Vec::new(),
-                );
+                let target = read_link_at(dirfd.as_fd(), &cname).at(&host)?;
+                let h = header(Kind::Symlink { target }, Vec::new());
                 self.emit_linkable(h, &st, visitor)?;
                 self.report.symlinks += 1;
                 Ok(())
@@ -509,13 +483,13 @@ impl<'a> Walker<'a> {
                         minor: mi,
                     }
                 };
-                let x = path_xattrs(dirfd, &child.name, &host)?;
+                let x = unopened_xattrs(&dirfd, &child.name, &host)?;
                 self.emit_linkable(header(k, x), &st, visitor)?;
                 self.report.devices += 1;
                 Ok(())
             }
             SFlag::S_IFIFO => {
-                let x = path_xattrs(dirfd, &child.name, &host)?;
+                let x = unopened_xattrs(&dirfd, &child.name, &host)?;
                 self.emit_linkable(header(Kind::Fifo, x), &st, visitor)?;
                 self.report.fifos += 1;
                 Ok(())
@@ -568,23 +542,24 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         let dirfd = self.top_fd()?;
-        let dir = match Dir::openat(Some(dirfd), cname.as_c_str(), DIR_FLAGS, Mode::empty()) {
+        let dir = match open_dir_at(dirfd.as_fd(), &cname) {
             Ok(d) => d,
-            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => {
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {
                 self.report.skip(&absolute(&rel), SkipReason::Vanished);
                 return Ok(());
             }
             Err(e) => return Err(e).at(&host),
         };
-        let now = fstat(dir.as_raw_fd()).at(&host)?;
+        drop(dirfd);
+        let now = stat(&dir).at(&host)?;
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
             self.report.skip(&absolute(&rel), SkipReason::Vanished);
             return Ok(());
         }
         if emit {
             let opaque =
-                self.roots[tree].overlay && self.overlay.dir_is_opaque(dir.as_raw_fd(), &host)?;
-            let xattrs = fd_xattrs(dir.as_raw_fd(), &host)?;
+                self.roots[tree].overlay && self.overlay.dir_is_opaque(dir.as_fd(), &host)?;
+            let xattrs = xattr::list(&dir, &CONTAINER_XATTRS).at(&host)?;
             let h = header_from(&rel, Kind::Dir, &now, xattrs);
             visitor.event(
                 &Event::Entry {
@@ -623,36 +598,15 @@ impl<'a> Walker<'a> {
         let tree = self.stack.last().expect("frame").tree;
         let overlay = self.roots[tree].overlay;
         let dirfd = self.top_fd()?;
-        let flags = OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY;
-        let fd = match openat(Some(dirfd), cname, flags | OFlag::O_NOATIME, Mode::empty()) {
-            Err(Errno::EPERM) => openat(Some(dirfd), cname, flags, Mode::empty()),
-            r => r,
-        };
-        let fd = match fd {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT | Errno::ELOOP | Errno::ENXIO) => {
-                self.report.skip(&absolute(rel), SkipReason::Vanished);
-                return Ok(());
-            }
-            Err(e) => return Err(e).at(host),
-        };
-        // SAFETY: `openat` just returned this fd and nothing else owns it.
-        #[allow(unsafe_code)]
-        let mut file = unsafe { File::from_raw_fd(fd) };
-        let now = fstat(file.as_raw_fd()).at(host)?;
-        let same = (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
-            && SFlag::from_bits_truncate(now.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
-        if !same {
+        let opened = open_verified(dirfd.as_fd(), cname, st).at(host)?;
+        drop(dirfd);
+        let Some((mut file, now)) = opened else {
             self.report.skip(&absolute(rel), SkipReason::Vanished);
             return Ok(());
-        }
+        };
         let mut data_file = None;
         if overlay {
-            match self.overlay.file_data(rel, file.as_raw_fd(), host, &now)? {
+            match self.overlay.file_data(rel, file.as_fd(), host, &now)? {
                 FileData::Whiteout => {
                     return self.whiteout(rel, now.st_mtime, Some(Ident::from(&now)), visitor)
                 }
@@ -660,7 +614,7 @@ impl<'a> Walker<'a> {
                 FileData::Own => {}
             }
         }
-        let xattrs = fd_xattrs(file.as_raw_fd(), host)?;
+        let xattrs = xattr::list(&file, &CONTAINER_XATTRS).at(host)?;
         let h = header_from(
             rel,
             Kind::File {
@@ -691,7 +645,7 @@ impl<'a> Walker<'a> {
         self.report.files += 1;
         self.report.bytes += got;
         self.progress.bytes_read.fetch_add(got, Ordering::Relaxed);
-        let after = fstat(file.as_raw_fd()).at(host)?;
+        let after = stat(&file).at(host)?;
         let changed = got != now.st_size as u64
             || after.st_size != now.st_size
             || (after.st_mtime, after.st_mtime_nsec) != (now.st_mtime, now.st_mtime_nsec)
@@ -709,23 +663,14 @@ impl<'a> Walker<'a> {
 
     /// Returns a hard-link header if this inode was already written.
     fn hardlink(&mut self, h: &Header, st: &FileStat) -> Option<Header> {
-        if st.st_nlink < 2 {
-            return None;
-        }
-        match self.hardlinks.get(&(st.st_dev, st.st_ino)) {
-            Some(target) => Some(Header {
-                kind: Kind::HardLink {
-                    target: target.clone(),
-                },
-                xattrs: Vec::new(),
-                ..h.clone()
-            }),
-            None => {
-                self.hardlinks
-                    .insert((st.st_dev, st.st_ino), h.path.clone());
-                None
-            }
-        }
+        let target = self.hardlinks.seen(st, || h.path.clone())?;
+        Some(Header {
+            kind: Kind::HardLink {
+                target: target.clone(),
+            },
+            xattrs: Vec::new(),
+            ..h.clone()
+        })
     }
 
     fn emit_linkable(&mut self, h: Header, st: &FileStat, visitor: &mut dyn Visitor) -> Result<()> {
@@ -741,25 +686,10 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Xattrs of an entry that cannot be opened (device, FIFO), read through the
-/// directory fd's /proc link without following the entry itself.
-fn path_xattrs(dirfd: RawFd, name: &[u8], host: &Path) -> Result<Xattrs> {
-    let mut p = format!("/proc/self/fd/{dirfd}/").into_bytes();
-    p.extend_from_slice(name);
-    let path = Path::new(OsStr::from_bytes(&p));
-    let names = match xattr::list(path) {
-        Ok(n) => n,
-        Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e).at(host),
-    };
-    let mut out = Vec::new();
-    for n in names.filter(|n| keep_xattr(n.as_bytes())) {
-        if let Some(v) = xattr::get(path, &n).at(host)? {
-            out.push((n.as_bytes().to_vec(), v));
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Xattrs of an entry that cannot be opened (device, FIFO), read through its
+/// directory's fd without following the entry itself.
+fn unopened_xattrs(dir: &OwnedFd, name: &[u8], host: &Path) -> Result<Xattrs> {
+    xattr::list_at(dir.as_fd(), name, &CONTAINER_XATTRS).at(host)
 }
 
 /// How many directory fds the walk may hold: [`MAX_OPEN_DIRS`], or a quarter of
@@ -770,51 +700,6 @@ fn max_open_dirs() -> usize {
     MAX_OPEN_DIRS
         .min(usize::try_from(soft / 4).unwrap_or(MAX_OPEN_DIRS))
         .max(8)
-}
-
-/// Which xattrs go into the layer: file capabilities and user attributes, but not
-/// overlayfs' own, nor `trusted.*` or SELinux labels of the host.
-fn keep_xattr(name: &[u8]) -> bool {
-    name == b"security.capability"
-        || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
-}
-
-fn is_unsupported(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc_errno) if libc_errno == Errno::ENOTSUP as i32 || libc_errno == Errno::EPERM as i32)
-}
-
-pub(super) fn fd_xattrs(fd: RawFd, host: &Path) -> Result<Xattrs> {
-    let f = borrowed_file(fd);
-    let names = match xattr::FileExt::list_xattr(&*f) {
-        Ok(n) => n,
-        Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e).at(host),
-    };
-    let mut out = Vec::new();
-    for n in names.filter(|n| keep_xattr(n.as_bytes())) {
-        if let Some(v) = xattr::FileExt::get_xattr(&*f, &n).at(host)? {
-            out.push((n.as_bytes().to_vec(), v));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-pub(super) fn get_xattr(fd: RawFd, name: &str, host: &Path) -> Result<Option<Vec<u8>>> {
-    let f = borrowed_file(fd);
-    match xattr::FileExt::get_xattr(&*f, name) {
-        Ok(v) => Ok(v),
-        Err(e) if is_unsupported(&e) => Ok(None),
-        Err(e) => Err(e).at(host),
-    }
-}
-
-/// A `File` view of an fd owned elsewhere, never closed by the view.
-fn borrowed_file(fd: RawFd) -> std::mem::ManuallyDrop<File> {
-    // SAFETY: the fd stays open for the view's lifetime (the caller owns it), and
-    // ManuallyDrop keeps the view from closing it.
-    #[allow(unsafe_code)]
-    std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
 }
 
 pub(super) fn header_from(rel: &[u8], kind: Kind, st: &FileStat, xattrs: Xattrs) -> Header {
