@@ -9,6 +9,9 @@
 //! the file is fsynced and linked into place, a `NAME.sha256` sidecar likewise,
 //! and the directory fsynced. Before that, nothing is under the final name, and
 //! a writer dropped or a process killed leaves nothing behind.
+//!
+//! It knows the OCI layout's file names and the tar framing of blobs, not what
+//! the blobs hold: layers, configs and manifests are made elsewhere.
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};

@@ -4,6 +4,9 @@
 //! base, copying its blobs) before it pauses anything, then add layers, then
 //! finish: `begin` → `add_layer`… → `finish`. Dropping it before `finish`
 //! removes the temporary archive.
+//!
+//! It sequences the other modules (source, walk, layer, compression, image,
+//! archive) and holds no format knowledge of its own.
 
 use std::ffi::OsStr;
 use std::fs::File;

@@ -5,6 +5,9 @@
 //! recorded, and its ctime is older than the first pass by more than a clock tick:
 //! a file changed in the same tick as it was first seen might keep its ctime, so
 //! such "racy" entries count as changed (as git treats racily clean files).
+//!
+//! It decides what a delta pass writes ([`Baseline::decide`], [`Baseline::gone`]);
+//! the walk acts on it. It knows nothing of fds, trees or layer encodings.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,4 +1,6 @@
 //! The crate's error type: every variant names the path, blob or field at fault.
+//!
+//! It knows no HTTP status or exit code: callers map these errors to theirs.
 
 use std::io;
 use std::path::PathBuf;

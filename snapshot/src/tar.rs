@@ -4,6 +4,9 @@
 //!
 //! No user or group names are written, and records are emitted in a fixed order, so
 //! the same entry always encodes to the same bytes.
+//!
+//! It knows tar, not OCI: whiteout names are [`crate::layer`]'s, and where the
+//! entries come from is the walk's.
 
 use std::io::{self, Write};
 

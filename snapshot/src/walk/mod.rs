@@ -12,10 +12,11 @@
 //! are [`crate::delta`]'s.
 //!
 //! Session content is written by an untrusted user, so the walk never follows a
-//! symlink (every open is `openat(dirfd, name, O_NOFOLLOW)`), opens a regular file
-//! only after checking the fd is the inode it stat'ed, never opens FIFOs or
-//! devices, and never leaves a tree's filesystem. It is iterative, and keeps at
-//! most [`MAX_OPEN_DIRS`] directory fds open however deep the tree.
+//! symlink (every open is relative to a directory fd, with `O_NOFOLLOW`), reads a
+//! regular file only through [`crate::fs::open::open_verified`] (the inode it
+//! stat'ed, and no other), never opens FIFOs or devices, and never leaves a
+//! tree's filesystem. Every syscall goes through [`crate::fs`]. It is iterative,
+//! and keeps at most [`MAX_OPEN_DIRS`] directory fds open however deep the tree.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
