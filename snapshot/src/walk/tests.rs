@@ -397,7 +397,11 @@ fn a_delta_pass_writes_what_changed_and_whiteouts_for_what_went() {
     fs::remove_dir_all(u.join("gone")).unwrap();
     fs::remove_dir_all(u.join("swap")).unwrap();
     fs::write(u.join("swap"), b"now a file").unwrap();
-    fs::remove_dir_all(u.join("redo")).unwrap();
+    // The old `redo` is moved out of the tree rather than deleted, so that the
+    // new one cannot get its inode number back (ext4 reuses a freed inode at
+    // once), which would make it the same directory to the delta pass.
+    let aside = tempfile::tempdir_in(t.path().parent().unwrap()).unwrap();
+    fs::rename(u.join("redo"), aside.path().join("redo")).unwrap();
     fs::create_dir(u.join("redo")).unwrap();
     fs::write(u.join("redo/new"), b"n").unwrap();
     fs::set_permissions(u.join("mode"), fs::Permissions::from_mode(0o600)).unwrap();
