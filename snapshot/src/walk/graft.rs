@@ -110,8 +110,7 @@ impl Walker<'_> {
         let full = self.stack.last().is_some_and(|f| f.full);
         if self.delta().is_some() && !opaque {
             // Made from the lower dirs' metadata, which a session cannot change.
-            let frame = self.virtual_frame(rel, host, node, full);
-            self.push(frame);
+            self.push_virtual(rel, host, node, full);
             return Ok(());
         }
         let st = if opaque {
@@ -147,8 +146,7 @@ impl Walker<'_> {
         if opaque {
             self.opaque(&rel, visitor)?;
         }
-        let frame = self.virtual_frame(rel, host, node, full);
-        self.push(frame);
+        self.push_virtual(rel, host, node, full);
         Ok(())
     }
 
@@ -184,7 +182,7 @@ impl Walker<'_> {
             self.opaque(&rel, visitor)?;
         }
         self.record(&rel, &st);
-        let frame = self.frame(
+        self.push_dir(
             Some(dir),
             Reopen::Root(source.clone()),
             &st,
@@ -193,8 +191,6 @@ impl Walker<'_> {
             graft + 1,
             node,
             full,
-        )?;
-        self.push(frame);
-        Ok(())
+        )
     }
 }

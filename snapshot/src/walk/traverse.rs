@@ -9,8 +9,9 @@
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
+use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,10 +50,12 @@ pub(super) struct Frame {
     reopen: Reopen,
     /// (dev, ino) of the directory, checked when it is reopened.
     id: (u64, u64),
-    /// Container path of this directory, without a leading slash.
-    path: Vec<u8>,
-    /// Host path, for messages.
-    host: PathBuf,
+    /// Length of this directory's container path, the start of
+    /// [`Walker::rel`]: a frame holds no path of its own, so that a deep tree
+    /// costs memory in proportion to its depth, not to its depth squared.
+    rel_len: usize,
+    /// Where this directory's host path (for messages) is in [`Walker::host`].
+    host: Range<usize>,
     /// Index of the tree: 0 for the upper dir, 1 + i for graft i.
     tree: usize,
     /// Children still to visit, in reverse order.
@@ -86,6 +89,12 @@ pub(super) struct Walker<'a> {
     roots: Vec<TreeRoot>,
     pub(super) overlay: Overlay,
     pub(super) stack: Vec<Frame>,
+    /// The container path (without a leading slash) of the directory on top
+    /// of the stack; every frame's is a prefix of it.
+    rel: Vec<u8>,
+    /// The host paths of the frames, each after its parent's or, for a
+    /// frame below its parent's, overlapping it: the top frame's ends it.
+    host: Vec<u8>,
     open_dirs: usize,
     max_open: usize,
     /// The layer path of every multiply linked inode already written.
@@ -118,6 +127,8 @@ impl<'a> Walker<'a> {
             roots: Vec::new(),
             overlay,
             stack: Vec::new(),
+            rel: Vec::new(),
+            host: Vec::new(),
             open_dirs: 0,
             max_open: max_open_dirs(),
             hardlinks: LinkTracker::new(),
@@ -127,7 +138,7 @@ impl<'a> Walker<'a> {
 
     pub(super) fn run(&mut self, visitor: &mut dyn Visitor) -> Result<()> {
         // Tree 0 is the upper dir; with none, a virtual root that only holds grafts.
-        let root_frame = match &self.spec.upper {
+        match &self.spec.upper {
             Some(upper) => {
                 let (dir, st) = open_root(upper)?;
                 self.roots.push(TreeRoot {
@@ -136,7 +147,7 @@ impl<'a> Walker<'a> {
                 });
                 self.overlay.dir_is_opaque(dir.as_fd(), upper)?;
                 xattr::list(&dir, &CONTAINER_XATTRS).at(upper)?;
-                self.frame(
+                self.push_dir(
                     Some(dir),
                     Reopen::Root(upper.clone()),
                     &st,
@@ -145,16 +156,16 @@ impl<'a> Walker<'a> {
                     0,
                     Some(0),
                     false,
-                )?
+                )?;
             }
             None => {
                 self.roots.push(TreeRoot {
                     dev: 0,
                     overlay: false,
                 });
-                self.virtual_frame(Vec::new(), PathBuf::from("/"), 0, false)
+                self.push_virtual(Vec::new(), PathBuf::from("/"), 0, false);
             }
-        };
+        }
         for g in &self.spec.grafts {
             let (_, st) = open_root(&g.source)?;
             self.roots.push(TreeRoot {
@@ -162,15 +173,10 @@ impl<'a> Walker<'a> {
                 overlay: false,
             });
         }
-        self.push(root_frame);
 
         while let Some(top) = self.stack.last_mut() {
             let Some(child) = top.todo.pop() else {
-                if let Some(f) = self.stack.pop() {
-                    if f.dir.is_some() {
-                        self.open_dirs -= 1;
-                    }
-                }
+                self.pop();
                 continue;
             };
             if self.cancel.load(Ordering::Relaxed) {
@@ -181,8 +187,10 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    /// Lists the directory `dir` (none for one only leading to grafts) at
+    /// container path `path` and makes it the top of the stack.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn frame(
+    pub(super) fn push_dir(
         &mut self,
         dir: Option<OwnedFd>,
         reopen: Reopen,
@@ -192,7 +200,7 @@ impl<'a> Walker<'a> {
         tree: usize,
         node: Option<usize>,
         full: bool,
-    ) -> Result<Frame> {
+    ) -> Result<()> {
         let mut todo: Vec<Child> = Vec::new();
         if let Some(d) = &dir {
             for name in read_names(d.as_fd()).at(&host)? {
@@ -236,25 +244,22 @@ impl<'a> Walker<'a> {
         }
         // Reverse order, so that popping visits names in ascending byte order.
         todo.sort_unstable_by(|a, b| b.name.cmp(&a.name));
-        Ok(Frame {
+        let frame = Frame {
             dir: dir.map(Rc::new),
             reopen,
             id: (st.st_dev, st.st_ino),
-            path,
-            host,
+            rel_len: 0,
+            host: 0..0,
             tree,
             todo,
             full,
-        })
+        };
+        self.push(frame, path, host);
+        Ok(())
     }
 
-    pub(super) fn virtual_frame(
-        &mut self,
-        path: Vec<u8>,
-        host: PathBuf,
-        node: usize,
-        full: bool,
-    ) -> Frame {
+    /// Makes a directory synthesized on the way to grafts the top of the stack.
+    pub(super) fn push_virtual(&mut self, path: Vec<u8>, host: PathBuf, node: usize, full: bool) {
         let mut todo: Vec<Child> = self
             .grafts
             .children(node)
@@ -267,16 +272,17 @@ impl<'a> Walker<'a> {
             })
             .collect();
         todo.reverse();
-        Frame {
+        let frame = Frame {
             dir: None,
             reopen: Reopen::Virtual,
             id: (0, 0),
-            path,
-            host,
+            rel_len: 0,
+            host: 0..0,
             tree: 0,
             todo,
             full,
-        }
+        };
+        self.push(frame, path, host);
     }
 
     /// The baseline to compare with, in a delta pass outside new subtrees.
@@ -304,7 +310,28 @@ impl<'a> Walker<'a> {
         }
     }
 
-    pub(super) fn push(&mut self, frame: Frame) {
+    /// Pushes `frame` for the directory at container path `path` (its parent's
+    /// path and a name) and host path `host`.
+    fn push(&mut self, mut frame: Frame, path: Vec<u8>, host: PathBuf) {
+        debug_assert!(path.starts_with(&self.rel));
+        self.rel = path;
+        frame.rel_len = self.rel.len();
+        let host = host.into_os_string().into_vec();
+        let below_parent = self.stack.last().map(|p| p.host.clone()).filter(|p| {
+            !matches!(frame.reopen, Reopen::Root(_)) && host.starts_with(&self.host[p.clone()])
+        });
+        frame.host = match below_parent {
+            // The parent's path and a name: only the name is stored.
+            Some(p) => {
+                self.host.extend_from_slice(&host[p.len()..]);
+                p.start..self.host.len()
+            }
+            None => {
+                let start = self.host.len();
+                self.host.extend_from_slice(&host);
+                start..self.host.len()
+            }
+        };
         if frame.dir.is_some() {
             self.open_dirs += 1;
             if self.open_dirs > self.max_open {
@@ -317,6 +344,28 @@ impl<'a> Walker<'a> {
             }
         }
         self.stack.push(frame);
+    }
+
+    /// Pops the frame on top of the stack, done with.
+    fn pop(&mut self) {
+        if let Some(f) = self.stack.pop() {
+            if f.dir.is_some() {
+                self.open_dirs -= 1;
+            }
+        }
+        let (rel_len, host_end) = self
+            .stack
+            .last()
+            .map_or((0, 0), |top| (top.rel_len, top.host.end));
+        self.rel.truncate(rel_len);
+        self.host.truncate(host_end);
+    }
+
+    /// The host path of the frame at `depth`, for messages.
+    fn host_of(&self, depth: usize) -> &Path {
+        Path::new(OsStr::from_bytes(
+            &self.host[self.stack[depth].host.clone()],
+        ))
     }
 
     /// The directory on top of the stack, reopened if it was closed.
@@ -346,31 +395,31 @@ impl<'a> Walker<'a> {
                 Reopen::Root(path) => open_root(path)?.0,
                 Reopen::Child(name) => {
                     let parent = self.stack[d - 1].dir.as_ref().expect("reopened above");
-                    open_dir_at(parent.as_fd(), &bytes_cstring(name)).at(&self.stack[d].host)?
+                    open_dir_at(parent.as_fd(), &bytes_cstring(name)).at(self.host_of(d))?
                 }
             };
-            let f = &mut self.stack[d];
-            let st = stat(&dir).at(&f.host)?;
-            if (st.st_dev, st.st_ino) != f.id {
+            let st = stat(&dir).at(self.host_of(d))?;
+            if (st.st_dev, st.st_ino) != self.stack[d].id {
                 return Err(Error::Refused {
-                    path: f.host.clone(),
+                    path: self.host_of(d).to_path_buf(),
                     message: "directory was replaced while it was being read".into(),
                 });
             }
-            f.dir = Some(Rc::new(dir));
+            self.stack[d].dir = Some(Rc::new(dir));
             self.open_dirs += 1;
         }
         Ok(())
     }
 
     fn child(&mut self, child: Child, visitor: &mut dyn Visitor) -> Result<()> {
-        let parent = self.stack.last().expect("a frame is on the stack");
-        let mut rel = parent.path.clone();
+        let depth = self.stack.len() - 1;
+        let parent = &self.stack[depth];
+        let mut rel = self.rel.clone();
         if !rel.is_empty() {
             rel.push(b'/');
         }
         rel.extend_from_slice(&child.name);
-        let host = parent.host.join(OsStr::from_bytes(&child.name));
+        let host = self.host_of(depth).join(OsStr::from_bytes(&child.name));
         let tree = parent.tree;
         let full = parent.full;
         self.progress.entries.fetch_add(1, Ordering::Relaxed);
@@ -573,7 +622,7 @@ impl<'a> Walker<'a> {
                 self.opaque(&rel, visitor)?;
             }
         }
-        let frame = self.frame(
+        self.push_dir(
             Some(dir),
             Reopen::Child(cname.into_bytes()),
             &now,
@@ -582,9 +631,7 @@ impl<'a> Walker<'a> {
             tree,
             node,
             full,
-        )?;
-        self.push(frame);
-        Ok(())
+        )
     }
 
     fn file(
