@@ -71,6 +71,13 @@ impl ArchiveWriter {
             field: "output",
             message: format!("{} does not name a file", dest.display()),
         })?;
+        // Before anything is opened: an existing output is the error even
+        // where its directory cannot be opened for reading.
+        if !overwrite && dest.symlink_metadata().is_ok() {
+            return Err(Error::Exists {
+                path: dest.to_path_buf(),
+            });
+        }
         let dir_path = parent_dir(dest);
         let dir = open_root(dir_path).at(dir_path)?;
         Self::create_in(dir.as_fd(), name, dest, overwrite)
@@ -331,6 +338,27 @@ mod tests {
         let w = ArchiveWriter::create(&dest, true).unwrap();
         let done = w.commit().unwrap();
         assert_eq!(done.size, std::fs::metadata(&dest).unwrap().len());
+    }
+
+    #[test]
+    fn an_archive_made_in_a_directory_fd_lands_there_whatever_its_path_does() {
+        let t = tempfile::tempdir().unwrap();
+        let (out, moved) = (t.path().join("out"), t.path().join("moved"));
+        std::fs::create_dir(&out).unwrap();
+        let fd = open_root(&out).unwrap();
+        let dest = out.join("img.tar");
+        let w = ArchiveWriter::create_in(fd.as_fd(), OsStr::new("img.tar"), &dest, false).unwrap();
+        std::fs::rename(&out, &moved).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        let done = w.commit().unwrap();
+        assert_eq!(done.path, dest);
+        assert!(moved.join("img.tar").is_file() && moved.join("img.tar.sha256").is_file());
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+        let err = ArchiveWriter::create_in(fd.as_fd(), OsStr::new("img.tar"), &dest, false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("img.tar: already exists"), "{err}");
     }
 
     #[test]
