@@ -1,24 +1,33 @@
 //! Writes an OCI image layout as a tar archive, durably and atomically.
 //!
 //! The archive is written to an unnamed file in the destination directory (see
-//! [`Unnamed`]). Blobs whose digest is only known at the end (the new layer) are
+//! [`Unnamed`]), which is given as a path or, by a caller that resolved it
+//! safely, as a directory fd ([`ArchiveWriter::create_in`]); every later step
+//! works on that fd. Blobs whose digest is only known at the end (the new layer) are
 //! streamed straight into the archive after a placeholder header that is
 //! rewritten once the digest and size are known. On [`ArchiveWriter::commit`]
 //! the file is fsynced and linked into place, a `NAME.sha256` sidecar likewise,
 //! and the directory fsynced. Before that, nothing is under the final name, and
 //! a writer dropped or a process killed leaves nothing behind.
+//!
+//! It knows the OCI layout's file names and the tar framing of blobs, not what
+//! the blobs hold: layers, configs and manifests are made elsewhere.
 
 use std::collections::HashSet;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::sha256_digest;
 use crate::error::{Error, IoContext, Result};
+use crate::fs::open::{open_root, stat_at};
+use crate::fs::output::Unnamed;
 use crate::tar::{finish_checksum, padding, ustar, Header, BLOCK};
-use crate::unnamed::Unnamed;
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -28,6 +37,10 @@ pub struct ArchiveWriter {
     /// What messages call the file being written: its final path.
     tmp: PathBuf,
     dest: PathBuf,
+    /// The final name, in the directory `out` is in.
+    name: OsString,
+    /// The directory's path, for messages.
+    dir_path: PathBuf,
     overwrite: bool,
     blobs: HashSet<String>,
     /// Blobs in the order they were written, for [`ArchiveWriter::rollback`].
@@ -58,17 +71,46 @@ impl ArchiveWriter {
             field: "output",
             message: format!("{} does not name a file", dest.display()),
         })?;
+        // Before anything is opened: an existing output is the error even
+        // where its directory cannot be opened for reading.
         if !overwrite && dest.symlink_metadata().is_ok() {
             return Err(Error::Exists {
                 path: dest.to_path_buf(),
             });
         }
-        let dir = parent_dir(dest);
-        let out = Unnamed::new(dir, &name.to_string_lossy()).at(dir)?;
+        let dir_path = parent_dir(dest);
+        let dir = open_root(dir_path).at(dir_path)?;
+        Self::create_in(dir.as_fd(), name, dest, overwrite)
+    }
+
+    /// Starts an archive to be committed as `name` in the directory open as
+    /// `dir` (any fd of it, an `O_PATH` one included): the directory a caller
+    /// resolved is the one written to, whatever its path does meanwhile.
+    /// `dest` is the archive's path, for messages and the report. Fails at
+    /// once, naming `dest`, if `name` exists and `overwrite` is false.
+    pub fn create_in(
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        dest: &Path,
+        overwrite: bool,
+    ) -> Result<Self> {
+        let dir_path = parent_dir(dest);
+        let cname = CString::new(name.as_bytes()).map_err(|_| Error::Invalid {
+            field: "output",
+            message: format!("{} holds a NUL byte", dest.display()),
+        })?;
+        if !overwrite && stat_at(dir, &cname).is_ok() {
+            return Err(Error::Exists {
+                path: dest.to_path_buf(),
+            });
+        }
+        let out = Unnamed::new_in(dir, dir_path, &name.to_string_lossy()).at(dir_path)?;
         let mut w = ArchiveWriter {
             out,
             tmp: dest.to_path_buf(),
             dest: dest.to_path_buf(),
+            name: name.to_os_string(),
+            dir_path: dir_path.to_path_buf(),
             overwrite,
             blobs: HashSet::new(),
             order: Vec::new(),
@@ -88,6 +130,11 @@ impl ArchiveWriter {
     /// The final path, which names the file being written in messages.
     pub fn dest(&self) -> &Path {
         &self.dest
+    }
+
+    /// The directory the archive is written in, and its path.
+    pub fn dir(&self) -> (BorrowedFd<'_>, &Path) {
+        (self.out.dir(), &self.dir_path)
     }
 
     fn file(&mut self) -> &mut File {
@@ -213,27 +260,23 @@ impl ArchiveWriter {
         let sha256 = hash_reader(f).at(&tmp)?;
         f.sync_all().at(&tmp)?;
 
-        let dir = parent_dir(&self.dest).to_path_buf();
-        let name = self
-            .dest
-            .file_name()
-            .expect("checked in create")
-            .to_string_lossy()
-            .into_owned();
+        let dir = self.dir_path.clone();
+        let name = self.name.to_string_lossy().into_owned();
         let sidecar_name = format!("{name}.sha256");
         let sidecar = dir.join(&sidecar_name);
-        let mut side = Unnamed::new(&dir, &sidecar_name).at(&dir)?;
+        let mut side = Unnamed::new_in(self.out.dir(), &dir, &sidecar_name).at(&dir)?;
         let line = format!("{}  {name}\n", sha256.trim_start_matches("sha256:"));
         side.file().write_all(line.as_bytes()).at(&sidecar)?;
         side.file().sync_all().at(&sidecar)?;
-        match self.out.persist(&self.dest, self.overwrite) {
+        let dir_fd = side.dir().try_clone_to_owned().at(&dir)?;
+        match self.out.persist(&self.name, self.overwrite) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(Error::Exists { path: self.dest });
             }
             other => other.at(&self.dest)?,
         }
-        side.persist(&sidecar, true).at(&sidecar)?;
-        File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+        side.persist(OsStr::new(&sidecar_name), true).at(&sidecar)?;
+        rustix::fs::fsync(&dir_fd).at(&dir)?;
         Ok(Committed {
             path: self.dest,
             size,
@@ -295,6 +338,27 @@ mod tests {
         let w = ArchiveWriter::create(&dest, true).unwrap();
         let done = w.commit().unwrap();
         assert_eq!(done.size, std::fs::metadata(&dest).unwrap().len());
+    }
+
+    #[test]
+    fn an_archive_made_in_a_directory_fd_lands_there_whatever_its_path_does() {
+        let t = tempfile::tempdir().unwrap();
+        let (out, moved) = (t.path().join("out"), t.path().join("moved"));
+        std::fs::create_dir(&out).unwrap();
+        let fd = open_root(&out).unwrap();
+        let dest = out.join("img.tar");
+        let w = ArchiveWriter::create_in(fd.as_fd(), OsStr::new("img.tar"), &dest, false).unwrap();
+        std::fs::rename(&out, &moved).unwrap();
+        std::fs::create_dir(&out).unwrap();
+        let done = w.commit().unwrap();
+        assert_eq!(done.path, dest);
+        assert!(moved.join("img.tar").is_file() && moved.join("img.tar.sha256").is_file());
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+        let err = ArchiveWriter::create_in(fd.as_fd(), OsStr::new("img.tar"), &dest, false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("img.tar: already exists"), "{err}");
     }
 
     #[test]

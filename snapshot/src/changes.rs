@@ -11,6 +11,9 @@
 //! Differences from Docker: `CMD`/`ENTRYPOINT` arguments that look like a JSON
 //! array (start with `[`, end with `]`, contain a `"`) but do not parse are an
 //! error rather than a shell command; `EXPOSE` takes no variables.
+//!
+//! It edits an image config in memory; it does not know where the config comes
+//! from or goes to.
 
 use std::fmt;
 use std::str::FromStr;

@@ -4,9 +4,14 @@
 //! base, copying its blobs) before it pauses anything, then add layers, then
 //! finish: `begin` → `add_layer`… → `finish`. Dropping it before `finish`
 //! removes the temporary archive.
+//!
+//! It sequences the other modules (source, walk, layer, compression, image,
+//! archive) and holds no format knowledge of its own.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -14,14 +19,14 @@ use std::time::Instant;
 use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
 use serde::Serialize;
 
-use crate::archive::{parent_dir, ArchiveWriter, Committed, Mark};
+use crate::archive::{ArchiveWriter, Committed, Mark};
 use crate::compress::{Encoder, Settings};
 use crate::digest::HashingWriter;
 use crate::error::{IoContext, Result};
+use crate::fs::output::Unnamed;
 use crate::image::{self, BaseInfo, ImageMeta};
 use crate::layer::{write_layer, LayerInfo, SpoolVisitor};
 use crate::source::{ImageRef, ImageSource, ResolvedImage};
-use crate::unnamed::Unnamed;
 use crate::walk::{walk_pass, Pass, Progress, TreeSpec, WalkReport};
 
 /// Whether the base image's layer blobs are copied into the archive.
@@ -116,6 +121,33 @@ impl Commit {
         base: Option<&ImageRef>,
         base_blobs: BaseBlobs,
     ) -> Result<Self> {
+        Self::begin_with(base, base_blobs, || {
+            ArchiveWriter::create(output, overwrite)
+        })
+    }
+
+    /// [`Commit::begin`] for an archive named `name` in the directory open as
+    /// `dir`, which a caller resolved (beneath a save location, say): see
+    /// [`ArchiveWriter::create_in`]. `output` is the archive's path, for
+    /// messages and the report.
+    pub fn begin_in(
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        output: &Path,
+        overwrite: bool,
+        base: Option<&ImageRef>,
+        base_blobs: BaseBlobs,
+    ) -> Result<Self> {
+        Self::begin_with(base, base_blobs, || {
+            ArchiveWriter::create_in(dir, name, output, overwrite)
+        })
+    }
+
+    fn begin_with(
+        base: Option<&ImageRef>,
+        base_blobs: BaseBlobs,
+        archive: impl FnOnce() -> Result<ArchiveWriter>,
+    ) -> Result<Self> {
         let started = Instant::now();
         let base = match base {
             None => None,
@@ -129,7 +161,7 @@ impl Commit {
                 Some((src, resolved, info))
             }
         };
-        let mut archive = ArchiveWriter::create(output, overwrite)?;
+        let mut archive = archive()?;
         let mut base_layers = Vec::new();
         if let Some((src, resolved, _)) = &base {
             let diff_ids = resolved.config.rootfs().diff_ids();
@@ -232,8 +264,8 @@ impl Commit {
         limit: Option<u64>,
     ) -> Result<Option<Spooled>> {
         let dest = self.archive.dest();
-        let dir = parent_dir(dest);
-        let mut spool = Unnamed::new(dir, "freezeframe-spool").at(dir)?;
+        let (dir, dir_path) = self.archive.dir();
+        let mut spool = Unnamed::new_in(dir, dir_path, "freezeframe-spool").at(dir_path)?;
         let file = spool.file().try_clone().at(dest)?;
         let mut visitor = SpoolVisitor::new(file, dest, limit);
         let report = walk_pass(spec, &mut visitor, progress, cancel, pass)?;

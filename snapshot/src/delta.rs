@@ -5,6 +5,9 @@
 //! recorded, and its ctime is older than the first pass by more than a clock tick:
 //! a file changed in the same tick as it was first seen might keep its ctime, so
 //! such "racy" entries count as changed (as git treats racily clean files).
+//!
+//! It decides what a delta pass writes ([`Baseline::decide`], [`Baseline::gone`]);
+//! the walk acts on it. It knows nothing of fds, trees or layer encodings.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,6 +46,18 @@ impl State {
     pub fn is_dir(&self) -> bool {
         self.mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits()
     }
+}
+
+/// What a delta pass does with an entry it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// As the baseline has it: nothing to write (a directory is still
+    /// entered, for what changed below it).
+    Unchanged,
+    /// Write it. `replaced`: the baseline has another kind of entry, or another
+    /// directory, at the path, so the layer first says the old one is gone.
+    /// `whole`: everything below is written too (a new or replaced directory).
+    Write { replaced: bool, whole: bool },
 }
 
 /// Every entry the passes so far wrote, by container path (relative, no
@@ -129,6 +144,33 @@ impl Baseline {
         now.ctime < self.racy_after
             && self.entries.get(path) == Some(now)
             && (self.changed.is_empty() || !self.changed.contains(path))
+    }
+
+    /// What a delta pass does with the entry `now` at `path`.
+    pub fn decide(&self, path: &[u8], now: &State) -> Decision {
+        if self.unchanged(path, now) {
+            return Decision::Unchanged;
+        }
+        let old = self.get(path).copied();
+        let replaced = old.is_some_and(|old| {
+            old.is_dir() != now.is_dir() || (now.is_dir() && old.ino != now.ino)
+        });
+        Decision::Write {
+            replaced,
+            whole: replaced || old.is_none(),
+        }
+    }
+
+    /// Names an earlier pass wrote in directory `dir` that `present` says are
+    /// not there now: each needs a whiteout.
+    pub fn gone<'a>(
+        &'a self,
+        dir: &[u8],
+        present: impl Fn(&[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        self.children(dir)
+            .iter()
+            .filter(move |n| !present(n.as_slice()))
     }
 
     /// Names the first pass wrote in directory `dir`.

@@ -1,4 +1,6 @@
 //! SHA-256 digests computed on the fly as bytes pass through a writer.
+//!
+//! It counts and hashes bytes; it does not know what they are.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,6 @@
 //! The crate's error type: every variant names the path, blob or field at fault.
+//!
+//! It knows no HTTP status or exit code: callers map these errors to theirs.
 
 use std::io;
 use std::path::PathBuf;
@@ -59,6 +61,15 @@ impl<T> IoContext<T> for io::Result<T> {
 }
 
 impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|errno| Error::Io {
+            path: path.into(),
+            source: io::Error::from(errno),
+        })
+    }
+}
+
+impl<T> IoContext<T> for rustix::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|errno| Error::Io {
             path: path.into(),

@@ -2,6 +2,9 @@
 //!
 //! JSON is serialised with sorted keys, so the same inputs always give the same
 //! digests.
+//!
+//! It builds documents from what it is given (layer digests, base config,
+//! metadata); it reads no trees and writes no files.
 
 use std::collections::HashMap;
 use std::time::SystemTime;

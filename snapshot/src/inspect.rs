@@ -8,6 +8,9 @@
 //! blobs) and are reported as such. What is wrong with the content is collected
 //! in [`Inspection::problems`]; only an archive that cannot be opened at all is
 //! an error.
+//!
+//! It only reads, through [`crate::source`]; it shares no code with the writer,
+//! so that it checks what was written rather than what was meant.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,9 +1,14 @@
-//! One pass from trees to a layer blob: walk → tar → sha256 (diffID) →
-//! compression → sha256 (digest) → output, with no temporary copy of the layer.
+//! The layer encoder: turns the walk's events into an OCI layer's tar stream,
+//! and runs one pass from trees to a layer blob: walk → tar → sha256 (diffID)
+//! → compression → sha256 (digest) → output, with no temporary copy of the
+//! layer.
+//!
+//! It alone knows OCI's whiteout encoding (`.wh.NAME`, `.wh..wh..opq`); the
+//! walk only says what is gone or opaque. It does not read trees itself.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::Write;
-
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -12,8 +17,8 @@ use serde::Serialize;
 use crate::compress::{Encoder, Settings};
 use crate::digest::HashingWriter;
 use crate::error::{Error, IoContext, Result};
-use crate::tar::{CopyError, TarWriter};
-use crate::walk::{self, Entry, Pass, Progress, TreeSpec, Visitor, WalkReport};
+use crate::tar::{CopyError, Header, TarWriter, BLOCK};
+use crate::walk::{self, Event, Pass, Progress, TreeSpec, Visitor, WalkReport};
 
 /// What a written layer is, for the image config and manifest.
 #[derive(Debug, Clone, Serialize)]
@@ -31,10 +36,101 @@ pub struct LayerInfo {
 
 const COPY_BUF: usize = 256 * 1024;
 
-/// Writes the walk's entries as a tar stream.
-pub struct TarVisitor<W: Write> {
-    tar: TarWriter<W>,
+/// The prefix OCI gives a whiteout's name: `DIR/.wh.NAME` deletes `DIR/NAME`.
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The name whose presence makes its directory opaque.
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// Whether a layer cannot hold an entry of this name: OCI reserves names that
+/// begin with `.wh.` for whiteouts, so such a file would read as one.
+pub fn is_reserved_name(name: &[u8]) -> bool {
+    name.starts_with(WHITEOUT_PREFIX)
+}
+
+/// The tar header that says `event` in an OCI layer: an entry as it is, a
+/// whiteout as the empty file `DIR/.wh.NAME`, an opaque directory as the
+/// empty file `DIR/.wh..wh..opq` after the directory's own entry.
+pub fn event_header<'a>(event: &Event<'a>) -> Cow<'a, Header> {
+    match *event {
+        Event::Entry { header, .. } => Cow::Borrowed(header),
+        Event::Whiteout { path, mtime, .. } => {
+            let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&path[..i], &path[i + 1..]),
+                None => (&path[..0], path),
+            };
+            let mut p = parent.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(WHITEOUT_PREFIX);
+            p.extend_from_slice(name);
+            let mut h = Header::plain_file(p, 0, 0o644);
+            h.mtime_sec = mtime;
+            Cow::Owned(h)
+        }
+        Event::Opaque { dir } => {
+            let mut p = dir.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(OPAQUE_MARKER);
+            Cow::Owned(Header::plain_file(p, 0, 0o644))
+        }
+    }
+}
+
+/// How file data gets from the file the walk opened into the tar stream.
+pub trait DataCopy<W> {
+    /// Moves at most `max` bytes from `src` to `out`; returns how many, 0 when
+    /// `src` has ended.
+    fn chunk(&mut self, src: &mut File, out: &mut W, max: u64) -> Result<u64, CopyError>;
+}
+
+/// Copies through a buffer: read, then write.
+pub struct ReadWrite {
     buf: Vec<u8>,
+}
+
+impl<W: Write> DataCopy<W> for ReadWrite {
+    fn chunk(&mut self, src: &mut File, out: &mut W, max: u64) -> Result<u64, CopyError> {
+        let want = self
+            .buf
+            .len()
+            .min(usize::try_from(max).unwrap_or(usize::MAX));
+        loop {
+            match src.read(&mut self.buf[..want]) {
+                Ok(n) => {
+                    out.write_all(&self.buf[..n]).map_err(CopyError::Write)?;
+                    return Ok(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Read(e)),
+            }
+        }
+    }
+}
+
+/// Copies inside the kernel (`copy_file_range`), from file to file.
+pub struct KernelCopy;
+
+impl DataCopy<File> for KernelCopy {
+    fn chunk(&mut self, src: &mut File, out: &mut File, max: u64) -> Result<u64, CopyError> {
+        let chunk = usize::try_from(max.min(1 << 30)).unwrap_or(1 << 30);
+        loop {
+            match nix::fcntl::copy_file_range(&*src, None, &*out, None, chunk) {
+                Ok(n) => return Ok(n as u64),
+                Err(nix::errno::Errno::EINTR) => {}
+                // Either side may have failed; the entry names the copy.
+                Err(e) => return Err(CopyError::Read(e.into())),
+            }
+        }
+    }
+}
+
+/// Writes the walk's events as a tar stream: counts entries, stops at a
+/// limit of file data, and zero-fills a file that shrank while it was read
+/// to the size its header gives.
+pub struct LayerWriter<W: Write, C> {
+    tar: TarWriter<W>,
+    copy: C,
     /// Where the stream goes, for messages.
     out_path: PathBuf,
     entries: u64,
@@ -43,15 +139,25 @@ pub struct TarVisitor<W: Write> {
     limit: Option<u64>,
 }
 
-impl<W: Write> TarVisitor<W> {
-    pub fn new(out: W, out_path: &Path) -> Self {
-        TarVisitor {
+/// Writes the walk's events as a tar stream into any writer (a compressor
+/// and its digests, in a commit).
+pub type TarVisitor<W> = LayerWriter<W, ReadWrite>;
+
+/// Writes a pass as a plain tar into a file, copying file data inside the
+/// kernel (`copy_file_range`) and hashing nothing: the least work possible,
+/// for a pass that runs while the session is frozen. The digests are taken
+/// later, when the spool is compressed.
+pub type SpoolVisitor = LayerWriter<File, KernelCopy>;
+
+impl<W: Write, C> LayerWriter<W, C> {
+    fn with_copy(out: W, copy: C, out_path: &Path, limit: Option<u64>) -> Self {
+        LayerWriter {
             tar: TarWriter::new(out),
-            buf: vec![0; COPY_BUF],
+            copy,
             out_path: out_path.to_path_buf(),
             entries: 0,
             data_bytes: 0,
-            limit: None,
+            limit,
         }
     }
 
@@ -63,113 +169,60 @@ impl<W: Write> TarVisitor<W> {
     pub fn entries(&self) -> u64 {
         self.entries
     }
+}
 
+impl<W: Write> LayerWriter<W, ReadWrite> {
+    pub fn new(out: W, out_path: &Path) -> Self {
+        let copy = ReadWrite {
+            buf: vec![0; COPY_BUF],
+        };
+        LayerWriter::with_copy(out, copy, out_path, None)
+    }
+
+    /// Ends the tar stream; returns the writer.
     pub fn finish(self) -> Result<W> {
         self.tar.finish().at(&self.out_path)
     }
 }
 
-impl<W: Write> Visitor for TarVisitor<W> {
-    fn entry(&mut self, entry: &Entry<'_>, data: Option<&mut File>) -> Result<u64> {
-        self.entries += 1;
-        self.data_bytes += entry.header.data_size();
-        if let Some(limit) = self.limit.filter(|&l| self.data_bytes > l) {
-            return Err(Error::LayerTooLarge { limit });
-        }
-        self.tar.header(entry.header).at(&self.out_path)?;
-        match data {
-            None => Ok(0),
-            Some(file) => self
-                .tar
-                .data(file, entry.header.data_size(), &mut self.buf)
-                .map_err(|e| match e {
-                    CopyError::Read(source) => Error::Io {
-                        path: PathBuf::from(format!(
-                            "/{}",
-                            String::from_utf8_lossy(&entry.header.path)
-                        )),
-                        source,
-                    },
-                    CopyError::Write(source) => Error::Io {
-                        path: self.out_path.clone(),
-                        source,
-                    },
-                }),
-        }
-    }
-}
-
-/// Writes a pass as a plain tar into a file, copying file data inside the
-/// kernel (`copy_file_range`) and hashing nothing: the least work possible,
-/// for a pass that runs while the session is frozen. The digests are taken
-/// later, when the spool is compressed.
-pub struct SpoolVisitor {
-    out: File,
-    /// Where the stream goes, for messages.
-    out_path: PathBuf,
-    entries: u64,
-    data_bytes: u64,
-    size: u64,
-    limit: Option<u64>,
-}
-
-impl SpoolVisitor {
+impl LayerWriter<File, KernelCopy> {
     pub fn new(out: File, out_path: &Path, limit: Option<u64>) -> Self {
-        SpoolVisitor {
-            out,
-            out_path: out_path.to_path_buf(),
-            entries: 0,
-            data_bytes: 0,
-            size: 0,
-            limit,
-        }
+        LayerWriter::with_copy(out, KernelCopy, out_path, limit)
     }
 
     /// Ends the tar stream; returns the file, its entries and its size.
-    pub fn finish(mut self) -> Result<(File, u64, u64)> {
-        self.put(&[0u8; crate::tar::BLOCK * 2])?;
-        Ok((self.out, self.entries, self.size))
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).at(&self.out_path)?;
-        self.size += bytes.len() as u64;
-        Ok(())
+    pub fn finish(self) -> Result<(File, u64, u64)> {
+        let entries = self.entries;
+        let size = self.tar.written() + (BLOCK * 2) as u64;
+        let file = self.tar.finish().at(&self.out_path)?;
+        Ok((file, entries, size))
     }
 }
 
-impl Visitor for SpoolVisitor {
-    fn entry(&mut self, entry: &Entry<'_>, data: Option<&mut File>) -> Result<u64> {
+impl<W: Write, C: DataCopy<W>> Visitor for LayerWriter<W, C> {
+    fn event(&mut self, event: &Event<'_>, data: Option<&mut File>) -> Result<u64> {
+        let header = event_header(event);
         self.entries += 1;
-        let size = entry.header.data_size();
+        let size = header.data_size();
         self.data_bytes += size;
         if let Some(limit) = self.limit.filter(|&l| self.data_bytes > l) {
             return Err(Error::LayerTooLarge { limit });
         }
-        self.put(&entry.header.encode())?;
+        self.tar.header(&header).at(&self.out_path)?;
         let Some(src) = data else { return Ok(0) };
-        let mut left = size;
-        while left > 0 {
-            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            match nix::fcntl::copy_file_range(&*src, None, &self.out, None, chunk) {
-                Ok(0) => break,
-                Ok(n) => left -= n as u64,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    let path =
-                        PathBuf::from(format!("/{}", String::from_utf8_lossy(&entry.header.path)));
-                    return Err(e).at(path);
-                }
-            }
-        }
-        let got = size - left;
-        self.size += got;
-        // A file that shrank while frozen (it cannot, but a host process may
-        // touch the upper dir) is zero-filled to the size in its header.
-        let pad = left as usize + crate::tar::padding(size);
-        let zeros = vec![0u8; pad];
-        self.put(&zeros)?;
-        Ok(got)
+        let copy = &mut self.copy;
+        self.tar
+            .data_with(size, |out, max| copy.chunk(src, out, max))
+            .map_err(|e| match e {
+                CopyError::Read(source) => Error::Io {
+                    path: PathBuf::from(format!("/{}", String::from_utf8_lossy(&header.path))),
+                    source,
+                },
+                CopyError::Write(source) => Error::Io {
+                    path: self.out_path.clone(),
+                    source,
+                },
+            })
     }
 }
 

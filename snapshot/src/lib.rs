@@ -4,6 +4,20 @@
 //! ones, streams a tar through compression and digests in one pass, and writes and
 //! reads OCI image layout archives. It knows nothing of containers, cgroups or
 //! sockets: callers say which trees to read and what to leave out.
+//!
+//! Where things are:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`walk`] | the tree walk: excludes, grafts, overlay semantics, traversal |
+//! | [`delta`] | what a second pass over a live tree writes |
+//! | [`layer`] | the walk's events as an OCI layer tar (whiteouts included) |
+//! | [`tar`] | the deterministic tar encoder |
+//! | [`compress`], [`digest`] | compression and digests, on the fly |
+//! | [`image`], [`changes`] | the image's config, manifest and index |
+//! | [`archive`], [`commit`](mod@commit) | the OCI layout archive, and a commit start to end |
+//! | [`source`], [`inspect`] | reading images back |
+//! | [`fs`] | every fd-relative syscall on untrusted trees |
 
 pub mod archive;
 pub mod changes;
@@ -12,13 +26,16 @@ pub mod compress;
 pub mod delta;
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod source;
 pub mod tar;
-pub mod unnamed;
 pub mod walk;
+
+/// Where [`fs::output`] was before the fd-relative toolkit held it.
+pub use fs::output as unnamed;
 
 pub use commit::{commit, BaseBlobs, Commit, CommitReport, CommitRequest};
 pub use error::{Error, Result};

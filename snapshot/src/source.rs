@@ -10,6 +10,9 @@
 //! `blobs/<alg>/<encoded>` (entries may be prefixed `./`). It is indexed once when
 //! opened; blobs are then read in place with positioned reads, so one
 //! `ImageSource` can serve several readers at the same time.
+//!
+//! It reads images; it never writes one, and knows nothing of walks or layers
+//! being made.
 
 use std::collections::HashMap;
 use std::fmt;

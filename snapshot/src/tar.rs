@@ -4,6 +4,9 @@
 //!
 //! No user or group names are written, and records are emitted in a fixed order, so
 //! the same entry always encodes to the same bytes.
+//!
+//! It knows tar, not OCI: whiteout names are [`crate::layer`]'s, and where the
+//! entries come from is the walk's.
 
 use std::io::{self, Write};
 
@@ -264,16 +267,18 @@ pub enum CopyError {
 /// Writes entries and their data to a byte stream, keeping block alignment.
 pub struct TarWriter<W: Write> {
     out: W,
+    /// Bytes written so far.
+    written: u64,
 }
 
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W) -> Self {
-        TarWriter { out }
+        TarWriter { out, written: 0 }
     }
 
     /// Writes a header whose data (if any) is written with [`TarWriter::data`].
     pub fn header(&mut self, header: &Header) -> io::Result<()> {
-        self.out.write_all(&header.encode())
+        self.put(&header.encode())
     }
 
     /// Copies exactly `size` bytes of data from `src`, zero-filling if `src` ends
@@ -284,23 +289,43 @@ impl<W: Write> TarWriter<W> {
         size: u64,
         buf: &mut [u8],
     ) -> Result<u64, CopyError> {
+        self.data_with(size, |out, max| {
+            let want = buf.len().min(usize::try_from(max).unwrap_or(usize::MAX));
+            loop {
+                match src.read(&mut buf[..want]) {
+                    Ok(n) => {
+                        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
+                        return Ok(n as u64);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(CopyError::Read(e)),
+                }
+            }
+        })
+    }
+
+    /// Writes exactly `size` bytes of data for the preceding header, the way
+    /// [`TarWriter::data`] does, with `chunk` moving the bytes: called with the
+    /// output and the bytes still wanted, it moves some of them and says how
+    /// many, 0 when its source has ended.
+    pub fn data_with(
+        &mut self,
+        size: u64,
+        mut chunk: impl FnMut(&mut W, u64) -> Result<u64, CopyError>,
+    ) -> Result<u64, CopyError> {
         let mut left = size;
         while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match src.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Read(e)),
-            };
-            self.out.write_all(&buf[..n]).map_err(CopyError::Write)?;
-            left -= n as u64;
+            match chunk(&mut self.out, left)? {
+                0 => break,
+                n => left -= n,
+            }
         }
         let got = size - left;
+        self.written += got;
         let zeros = [0u8; BLOCK * 16];
         while left > 0 {
             let n = zeros.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.out.write_all(&zeros[..n]).map_err(CopyError::Write)?;
+            self.put(&zeros[..n]).map_err(CopyError::Write)?;
             left -= n as u64;
         }
         self.pad(size).map_err(CopyError::Write)?;
@@ -309,17 +334,28 @@ impl<W: Write> TarWriter<W> {
 
     /// Writes in-memory data for the preceding header.
     pub fn bytes(&mut self, data: &[u8]) -> io::Result<()> {
-        self.out.write_all(data)?;
+        self.put(data)?;
         self.pad(data.len() as u64)
     }
 
     fn pad(&mut self, len: u64) -> io::Result<()> {
-        self.out.write_all(&[0u8; BLOCK][..padding(len)])
+        self.put(&[0u8; BLOCK][..padding(len)])
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Writes the end-of-archive marker and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.out.write_all(&[0u8; BLOCK * 2])?;
+        self.put(&[0u8; BLOCK * 2])?;
         Ok(self.out)
     }
 

@@ -1,0 +1,263 @@
+//! The tree walk: reads an overlay upper dir and plain trees grafted into it (the
+//! scratch home, included mounts) with fd-relative syscalls, and hands every
+//! entry, whiteout and opaque marker to a [`Visitor`] as an [`Event`], in a
+//! stable, sorted order.
+//!
+//! The walk says *what* the layer holds; it does not know how a layer encodes
+//! it: the `.wh.` names of OCI whiteouts and every tar detail belong to
+//! [`crate::layer`]. The jobs are split by module: [`exclude`] (what to leave
+//! out), [`graft`] (trees placed at container paths, the home among them),
+//! [`overlay`] (whiteouts, opaque dirs, redirect refusal, metacopy), `traverse`
+//! (the fd-budgeted, iterative traversal itself); the choices of a delta pass
+//! are [`crate::delta`]'s.
+//!
+//! Session content is written by an untrusted user, so the walk never follows a
+//! symlink (every open is relative to a directory fd, with `O_NOFOLLOW`), reads a
+//! regular file only through [`crate::fs::open::open_verified`] (the inode it
+//! stat'ed, and no other), never opens FIFOs or devices, and never leaves a
+//! tree's filesystem. Every syscall goes through [`crate::fs`]. It is iterative,
+//! and keeps at most [`MAX_OPEN_DIRS`] directory fds open however deep the tree.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use nix::sys::stat::FileStat;
+use serde::Serialize;
+
+use crate::delta::Baseline;
+use crate::error::Result;
+use crate::tar::Header;
+
+pub mod exclude;
+pub mod graft;
+pub mod overlay;
+mod traverse;
+
+#[cfg(test)]
+mod tests;
+
+pub use exclude::Exclude;
+pub use graft::Graft;
+pub use overlay::OverlayXattrs;
+
+pub use crate::fs::xattr::Xattrs;
+
+/// Directory fds kept open at once; deeper directories are reopened on demand.
+pub const MAX_OPEN_DIRS: usize = 256;
+/// Skipped entries listed one by one in a report; the rest are only counted.
+const MAX_LISTED: usize = 1000;
+
+/// What to read: an overlay upper dir at `/`, plain trees grafted at container
+/// paths, and container paths to leave out.
+#[derive(Debug, Clone, Default)]
+pub struct TreeSpec {
+    pub upper: Option<PathBuf>,
+    /// Lower dirs, topmost first: the data of metacopy files and the metadata of
+    /// parent directories that only exist below the upper dir.
+    pub lowers: Vec<PathBuf>,
+    pub grafts: Vec<Graft>,
+    pub exclude: Exclude,
+    pub overlay_xattrs: OverlayXattrs,
+}
+
+/// Identity and state of an entry as the walk saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ident {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mode: u32,
+    pub ctime_sec: i64,
+    pub ctime_nsec: i64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+}
+
+impl From<&FileStat> for Ident {
+    fn from(st: &FileStat) -> Self {
+        Ident {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mode: st.st_mode,
+            ctime_sec: st.st_ctime,
+            ctime_nsec: st.st_ctime_nsec,
+            mtime_sec: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
+        }
+    }
+}
+
+/// One thing the layer says, in output order. Paths are container paths,
+/// relative, without a leading `/`.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A file, directory, symlink, hard link, device or FIFO, with the
+    /// metadata it has in the layer.
+    Entry {
+        header: &'a Header,
+        /// The inode the header was made from; `None` for synthesized
+        /// directories (the parents of a graft).
+        ident: Option<Ident>,
+    },
+    /// `path` is gone: whatever the layers below hold there is deleted.
+    Whiteout {
+        path: &'a [u8],
+        /// When it went, as far as the tree says (0 when unknown).
+        mtime: i64,
+        /// The overlay whiteout it was read from, if any.
+        ident: Option<Ident>,
+    },
+    /// Directory `dir` (written just before) hides everything the layers below
+    /// hold under it.
+    Opaque { dir: &'a [u8] },
+}
+
+/// Receives the walk's events and writes them somewhere.
+pub trait Visitor {
+    /// `data` is the opened file for a regular-file entry, positioned at 0; the
+    /// visitor reads at most the header's size from it and returns how many bytes
+    /// it got.
+    fn event(&mut self, event: &Event<'_>, data: Option<&mut File>) -> Result<u64>;
+}
+
+/// Why an entry was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Socket,
+    /// A name a layer cannot store (see [`crate::layer::is_reserved_name`]).
+    ReservedName,
+    /// A char device 0/0 outside the overlay upper dir reads as a whiteout.
+    WhiteoutDevice,
+    /// A directory on another filesystem (a mount point) inside a tree.
+    OtherFilesystem,
+    /// Gone between the directory listing and the open.
+    Vanished,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: SkipReason,
+}
+
+/// Counters and notes from one walk.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WalkReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub devices: u64,
+    pub fifos: u64,
+    pub whiteouts: u64,
+    pub opaque_dirs: u64,
+    /// Bytes of regular-file content read.
+    pub bytes: u64,
+    pub excluded: u64,
+    /// Skipped entries by reason.
+    pub skipped_counts: BTreeMap<SkipReason, u64>,
+    /// The first skipped entries, with their paths.
+    pub skipped: Vec<Skipped>,
+    /// Files whose size or times changed while they were read; the layer holds
+    /// what was read, padded or cut to the size first seen.
+    pub changed: Vec<String>,
+}
+
+impl WalkReport {
+    /// Entries written: every kind counted here, whiteouts included.
+    pub fn entries(&self) -> u64 {
+        self.files
+            + self.dirs
+            + self.symlinks
+            + self.hardlinks
+            + self.devices
+            + self.fifos
+            + self.whiteouts
+            + self.opaque_dirs
+    }
+
+    fn skip(&mut self, path: &[u8], reason: SkipReason) {
+        *self.skipped_counts.entry(reason).or_default() += 1;
+        if self.skipped.len() < MAX_LISTED {
+            self.skipped.push(Skipped {
+                path: display_path(path),
+                reason,
+            });
+        }
+    }
+}
+
+/// Live counters a progress display can read while the walk runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub entries: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: std::sync::Arc<AtomicU64>,
+}
+
+/// Which pass over a live tree this is.
+pub enum Pass<'b> {
+    /// Write everything.
+    Full,
+    /// Write everything and record what was written.
+    Record(&'b mut Baseline),
+    /// Write only what differs from the baseline, and whiteouts for what is gone.
+    Delta(&'b Baseline),
+}
+
+/// Walks `spec` and feeds `visitor`; checks `cancel` before every entry.
+pub fn walk(
+    spec: &TreeSpec,
+    visitor: &mut dyn Visitor,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<WalkReport> {
+    walk_pass(spec, visitor, progress, cancel, Pass::Full)
+}
+
+/// [`walk`], recording into or comparing with a baseline.
+pub fn walk_pass(
+    spec: &TreeSpec,
+    visitor: &mut dyn Visitor,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    mut pass: Pass<'_>,
+) -> Result<WalkReport> {
+    if let Pass::Record(b) = &mut pass {
+        b.begin();
+    }
+    let mut walker = traverse::Walker::new(spec, progress, cancel, pass)?;
+    walker.run(visitor)?;
+    if let Some(b) = walker.recording() {
+        b.seal();
+    }
+    Ok(walker.report)
+}
+
+fn display_path(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+fn absolute(rel: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(rel.len() + 1);
+    p.push(b'/');
+    p.extend_from_slice(rel);
+    p
+}
+
+fn split_last(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[], rel),
+    }
+}
+
+fn bytes_cstring(name: &[u8]) -> CString {
+    // Names from getdents never hold NUL.
+    CString::new(name).expect("directory entry names hold no NUL byte")
+}
