@@ -5,9 +5,10 @@ use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 
+use freezeframe_tests::root_or_skip;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod};
-use nix::unistd::{geteuid, mkfifo};
+use nix::unistd::mkfifo;
 use tempfile::TempDir;
 
 use std::ffi::OsString;
@@ -20,18 +21,6 @@ use super::fd::*;
 use super::*;
 
 const HOME: &str = "/home/work";
-
-/// Whether the test may run: these tests chown, mknod and mount.
-fn root(test: &str) -> bool {
-    if geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test} needs root, and CI runs as root");
-    }
-    eprintln!("skipping {test}: needs root");
-    false
-}
 
 /// An image rootfs with an empty home at `/home/work`, and an empty scratch dir.
 struct Fixture {
@@ -100,7 +89,7 @@ fn relative_home_paths() {
 
 #[test]
 fn copies_owners_modes_setuid_and_read_only_dirs() {
-    if !root("copies_owners_modes_setuid_and_read_only_dirs") {
+    if !root_or_skip("copies_owners_modes_setuid_and_read_only_dirs") {
         return;
     }
     let fx = Fixture::new();
@@ -149,7 +138,7 @@ fn copies_owners_modes_setuid_and_read_only_dirs() {
 
 #[test]
 fn scratch_takes_the_home_owner_and_mode() {
-    if !root("scratch_takes_the_home_owner_and_mode") {
+    if !root_or_skip("scratch_takes_the_home_owner_and_mode") {
         return;
     }
     let fx = Fixture::new();
@@ -169,7 +158,7 @@ fn scratch_takes_the_home_owner_and_mode() {
 
 #[test]
 fn hard_links_stay_hard_links() {
-    if !root("hard_links_stay_hard_links") {
+    if !root_or_skip("hard_links_stay_hard_links") {
         return;
     }
     let fx = Fixture::new();
@@ -200,7 +189,7 @@ fn hard_links_stay_hard_links() {
 
 #[test]
 fn symlinks_are_copied_as_text_and_never_followed() {
-    if !root("symlinks_are_copied_as_text_and_never_followed") {
+    if !root_or_skip("symlinks_are_copied_as_text_and_never_followed") {
         return;
     }
     let fx = Fixture::new();
@@ -238,7 +227,7 @@ fn symlinks_are_copied_as_text_and_never_followed() {
 
 #[test]
 fn a_symlink_on_the_home_path_is_refused() {
-    if !root("a_symlink_on_the_home_path_is_refused") {
+    if !root_or_skip("a_symlink_on_the_home_path_is_refused") {
         return;
     }
     // The image's /home is a symlink to a host directory with a `work` in it.
@@ -293,7 +282,7 @@ fn a_non_empty_scratch_is_left_alone() {
 
 #[test]
 fn xattrs_are_copied_but_not_overlay_or_selinux_ones() {
-    if !root("xattrs_are_copied_but_not_overlay_or_selinux_ones") {
+    if !root_or_skip("xattrs_are_copied_but_not_overlay_or_selinux_ones") {
         return;
     }
     let fx = Fixture::new();
@@ -339,7 +328,7 @@ fn xattrs_are_copied_but_not_overlay_or_selinux_ones() {
 
 #[test]
 fn fifos_and_devices_are_copied_and_sockets_skipped() {
-    if !root("fifos_and_devices_are_copied_and_sockets_skipped") {
+    if !root_or_skip("fifos_and_devices_are_copied_and_sockets_skipped") {
         return;
     }
     let fx = Fixture::new();
@@ -378,7 +367,7 @@ fn kind_of(m: &fs::Metadata) -> SFlag {
 
 #[test]
 fn timestamps_are_kept() {
-    if !root("timestamps_are_kept") {
+    if !root_or_skip("timestamps_are_kept") {
         return;
     }
     let fx = Fixture::new();
@@ -417,7 +406,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_failed_copy_leaves_scratch_empty() {
-    if !root("a_failed_copy_leaves_scratch_empty") {
+    if !root_or_skip("a_failed_copy_leaves_scratch_empty") {
         return;
     }
     let fx = Fixture::new();
@@ -459,7 +448,7 @@ fn a_failed_copy_leaves_scratch_empty() {
 
 #[test]
 fn deep_trees_copy_without_recursion() {
-    if !root("deep_trees_copy_without_recursion") {
+    if !root_or_skip("deep_trees_copy_without_recursion") {
         return;
     }
     const DEPTH: usize = 3000;
