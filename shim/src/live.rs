@@ -1,6 +1,7 @@
 //! Committing a running session: find it, decide what to read, freeze it for the
 //! walk (live, full or not at all), always thaw, and write the archive.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -38,6 +39,10 @@ pub struct SessionRequest {
     pub compression: Settings,
     pub meta: ImageMeta,
     pub output: PathBuf,
+    /// The directory `output` is in, when the caller resolved it (the service,
+    /// beneath its save location): the archive and its sidecar are written
+    /// through this fd, and `output`'s path is not looked up again.
+    pub output_dir: Option<OwnedFd>,
     pub overwrite: bool,
     /// `auto`: a live first pass, then a brief freeze that captures only what
     /// changed since, as a second small layer; `full`: frozen for the whole
@@ -244,7 +249,25 @@ pub fn commit_session(
     };
 
     // The slow, safe part first: base blobs are copied while the session runs.
-    let mut commit = Commit::begin(&req.output, req.overwrite, base.as_ref(), req.base_blobs)?;
+    let mut commit = match &req.output_dir {
+        Some(dir) => {
+            let name = req.output.file_name().ok_or_else(|| {
+                CommitError::invalid(
+                    "output",
+                    format!("{} does not name a file", req.output.display()),
+                )
+            })?;
+            Commit::begin_in(
+                dir.as_fd(),
+                name,
+                &req.output,
+                req.overwrite,
+                base.as_ref(),
+                req.base_blobs,
+            )?
+        }
+        None => Commit::begin(&req.output, req.overwrite, base.as_ref(), req.base_blobs)?,
+    };
     observer.phase(Phase::Writing {
         session: &session,
         temp: commit.temp_path(),

@@ -194,6 +194,7 @@ impl CommitPlan {
                 compression,
                 meta,
                 output: o.output,
+                output_dir: None,
                 overwrite: o.overwrite,
                 pause: o.pause.unwrap_or(config.freeze.pause),
                 freeze_timeout: o.freeze_timeout.unwrap_or(config.freeze.timeout),

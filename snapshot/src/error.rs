@@ -1,6 +1,7 @@
 //! The crate's error type: every variant names the path, blob or field at fault.
 //!
-//! It knows no HTTP status or exit code: callers map these errors to theirs.
+//! It knows no HTTP status or exit code, and no caller's flags: callers map
+//! these errors to theirs and add their own hints.
 
 use std::io;
 use std::path::PathBuf;
@@ -18,8 +19,18 @@ pub enum Error {
     #[error("invalid exclude pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
 
-    #[error("{}: already exists (pass --force to overwrite it)", path.display())]
+    /// The output is already there and was not to be replaced.
+    #[error("{}: already exists", path.display())]
     Exists { path: PathBuf },
+
+    /// A file of the upper dir holds only metadata (overlay `metacopy=on`) and
+    /// the walk was given no lower dir to take its data from.
+    #[error(
+        "{}: file holds only metadata (overlay metacopy=on); its data is in a lower dir, \
+         and no lower dirs were given",
+        path.display()
+    )]
+    MetacopyWithoutLowers { path: PathBuf },
 
     #[error("invalid {field}: {message}")]
     Invalid {

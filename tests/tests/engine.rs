@@ -1583,8 +1583,9 @@ fn metacopy_files_without_a_lower_dir_are_refused() {
         o.stderr.contains("usr/bin/tool"),
         "error does not name the metacopy file:\n{o}"
     );
+    // The library says what is missing; the command line names its flag.
     assert!(
-        o.stderr.contains("--lower") || o.stderr.contains("metacopy"),
+        o.stderr.contains("metacopy=on") && o.stderr.contains("pass the lower dirs (--lower)"),
         "error does not say what is missing:\n{o}"
     );
     assert_eq!(

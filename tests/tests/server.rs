@@ -437,6 +437,56 @@ fn a_full_queue_answers_503_and_a_queued_commit_cancels_at_once() {
 }
 
 #[test]
+fn an_output_directory_replaced_by_a_symlink_after_admission_does_not_move_the_archive() {
+    let name =
+        "an_output_directory_replaced_by_a_symlink_after_admission_does_not_move_the_archive";
+    if !root_or_skip(name) {
+        return;
+    }
+    let root = runc_root("srv-swap");
+    let (a, b) = (session("srv-swap-a", &root), session("srv-swap-b", &root));
+    fill_slow(&a.rootfs.join("zeros"), SLOW_FILES, SLOW_SIZE);
+    let mut opts = options(&root);
+    opts.max_concurrent = 1;
+    let srv = Server::start("srv-swap", &opts);
+    // a holds the only slot, so b is admitted (its directory made and
+    // resolved) and then waits.
+    let ida = srv.submit(&json!({ "session": a.id, "pause": "full", "output": "a.tar" }));
+    let idb = srv.submit(&json!({ "session": b.id, "output": "sub/b.tar" }));
+    assert_eq!(srv.task(&idb)["state"], "queued");
+    assert!(srv.save.join("sub").is_dir());
+
+    // After admission, the directory is moved away and a symlink out of the
+    // save location takes its name.
+    let outside = tempdir("srv-swap-outside");
+    fs::rename(srv.save.join("sub"), srv.save.join("moved")).unwrap();
+    symlink(outside.path(), srv.save.join("sub")).unwrap();
+
+    assert_eq!(
+        srv.delete(&format!("/v1/commits/{ida}")).json()["state"],
+        "cancelled"
+    );
+    let t = srv.wait_final(&idb, LONG);
+    assert_eq!(t["state"], "done", "{t:#}");
+    let moved = srv.save.join("moved");
+    assert_eq!(
+        format!("sha256:{}", sha256_file(&moved.join("b.tar"))),
+        t["result"]["archive_sha256"].as_str().unwrap(),
+        "{t:#}"
+    );
+    let sidecar = fs::read_to_string(moved.join("b.tar.sha256")).unwrap();
+    assert!(sidecar.ends_with("  b.tar\n"), "{sidecar:?}");
+    assert_eq!(
+        dir_names(outside.path()),
+        Vec::<String>::new(),
+        "something was written through the symlink"
+    );
+    for s in [&a, &b] {
+        s.assert_running_and_thawed("after the swapped output");
+    }
+}
+
+#[test]
 fn peers_not_on_the_allow_list_get_403() {
     if !root_or_skip("peers_not_on_the_allow_list_get_403") {
         return;

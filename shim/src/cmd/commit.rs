@@ -262,6 +262,13 @@ fn with_flags(e: CommitError) -> anyhow::Error {
             path.display()
         ),
         e @ CommitError::BaseReplaced { .. } => anyhow!("{e}. Name the right one with --base"),
+        CommitError::Snapshot(freezeframe_snapshot::Error::MetacopyWithoutLowers { path }) => {
+            anyhow!(
+                "{}: file holds only metadata (overlay metacopy=on); its data is in a lower \
+                 dir: pass the lower dirs (--lower) so the layer can include it",
+                path.display()
+            )
+        }
         e => e.into(),
     }
 }
@@ -297,5 +304,27 @@ mod tests {
             pinned: "sha256:b".into(),
         })
         .ends_with("; the image was replaced since. Name the right one with --base"));
+        assert_eq!(
+            said(CommitError::Snapshot(
+                freezeframe_snapshot::Error::MetacopyWithoutLowers {
+                    path: "/upper/usr/bin/tool".into()
+                }
+            )),
+            "/upper/usr/bin/tool: file holds only metadata (overlay metacopy=on); its data is \
+             in a lower dir: pass the lower dirs (--lower) so the layer can include it"
+        );
+    }
+
+    #[test]
+    fn the_library_s_messages_name_no_flag() {
+        let exists = freezeframe_snapshot::Error::Exists {
+            path: "/x.tar".into(),
+        };
+        assert_eq!(exists.to_string(), "/x.tar: already exists");
+        let metacopy = freezeframe_snapshot::Error::MetacopyWithoutLowers {
+            path: "/upper/f".into(),
+        };
+        assert!(!metacopy.to_string().contains("--"), "{metacopy}");
+        assert!(!CommitError::from(exists).to_string().contains("--"));
     }
 }

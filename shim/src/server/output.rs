@@ -1,26 +1,50 @@
 //! Where an archive may go: a relative name inside the save location, resolved by
 //! the kernel so that no `..` or symlink takes it outside, and the platform's
 //! default file name when the request gives none.
+//!
+//! The directory is resolved once, at admission, into an fd that the commit
+//! writes through (archive and sidecar alike): what happens to the path
+//! afterwards (a component replaced by a symlink, say) cannot move the output.
 
-use std::os::fd::RawFd;
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use nix::errno::Errno;
-use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstatat, mkdirat, Mode};
+use freezeframe_snapshot::fs::open::{open_beneath, proc_path, stat_at};
+use freezeframe_snapshot::fs::Errno;
+use rustix::fs::{mkdirat, Mode, OFlags, ResolveFlags, CWD};
 
 use super::error::ApiError;
 
 /// Longest `output` accepted, in bytes.
 const MAX_OUTPUT: usize = 1024;
 
+/// The directories on the way are opened for `*at` calls only.
+const DIR: OFlags = OFlags::PATH.union(OFlags::DIRECTORY);
+
+/// How a path below the save location is resolved: never outside it, and never
+/// through a `/proc` magic link; a symlink that stays inside is followed.
+const INSIDE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// An output resolved inside the save location.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The directory the archive goes in, as resolved at admission: the commit
+    /// writes through this fd, never by reopening [`Resolved::path`].
+    pub dir: OwnedFd,
+    /// The archive's path, with the save location's real path in front, for
+    /// messages, the report and the busy check.
+    pub path: PathBuf,
+}
+
 /// Resolves `rel` inside `save` (an existing directory): refuses absolute paths,
 /// `..`, NUL and anything that resolves outside `save` through a symlink of an
 /// existing component (the kernel's `RESOLVE_BENEATH` decides). Missing parent
 /// directories are created. The final name must not exist yet. Returns the
-/// archive's path with the save location's real path in front.
-pub fn resolve(save: &Path, rel: &str) -> Result<PathBuf, ApiError> {
+/// directory open as an fd, and the archive's path.
+pub fn resolve(save: &Path, rel: &str) -> Result<Resolved, ApiError> {
     let bad = |message: &str| ApiError::invalid("output", message);
     if rel.is_empty() {
         return Err(bad("is empty"));
@@ -53,31 +77,36 @@ pub fn resolve(save: &Path, rel: &str) -> Result<PathBuf, ApiError> {
         return Err(bad("names no file"));
     };
 
-    let root = Fd::open_dir(save).map_err(|e| {
+    // The save location is the operator's: resolved as configured.
+    let root = open_beneath(CWD, save, DIR, ResolveFlags::empty()).map_err(|e| {
         ApiError::Internal(format!(
-            "cannot open the save location {}: {e}",
-            save.display()
+            "cannot open the save location {}: {}",
+            save.display(),
+            nix_errno(e)
         ))
     })?;
-    let mut dir = root.dup_path(save)?;
+    let mut dir = open_beneath(root.as_fd(), Path::new("."), DIR, INSIDE).map_err(|e| {
+        ApiError::Internal(format!("cannot open {}: {}", save.display(), nix_errno(e)))
+    })?;
     let mut prefix = PathBuf::new();
     for part in parts {
         prefix.push(part);
-        dir = match root.beneath(&prefix) {
+        dir = match open_beneath(root.as_fd(), &prefix, DIR, INSIDE) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => {
-                match mkdirat(Some(dir.0), part, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+            Err(Errno::NOENT) => {
+                match mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(component_error(&prefix, e)),
                 }
-                root.beneath(&prefix)
+                open_beneath(root.as_fd(), &prefix, DIR, INSIDE)
                     .map_err(|e| component_error(&prefix, e))?
             }
             Err(e) => return Err(component_error(&prefix, e)),
         };
     }
-    match fstatat(Some(dir.0), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Err(Errno::ENOENT) => {}
+    let cname = CString::new(name.as_bytes()).map_err(|_| bad("holds a NUL byte"))?;
+    match stat_at(dir.as_fd(), &cname) {
+        Err(Errno::NOENT) => {}
         Ok(_) => {
             return Err(ApiError::OutputExists {
                 path: save.join(rel),
@@ -85,57 +114,35 @@ pub fn resolve(save: &Path, rel: &str) -> Result<PathBuf, ApiError> {
         }
         Err(e) => return Err(component_error(path, e)),
     }
-    let real = nix::fcntl::readlink(format!("/proc/self/fd/{}", dir.0).as_str()).map_err(|e| {
+    let real = nix::fcntl::readlink(&proc_path(dir.as_fd(), None)).map_err(|e| {
         ApiError::Internal(format!("cannot read the path of {}: {e}", prefix.display()))
     })?;
-    Ok(PathBuf::from(real).join(name))
+    Ok(Resolved {
+        dir,
+        path: PathBuf::from(real).join(name),
+    })
 }
 
 fn component_error(at: &Path, e: Errno) -> ApiError {
     let what = match e {
-        Errno::EXDEV => "resolves outside the save location",
-        Errno::ELOOP => "resolves through too many symlinks",
-        Errno::ENOTDIR => "is not a directory",
-        Errno::ENAMETOOLONG => "is too long",
+        Errno::XDEV => "resolves outside the save location",
+        Errno::LOOP => "resolves through too many symlinks",
+        Errno::NOTDIR => "is not a directory",
+        Errno::NAMETOOLONG => "is too long",
         other => {
             return ApiError::Internal(format!(
                 "output: {} in the save location: {}",
                 at.display(),
-                other.desc()
+                nix_errno(other).desc()
             ))
         }
     };
     ApiError::invalid("output", format!("{} {what}", at.display()))
 }
 
-/// A directory fd, closed on drop.
-struct Fd(RawFd);
-
-impl Fd {
-    fn open_dir(path: &Path) -> nix::Result<Fd> {
-        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC);
-        openat2(nix::libc::AT_FDCWD, path, how).map(Fd)
-    }
-
-    /// `rel` below this directory, never outside it.
-    fn beneath(&self, rel: &Path) -> nix::Result<Fd> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(self.0, rel, how).map(Fd)
-    }
-
-    /// This directory again, as a second fd.
-    fn dup_path(&self, shown: &Path) -> Result<Fd, ApiError> {
-        self.beneath(Path::new("."))
-            .map_err(|e| ApiError::Internal(format!("cannot open {}: {e}", shown.display())))
-    }
-}
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        let _ = nix::unistd::close(self.0);
-    }
+/// The same errno as nix names and describes it, as these messages always have.
+fn nix_errno(e: Errno) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error())
 }
 
 /// The platform's default archive name: `%Y-%m-%dT%HH%MM%SS_<session[:10]>_<image>.tar`
@@ -215,7 +222,7 @@ mod tests {
         let real = save.canonicalize().unwrap();
 
         let ok = |rel: &str, want: &str| {
-            assert_eq!(resolve(&save, rel).unwrap(), real.join(want), "{rel}");
+            assert_eq!(resolve(&save, rel).unwrap().path, real.join(want), "{rel}");
         };
         ok("a.tar", "a.tar");
         ok("./b.tar", "b.tar");
@@ -247,6 +254,35 @@ mod tests {
             assert_eq!(got, want, "{rel:?}: {msg}");
         }
         assert!(code("escape/x.tar").1.contains("outside the save location"));
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn an_archive_lands_in_the_directory_resolved_at_admission() {
+        let tmp = tempfile::tempdir().unwrap();
+        let save = tmp.path().join("save");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&save).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let out = resolve(&save, "sub/x.tar").unwrap();
+        assert_eq!(out.path, save.canonicalize().unwrap().join("sub/x.tar"));
+
+        // After admission, the directory is moved and a symlink out of the
+        // save location takes its name.
+        std::fs::rename(save.join("sub"), save.join("moved")).unwrap();
+        symlink(&outside, save.join("sub")).unwrap();
+
+        let name = out.path.file_name().unwrap();
+        let w = freezeframe_snapshot::archive::ArchiveWriter::create_in(
+            out.dir.as_fd(),
+            name,
+            &out.path,
+            false,
+        )
+        .unwrap();
+        w.commit().unwrap();
+        assert!(save.join("moved/x.tar").is_file());
+        assert!(save.join("moved/x.tar.sha256").is_file());
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
     }
 }

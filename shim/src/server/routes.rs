@@ -333,7 +333,9 @@ impl App {
             Some(o) => o.clone(),
             None => output::default_name(SystemTime::now(), &b.session, b.tag.as_deref()),
         };
-        request.output = output::resolve(save, &rel)?;
+        let out = output::resolve(save, &rel)?;
+        request.output = out.path;
+        request.output_dir = Some(out.dir);
         Ok(self.manager.submit(Admission {
             session: session.id,
             request,

@@ -127,11 +127,8 @@ impl Overlay {
         st: &FileStat,
     ) -> Result<File> {
         if self.lowers.is_empty() {
-            return Err(Error::Refused {
+            return Err(Error::MetacopyWithoutLowers {
                 path: host.to_path_buf(),
-                message: "file holds only metadata (overlay metacopy=on); its data is in a lower \
-                          dir: pass the lower dirs (--lower) so the layer can include it"
-                    .into(),
             });
         }
         let origin: Vec<u8> = match redirect {

@@ -304,7 +304,12 @@ fn redirected_dirs_are_refused_and_metacopy_reads_the_lower() {
         &AtomicBool::new(false),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("--lower"), "{err}");
+    assert!(
+        matches!(&err, crate::Error::MetacopyWithoutLowers { path } if path.ends_with("big")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("metacopy=on"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
     let mut spec = upper(&u);
     spec.lowers = vec![l];
     let (c, _) = run(&spec);
