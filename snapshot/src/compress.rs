@@ -277,7 +277,6 @@ impl<W: Write> Write for ParGzip<W> {
 }
 
 fn worker(jobs: &Mutex<Receiver<Job>>, level: u32) {
-    let mut z = Compress::new(Level::new(level), false);
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -286,7 +285,7 @@ fn worker(jobs: &Mutex<Receiver<Job>>, level: u32) {
                 Err(_) => return,
             }
         };
-        let result = deflate_block(&mut z, &job);
+        let result = deflate_block(level, &job);
         let done = result.map(|deflated| {
             let mut crc = crc32fast::Hasher::new();
             crc.update(&job.data);
@@ -347,11 +346,15 @@ fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
     out
 }
 
-fn deflate_block(z: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
+/// One block, deflated by a compressor of its own: a reset compressor keeps
+/// state from its last block (zlib-rs's window and hash chains), which would
+/// make a block's bytes depend on which worker took it, and so on the number
+/// of threads.
+fn deflate_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
     if incompressible(&job.data) {
         return Ok(stored_blocks(&job.data, job.last));
     }
-    z.reset();
+    let z = &mut Compress::new(Level::new(level), false);
     if !job.dict.is_empty() {
         z.set_dictionary(&job.dict).map_err(io::Error::other)?;
     }
@@ -426,6 +429,46 @@ mod tests {
                 .read_to_end(&mut back)
                 .unwrap();
             assert_eq!(back, data, "size {n}");
+        }
+    }
+
+    /// Source text, as a layer of a real tree mostly is: the crate's own
+    /// files, each block of it different.
+    fn text(n: usize) -> Vec<u8> {
+        let files = [
+            include_str!("compress.rs"),
+            include_str!("tar.rs"),
+            include_str!("layer.rs"),
+            include_str!("inspect.rs"),
+            include_str!("source.rs"),
+        ];
+        let mut out = Vec::with_capacity(n + 100_000);
+        for i in 0.. {
+            if out.len() >= n {
+                break;
+            }
+            out.extend_from_slice(files[i % files.len()].as_bytes());
+            out.extend_from_slice(format!("// {i}\n").as_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn gzip_output_of_text_does_not_depend_on_threads() {
+        let data = text(16 * GZ_BLOCK + 5);
+        for level in [1, 5, 9] {
+            let mut g = ParGzip::new(Vec::new(), level, 1);
+            g.write_all(&data).unwrap();
+            let one = g.finish().unwrap();
+            for threads in [2, 3, 4] {
+                let mut g = ParGzip::new(Vec::new(), level, threads);
+                g.write_all(&data).unwrap();
+                assert!(
+                    g.finish().unwrap() == one,
+                    "level {level}, {threads} threads"
+                );
+            }
         }
     }
 
