@@ -5,7 +5,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -13,12 +14,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::Winsize;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
-
-nix::ioctl_read_bad!(get_winsize, nix::libc::TIOCGWINSZ, Winsize);
-nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, Winsize);
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::termios::{tcgetwinsize, tcsetwinsize};
 
 /// How long the runtime waits for the terminal's master once the process runs.
 const WAIT: Duration = Duration::from_secs(10);
@@ -76,20 +74,13 @@ impl ConsoleSocket {
         let (conn, _) = self.listener.accept()?;
         let mut name = [0u8; 4096];
         let mut iov = [io::IoSliceMut::new(&mut name)];
-        let mut space = nix::cmsg_space!(std::os::fd::RawFd);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        for cmsg in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: the kernel has just installed this descriptor in
-                    // our table for us; nothing else owns it.
-                    #[allow(unsafe_code)]
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        recvmsg(&conn, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+        for cmsg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = cmsg {
+                if let Some(fd) = fds.next() {
+                    return Ok(fd);
                 }
             }
         }
@@ -149,20 +140,9 @@ impl Console {
     /// Gives the container's terminal this process's window size (the kernel
     /// then sends SIGWINCH to its foreground process group).
     pub fn resize(&self) {
-        let mut size = Winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ writes one winsize into `size`, which outlives
-        // the call; a descriptor that is no terminal gets ENOTTY.
-        #[allow(unsafe_code)]
-        let got = unsafe { get_winsize(io::stdin().as_raw_fd(), &mut size) };
-        if got.is_ok() {
-            // SAFETY: TIOCSWINSZ reads one winsize from `size`.
-            #[allow(unsafe_code)]
-            let _ = unsafe { set_winsize(self.master.as_raw_fd(), &size) };
+        // A descriptor that is no terminal gets ENOTTY: nothing to pass on.
+        if let Ok(size) = tcgetwinsize(io::stdin()) {
+            let _ = tcsetwinsize(&self.master, size);
         }
     }
 

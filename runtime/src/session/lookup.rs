@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::Mode;
+use freezeframe_snapshot::fs::open::open_in_root as open_in;
+use rustix::fs::OFlags;
 use serde::Serialize;
 
 use super::error::{Error, Result};
@@ -387,24 +387,15 @@ fn open_in_root(pid: i32, path: &Path) -> Result<File> {
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH)
-        .mode(Mode::empty())
-        .resolve(
-            ResolveFlag::RESOLVE_IN_ROOT
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
     let target = if rel.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {
         rel
     };
-    let fd = openat2(root.as_raw_fd(), &target, how).map_err(|e| Error::Io {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::PATH;
+    let fd = open_in(root.as_fd(), &target, flags).map_err(|e| Error::Io {
         path: root_path.join(&target),
         source: e.into(),
     })?;
-    // SAFETY: `openat2` just returned this fd and nothing else owns it.
-    #[allow(unsafe_code)]
-    Ok(unsafe { File::from_raw_fd(fd) })
+    Ok(File::from(fd))
 }

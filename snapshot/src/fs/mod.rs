@@ -2,7 +2,8 @@
 //! not trust, in one place.
 //!
 //! - [`open`]: children of a directory fd that never follow a symlink, paths
-//!   resolved beneath a directory fd by the kernel (`openat2`), and the
+//!   resolved beneath a directory fd or inside it as a root by the kernel
+//!   (`openat2`), and the
 //!   verified open (`O_PATH`, `fstat`, reopen through `/proc/self/fd`) that
 //!   reads the inode that was checked and no other;
 //! - [`xattr`]: extended attributes read through fds, and the one policy

@@ -35,6 +35,13 @@ pub const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
+/// How [`open_in_root`] resolves a path: as if `dir` were `/` (an absolute
+/// path or `..` stops at it), through no symlink at all, magic `/proc` links
+/// included.
+pub const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
 /// Opens a directory the caller named (a tree root, an output directory),
 /// following symlinks as any path given on a command line is.
 pub fn open_root(path: &Path) -> Result<OwnedFd> {
@@ -44,6 +51,13 @@ pub fn open_root(path: &Path) -> Result<OwnedFd> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
+}
+
+/// Opens a directory the caller named, following symlinks on the way to it
+/// but refusing one in its place (`ENOTDIR`: with `O_NOFOLLOW` the kernel
+/// sees the symlink itself, which is no directory).
+pub fn open_root_nofollow(path: &Path) -> Result<OwnedFd> {
+    openat(CWD, path, DIR_FLAGS, Mode::empty())
 }
 
 /// Opens the directory `name` in `dir`, not through a symlink.
@@ -78,6 +92,14 @@ pub fn open_beneath(
             r => return r,
         }
     }
+}
+
+/// Opens `path` inside `dir` with `flags`, resolved by the kernel as if `dir`
+/// were the root ([`IN_ROOT`]): a path taken from a container's own view
+/// (absolute, or climbing with `..`) stays inside its root. Fails with
+/// `ELOOP` when the path meets a symlink.
+pub fn open_in_root(dir: BorrowedFd<'_>, path: &Path, flags: OFlags) -> Result<OwnedFd> {
+    open_beneath(dir, path, flags, IN_ROOT)
 }
 
 /// The directory `path` beneath `dir`, open for listing and `*at` calls,
@@ -265,6 +287,46 @@ mod tests {
             lenient
         )
         .is_ok());
+    }
+
+    #[test]
+    fn paths_in_a_root_stay_in_it() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b")).unwrap();
+        symlink("b", t.path().join("a/inner")).unwrap();
+        let dir = open_root(t.path()).unwrap();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+        let st = |fd: &OwnedFd| {
+            let st = stat(fd).unwrap();
+            (st.st_dev, st.st_ino)
+        };
+        let b = st(&open_dir_beneath(dir.as_fd(), Path::new("a/b")).unwrap());
+        // Absolute paths and `..` stop at the root, as they do in a container.
+        for path in ["/a/b", "a/b", "../../a/b", "/../a/./b"] {
+            let fd = open_in_root(dir.as_fd(), Path::new(path), flags).unwrap();
+            assert_eq!(st(&fd), b, "{path}");
+        }
+        assert_eq!(
+            open_in_root(dir.as_fd(), Path::new("/a/inner"), flags).unwrap_err(),
+            Errno::LOOP
+        );
+        assert_eq!(
+            open_in_root(dir.as_fd(), Path::new("/missing"), flags).unwrap_err(),
+            Errno::NOENT
+        );
+    }
+
+    #[test]
+    fn a_symlink_named_as_a_root_is_refused_when_asked() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        symlink("d", t.path().join("l")).unwrap();
+        assert!(open_root_nofollow(&t.path().join("d")).is_ok());
+        assert!(open_root(&t.path().join("l")).is_ok());
+        assert_eq!(
+            open_root_nofollow(&t.path().join("l")).unwrap_err(),
+            Errno::NOTDIR
+        );
     }
 
     #[test]

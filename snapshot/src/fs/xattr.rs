@@ -83,6 +83,19 @@ pub fn list_at(dir: BorrowedFd<'_>, name: &[u8], policy: &XattrPolicy) -> io::Re
     })
 }
 
+/// Sets the attribute `name` of open file `fd` to `value`.
+pub fn set(fd: impl AsFd, name: &[u8], value: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(fd, name, value, rustix::fs::XattrFlags::empty()).map_err(Into::into)
+}
+
+/// Sets the attribute `attr` of the entry `name` in directory `dir`, which is
+/// not opened (a device or a FIFO) nor followed (a symlink), to `value`.
+pub fn set_at(dir: BorrowedFd<'_>, name: &[u8], attr: &[u8], value: &[u8]) -> io::Result<()> {
+    let path = proc_path(dir, Some(name));
+    rustix::fs::lsetxattr(path.as_path(), attr, value, rustix::fs::XattrFlags::empty())
+        .map_err(Into::into)
+}
+
 fn kept(
     names: io::Result<Vec<u8>>,
     policy: &XattrPolicy,
@@ -220,5 +233,27 @@ mod tests {
 
         let dir = std::fs::File::open(t.path()).unwrap();
         assert_eq!(list_at(dir.as_fd(), b"f", &CONTAINER_XATTRS).unwrap(), got);
+    }
+
+    #[test]
+    fn attributes_are_set_through_fds() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"").unwrap();
+        std::os::unix::fs::symlink("f", t.path().join("l")).unwrap();
+        let file = std::fs::File::open(t.path().join("f")).unwrap();
+        set(&file, b"user.a", b"1").unwrap();
+        let dir = std::fs::File::open(t.path()).unwrap();
+        set_at(dir.as_fd(), b"f", b"user.b", b"2").unwrap();
+        let got = list(&file, &CONTAINER_XATTRS).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (b"user.a".to_vec(), b"1".to_vec()),
+                (b"user.b".to_vec(), b"2".to_vec())
+            ]
+        );
+        // A symlink is not followed: user.* attributes are refused on it.
+        assert!(set_at(dir.as_fd(), b"l", b"user.c", b"3").is_err());
+        assert_eq!(list(&file, &CONTAINER_XATTRS).unwrap(), got);
     }
 }

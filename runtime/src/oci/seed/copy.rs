@@ -1,26 +1,29 @@
 //! The copy itself: a depth-first walk that holds only the current source and
 //! destination directories open, keeps owners, modes, times, hard links and
-//! the extended attributes that travel ([`copy_xattr`]).
+//! the extended attributes that travel with a container's files
+//! ([`CONTAINER_XATTRS`]).
 
-use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{readlinkat, AtFlags, OFlag};
+use freezeframe_snapshot::fs::links::LinkTracker;
+use freezeframe_snapshot::fs::open::{read_link_at, stat, stat_at};
+use freezeframe_snapshot::fs::xattr::{self, CONTAINER_XATTRS};
+use freezeframe_snapshot::fs::Errno;
+use nix::fcntl::AtFlags;
 use nix::sys::stat::{
-    fchmod, fchmodat, fstat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags,
-    FileStat, Mode, SFlag, UtimensatFlags,
+    fchmod, fchmodat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, FileStat, Mode, SFlag,
+    UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
-use xattr::FileExt;
+use rustix::fs::OFlags;
 
-use super::fd::{id, kind, list, open_child, parent_of, DIR};
+use super::fd::{create_child, id, kind, list, open_child, parent_of, DIR};
 use super::SeedError;
 
 /// A directory being copied: what is left of it, and what it was.
@@ -46,11 +49,11 @@ pub(super) enum Side {
 pub(super) struct Copier<'a> {
     pub(super) image: &'a Path,
     pub(super) scratch: &'a Path,
-    pub(super) scratch_dir: &'a File,
+    pub(super) scratch_dir: BorrowedFd<'a>,
     /// The entry being copied, relative to both roots.
     pub(super) rel: PathBuf,
     /// First copy of each multiply-linked source inode, relative to `scratch`.
-    pub(super) links: HashMap<(u64, u64), PathBuf>,
+    pub(super) links: LinkTracker<PathBuf>,
     pub(super) entries: u64,
     pub(super) bytes: u64,
 }
@@ -58,43 +61,40 @@ pub(super) struct Copier<'a> {
 impl Copier<'_> {
     pub(super) fn run(
         &mut self,
-        mut src: File,
+        mut src: OwnedFd,
         stat: FileStat,
         names: Vec<OsString>,
-        mut dst: File,
+        mut dst: OwnedFd,
     ) -> Result<(), SeedError> {
         let root = Frame {
             names,
             stat,
-            dst_id: id(&fstat(dst.as_raw_fd()).map_err(self.err(Side::Host, "stat"))?),
+            dst_id: id(&self::stat(&dst).map_err(self.err(Side::Host, "stat"))?),
         };
         let mut stack = vec![root];
         while let Some(top) = stack.last_mut() {
             let Some(name) = top.names.pop() else {
                 // Every child is in place: now the directory may become read-only.
                 let done = stack.pop().expect("the loop saw a frame");
-                self.apply(Node::Open(&src), Node::Open(&dst), &done.stat)?;
+                self.apply(Node::Open(src.as_fd()), Node::Open(dst.as_fd()), &done.stat)?;
                 let Some(parent) = stack.last() else {
                     return Ok(());
                 };
-                src = self.up(Side::Image, &src, id(&parent.stat))?;
-                dst = self.up(Side::Host, &dst, parent.dst_id)?;
+                src = self.up(Side::Image, src.as_fd(), id(&parent.stat))?;
+                dst = self.up(Side::Host, dst.as_fd(), parent.dst_id)?;
                 self.rel.pop();
                 continue;
             };
             self.rel.push(&name);
-            let stat = fstatat(
-                Some(src.as_raw_fd()),
-                name.as_os_str(),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(self.err(Side::Image, "stat"))?;
+            let stat = stat_at(src.as_fd(), &self.c_name(&name)?)
+                .map_err(self.err(Side::Image, "stat"))?;
             if kind(&stat) == SFlag::S_IFDIR {
-                let (child_src, child_dst, frame) = self.enter(&src, &dst, &name, stat)?;
+                let (child_src, child_dst, frame) =
+                    self.enter(src.as_fd(), dst.as_fd(), &name, stat)?;
                 stack.push(frame);
                 (src, dst) = (child_src, child_dst);
             } else {
-                self.copy_entry(&src, &dst, &name, &stat)?;
+                self.copy_entry(src.as_fd(), dst.as_fd(), &name, &stat)?;
                 self.rel.pop();
             }
         }
@@ -105,21 +105,19 @@ impl Copier<'_> {
     /// and opens both sides.
     fn enter(
         &mut self,
-        src: &File,
-        dst: &File,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
         name: &OsStr,
         stat: FileStat,
-    ) -> Result<(File, File, Frame), SeedError> {
-        let child_src =
-            open_child(src, name, DIR, Mode::empty()).map_err(self.err(Side::Image, "open"))?;
+    ) -> Result<(OwnedFd, OwnedFd, Frame), SeedError> {
+        let child_src = open_child(src, name, DIR).map_err(self.err(Side::Image, "open"))?;
         self.check_same(&child_src, &stat)?;
-        let names = list(&child_src).map_err(self.err(Side::Image, "read"))?;
+        let names = list(child_src.as_fd()).map_err(self.err(Side::Image, "read"))?;
         mkdirat(Some(dst.as_raw_fd()), name, Mode::S_IRWXU)
             .map_err(self.err(Side::Host, "create"))?;
         self.entries += 1;
-        let child_dst =
-            open_child(dst, name, DIR, Mode::empty()).map_err(self.err(Side::Host, "open"))?;
-        let dst_stat = fstat(child_dst.as_raw_fd()).map_err(self.err(Side::Host, "stat"))?;
+        let child_dst = open_child(dst, name, DIR).map_err(self.err(Side::Host, "open"))?;
+        let dst_stat = self::stat(&child_dst).map_err(self.err(Side::Host, "stat"))?;
         let frame = Frame {
             names,
             stat,
@@ -129,9 +127,9 @@ impl Copier<'_> {
     }
 
     /// Goes back up from `dir` to the directory we came from.
-    fn up(&self, side: Side, dir: &File, want: (u64, u64)) -> Result<File, SeedError> {
+    fn up(&self, side: Side, dir: BorrowedFd<'_>, want: (u64, u64)) -> Result<OwnedFd, SeedError> {
         match parent_of(dir, want) {
-            Err(Errno::ESTALE) => Err(SeedError::Changed {
+            Err(Errno::STALE) => Err(SeedError::Changed {
                 path: self.path(side),
             }),
             other => other.map_err(self.err(side, "open the parent of")),
@@ -142,66 +140,63 @@ impl Copier<'_> {
     /// link to an earlier copy.
     fn copy_entry(
         &mut self,
-        src: &File,
-        dst: &File,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
         name: &OsStr,
         stat: &FileStat,
     ) -> Result<(), SeedError> {
-        let key = id(stat);
-        if stat.st_nlink > 1 {
-            if let Some(first) = self.links.get(&key) {
-                self.link(first, dst, name)?;
-                self.entries += 1;
-                return Ok(());
-            }
+        let kind = kind(stat);
+        if !matches!(
+            kind,
+            SFlag::S_IFREG | SFlag::S_IFLNK | SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK
+        ) {
+            // Sockets mean nothing without the process that listened on them.
+            let path = self.path(Side::Image);
+            tracing::debug!(path = %path.display(), mode = stat.st_mode, "not copied");
+            return Ok(());
+        }
+        let rel = &self.rel;
+        if let Some(first) = self.links.seen(stat, || rel.clone()).cloned() {
+            self.link(&first, dst, name)?;
+            self.entries += 1;
+            return Ok(());
         }
         let (src_at, dst_at) = (Node::At(src, name), Node::At(dst, name));
-        match kind(stat) {
+        match kind {
             SFlag::S_IFREG => self.copy_file(src, dst, name, stat)?,
             SFlag::S_IFLNK => {
                 // The link's text is copied as it is; what it points to is never read.
-                let target = readlinkat(Some(src.as_raw_fd()), name)
+                let target = read_link_at(src, &self.c_name(name)?)
                     .map_err(self.err(Side::Image, "read the link"))?;
-                symlinkat(target.as_os_str(), Some(dst.as_raw_fd()), name)
+                symlinkat(OsStr::from_bytes(&target), Some(dst.as_raw_fd()), name)
                     .map_err(self.err(Side::Host, "create"))?;
                 self.apply(src_at, dst_at, stat)?;
             }
-            kind @ (SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK) => {
+            _ => {
                 let mode = Mode::S_IRUSR | Mode::S_IWUSR;
                 mknodat(Some(dst.as_raw_fd()), name, kind, mode, stat.st_rdev)
                     .map_err(self.err(Side::Host, "create"))?;
                 self.apply(src_at, dst_at, stat)?;
             }
-            // Sockets mean nothing without the process that listened on them.
-            _ => {
-                let path = self.path(Side::Image);
-                tracing::debug!(path = %path.display(), mode = stat.st_mode, "not copied");
-                return Ok(());
-            }
         }
         self.entries += 1;
-        if stat.st_nlink > 1 {
-            self.links.insert(key, self.rel.clone());
-        }
         Ok(())
     }
 
     fn copy_file(
         &mut self,
-        src: &File,
-        dst: &File,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
         name: &OsStr,
         stat: &FileStat,
     ) -> Result<(), SeedError> {
         // O_NONBLOCK and O_NOCTTY: if `name` was swapped for a FIFO or a tty
         // since the stat, opening it neither hangs nor takes a terminal.
-        let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK;
         let mut from =
-            open_child(src, name, flags, Mode::empty()).map_err(self.err(Side::Image, "open"))?;
+            File::from(open_child(src, name, flags).map_err(self.err(Side::Image, "open"))?);
         self.check_same(&from, stat)?;
-        let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
-        let mut to = open_child(dst, name, create, Mode::S_IRUSR | Mode::S_IWUSR)
-            .map_err(self.err(Side::Host, "create"))?;
+        let mut to = File::from(create_child(dst, name).map_err(self.err(Side::Host, "create"))?);
         // For two files, `io::copy` uses copy_file_range, falling back to
         // sendfile and then read/write where the kernel refuses (EXDEV, EINVAL,
         // ENOSYS, EOPNOTSUPP...).
@@ -210,20 +205,18 @@ impl Copier<'_> {
             to: self.path(Side::Host),
             source,
         })?;
-        self.apply(Node::Open(&from), Node::Open(&to), stat)
+        self.apply(Node::Open(from.as_fd()), Node::Open(to.as_fd()), stat)
     }
 
     /// Makes `name` in `dst` a hard link to `first`, an earlier copy.
-    fn link(&self, first: &Path, dst: &File, name: &OsStr) -> Result<(), SeedError> {
+    fn link(&self, first: &Path, dst: BorrowedFd<'_>, name: &OsStr) -> Result<(), SeedError> {
         let first_dir = first.parent().filter(|p| !p.as_os_str().is_empty());
         let first_dir = first_dir.unwrap_or(Path::new("."));
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-        let dir = open_child(self.scratch_dir, first_dir, flags, Mode::empty()).map_err(|e| {
-            SeedError::Host {
-                op: "open",
-                path: self.scratch.join(first_dir),
-                source: e.into(),
-            }
+        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        let dir = open_child(self.scratch_dir, first_dir, flags).map_err(|e| SeedError::Host {
+            op: "open",
+            path: self.scratch.join(first_dir),
+            source: e.into(),
         })?;
         let first_name = first.file_name().unwrap_or_default();
         let (old, new) = (Some(dir.as_raw_fd()), Some(dst.as_raw_fd()));
@@ -237,19 +230,13 @@ impl Copier<'_> {
     fn apply(&self, src: Node, dst: Node, stat: &FileStat) -> Result<(), SeedError> {
         dst.chown(stat)
             .map_err(self.err(Side::Host, "change the owner of"))?;
-        let names = src
+        let attrs = src
             .xattrs()
-            .map_err(self.err(Side::Image, "list the extended attributes of"))?;
-        for name in names.iter().filter(|n| copy_xattr(n)) {
-            let Some(value) = src
-                .xattr(name)
-                .map_err(self.err(Side::Image, "read the extended attributes of"))?
-            else {
-                continue;
-            };
-            dst.set_xattr(name, &value)
+            .map_err(self.err(Side::Image, "read the extended attributes of"))?;
+        for (name, value) in &attrs {
+            dst.set_xattr(name, value)
                 .map_err(|source| SeedError::Xattr {
-                    name: name.to_string_lossy().into_owned(),
+                    name: String::from_utf8_lossy(name).into_owned(),
                     path: self.path(Side::Host),
                     source,
                 })?;
@@ -263,14 +250,22 @@ impl Copier<'_> {
     }
 
     /// Checks that what was opened is what was stat'ed, not a swapped-in entry.
-    fn check_same(&self, file: &File, stat: &FileStat) -> Result<(), SeedError> {
-        let now = fstat(file.as_raw_fd()).map_err(self.err(Side::Image, "stat"))?;
+    fn check_same(&self, file: impl AsFd, stat: &FileStat) -> Result<(), SeedError> {
+        let now = self::stat(file).map_err(self.err(Side::Image, "stat"))?;
         if kind(&now) != kind(stat) || id(&now) != id(stat) {
             return Err(SeedError::Changed {
                 path: self.path(Side::Image),
             });
         }
         Ok(())
+    }
+
+    /// `name` of the current entry as the C string the toolkit's `*at` calls
+    /// take (a name read from a directory never holds a NUL byte).
+    fn c_name(&self, name: &OsStr) -> Result<CString, SeedError> {
+        CString::new(name.as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+            .map_err(self.err(Side::Image, "stat"))
     }
 
     /// The current entry's path on one side, for messages.
@@ -296,23 +291,12 @@ impl Copier<'_> {
     }
 }
 
-/// Whether an extended attribute travels with the copy. Overlayfs bookkeeping
-/// (opaque dirs, whiteouts, redirects) would change what the copy means if it
-/// ever became a layer; an SELinux label belongs to the host's policy, which
-/// labels the mount.
-pub(super) fn copy_xattr(name: &OsStr) -> bool {
-    let name = name.as_bytes();
-    !(name.starts_with(b"trusted.overlay.")
-        || name.starts_with(b"user.overlay.")
-        || name == b"security.selinux")
-}
-
 /// An entry whose metadata is read or set: an open file or directory, or a
 /// name in an open directory (symlinks and special files, never opened).
 #[derive(Clone, Copy)]
 enum Node<'a> {
-    Open(&'a File),
-    At(&'a File, &'a OsStr),
+    Open(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a OsStr),
 }
 
 impl Node<'_> {
@@ -361,32 +345,19 @@ impl Node<'_> {
         }
     }
 
-    fn xattrs(self) -> io::Result<Vec<OsString>> {
-        Ok(match self {
-            Node::Open(file) => file.list_xattr()?.collect(),
-            Node::At(dir, name) => xattr::list(proc_path(dir, name))?.collect(),
-        })
-    }
-
-    fn xattr(self, attr: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    /// The extended attributes that travel with the entry, through its fd or
+    /// its directory's, never following it.
+    fn xattrs(self) -> io::Result<xattr::Xattrs> {
         match self {
-            Node::Open(file) => file.get_xattr(attr),
-            Node::At(dir, name) => xattr::get(proc_path(dir, name), attr),
+            Node::Open(file) => xattr::list(file, &CONTAINER_XATTRS),
+            Node::At(dir, name) => xattr::list_at(dir, name.as_bytes(), &CONTAINER_XATTRS),
         }
     }
 
-    fn set_xattr(self, attr: &OsStr, value: &[u8]) -> io::Result<()> {
+    fn set_xattr(self, attr: &[u8], value: &[u8]) -> io::Result<()> {
         match self {
-            Node::Open(file) => file.set_xattr(attr, value),
-            Node::At(dir, name) => xattr::set(proc_path(dir, name), attr, value),
+            Node::Open(file) => xattr::set(file, attr, value),
+            Node::At(dir, name) => xattr::set_at(dir, name.as_bytes(), attr, value),
         }
     }
-}
-
-/// `name` in `dir` as a path for the l*xattr calls: the directory is reached
-/// through its fd, and `name` itself is not followed.
-fn proc_path(dir: &File, name: &OsStr) -> PathBuf {
-    Path::new("/proc/self/fd")
-        .join(dir.as_raw_fd().to_string())
-        .join(name)
 }

@@ -1,43 +1,41 @@
-//! The fd-relative operations seeding is built on: opening beneath a
-//! directory without following symlinks, listing, reopening a checked parent,
-//! and emptying a tree at any depth.
+//! What seeding adds to the fd-relative toolkit
+//! ([`freezeframe_snapshot::fs`]): listing a directory in copy order,
+//! reopening a checked parent, and emptying a tree at any depth.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
+use std::ffi::{CStr, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use nix::dir::Dir;
-use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fchmod, fstat, FileStat, Mode, SFlag};
+use freezeframe_snapshot::fs::open::{open_beneath, open_dir_at, read_names, stat, BENEATH};
+use freezeframe_snapshot::fs::Errno;
+use nix::sys::stat::{fchmod, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
+use rustix::fs::{OFlags, ResolveFlags};
 
 /// Flags to open a directory for reading and for fd-relative work below it.
-pub(super) const DIR: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY);
+pub(super) const DIR: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY);
 
 /// Removes everything below `root`, fd-relative, without following symlinks,
 /// holding two directory fds at a time so that any depth works.
-pub(super) fn empty_dir(root: &File) -> io::Result<()> {
-    let mut dir = root.try_clone()?;
+pub(super) fn empty_dir(root: BorrowedFd<'_>) -> io::Result<()> {
+    let mut dir = root.try_clone_to_owned()?;
     // The directories we are inside of: each one's name and its parent's identity.
     let mut stack: Vec<(OsString, (u64, u64))> = Vec::new();
     'dir: loop {
-        for name in list(&dir)? {
+        for name in list(dir.as_fd())? {
             match unlinkat(
                 Some(dir.as_raw_fd()),
                 name.as_os_str(),
                 UnlinkatFlags::NoRemoveDir,
             ) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(Errno::EISDIR) => {
-                    let child = open_child(&dir, &name, DIR, Mode::empty())?;
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(nix::errno::Errno::EISDIR) => {
+                    let child = open_child(dir.as_fd(), &name, DIR)?;
                     // A read-only directory cannot be emptied without CAP_DAC_OVERRIDE.
                     fchmod(child.as_raw_fd(), Mode::S_IRWXU)?;
-                    stack.push((name, id(&fstat(dir.as_raw_fd())?)));
+                    stack.push((name, id(&stat(&dir)?)));
                     dir = child;
                     continue 'dir;
                 }
@@ -47,7 +45,7 @@ pub(super) fn empty_dir(root: &File) -> io::Result<()> {
         let Some((name, parent_id)) = stack.pop() else {
             return Ok(());
         };
-        let parent = parent_of(&dir, parent_id)?;
+        let parent = parent_of(dir.as_fd(), parent_id)?;
         unlinkat(
             Some(parent.as_raw_fd()),
             name.as_os_str(),
@@ -59,66 +57,44 @@ pub(super) fn empty_dir(root: &File) -> io::Result<()> {
 
 /// Reopens the parent of `dir`, which must be `want` (device, inode): ESTALE
 /// if it is not, as when something moved `dir` meanwhile.
-pub(super) fn parent_of(dir: &File, want: (u64, u64)) -> nix::Result<File> {
-    let resolve = ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS;
-    let parent = open2(dir, Path::new(".."), DIR, Mode::empty(), resolve)?;
-    if id(&fstat(parent.as_raw_fd())?) != want {
-        return Err(Errno::ESTALE);
+pub(super) fn parent_of(dir: BorrowedFd<'_>, want: (u64, u64)) -> Result<OwnedFd, Errno> {
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let parent = open_beneath(dir, Path::new(".."), DIR, resolve)?;
+    if id(&stat(&parent)?) != want {
+        return Err(Errno::STALE);
     }
     Ok(parent)
 }
 
 /// The names in `dir` but `.` and `..`, sorted backwards so that popping them
-/// copies in name order.
-pub(super) fn list(dir: &File) -> nix::Result<Vec<OsString>> {
-    let flags = DIR | OFlag::O_CLOEXEC;
-    let mut stream = Dir::openat(Some(dir.as_raw_fd()), ".", flags, Mode::empty())?;
-    let mut names = Vec::new();
-    for entry in stream.iter() {
-        let name = entry?.file_name().to_bytes().to_owned();
-        if name != b"." && name != b".." {
-            names.push(OsString::from(OsStr::from_bytes(&name)));
-        }
-    }
+/// copies in name order. `dir` is listed through a fd of its own, so that its
+/// offset, shared with any duplicate, is never moved.
+pub(super) fn list(dir: BorrowedFd<'_>) -> Result<Vec<OsString>, Errno> {
+    const DOT: &CStr = c".";
+    let again = open_dir_at(dir, DOT)?;
+    let mut names: Vec<OsString> = read_names(again.as_fd())?
+        .into_iter()
+        .map(OsString::from_vec)
+        .collect();
     names.sort_unstable_by(|a, b| b.cmp(a));
     Ok(names)
 }
 
-pub(super) fn open_dir(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
-        .open(path)
-}
-
 /// Opens `path` below `dir`; no symlink, `..` or magic link is followed.
 pub(super) fn open_child(
-    dir: &File,
+    dir: BorrowedFd<'_>,
     path: impl AsRef<Path>,
-    flags: OFlag,
-    mode: Mode,
-) -> nix::Result<File> {
-    let resolve = ResolveFlag::RESOLVE_BENEATH
-        | ResolveFlag::RESOLVE_NO_SYMLINKS
-        | ResolveFlag::RESOLVE_NO_MAGICLINKS;
-    open2(dir, path.as_ref(), flags | OFlag::O_NOFOLLOW, mode, resolve)
+    flags: OFlags,
+) -> Result<OwnedFd, Errno> {
+    open_beneath(dir, path.as_ref(), flags | OFlags::NOFOLLOW, BENEATH)
 }
 
-#[allow(unsafe_code)]
-pub(super) fn open2(
-    dir: &File,
-    path: &Path,
-    flags: OFlag,
-    mode: Mode,
-    resolve: ResolveFlag,
-) -> nix::Result<File> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .mode(mode)
-        .resolve(resolve);
-    let fd = openat2(dir.as_raw_fd(), path, how)?;
-    // SAFETY: `openat2` just returned this fd and nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
+/// Creates the regular file `name` in `dir`, which must not exist, for
+/// writing, readable and writable by its owner only.
+pub(super) fn create_child(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+    let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::openat(dir, name.as_bytes(), flags | OFlags::CLOEXEC, mode)
 }
 
 pub(super) fn kind(stat: &FileStat) -> SFlag {

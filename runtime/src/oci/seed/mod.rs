@@ -6,15 +6,13 @@
 //! The image is untrusted. Every step is relative to an open directory, no
 //! symlink is ever followed on either side, and a failed copy is removed again.
 
-use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::ResolveFlag;
-use nix::sys::stat::{fstat, Mode};
+use freezeframe_snapshot::fs::links::LinkTracker;
+use freezeframe_snapshot::fs::open::{open_in_root, open_root_nofollow, stat};
+use freezeframe_snapshot::fs::Errno;
 
 mod copy;
 mod fd;
@@ -22,7 +20,7 @@ mod fd;
 mod tests;
 
 use copy::{Copier, Side};
-use fd::{empty_dir, list, open2, open_dir, DIR};
+use fd::{empty_dir, list, DIR};
 
 /// What seeding did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,26 +79,27 @@ pub enum SeedError {
 }
 
 /// Copies the image's `path_in_container` (resolved inside `rootfs`) into
-/// `scratch` if `scratch` is empty, keeping owners, modes, times, extended
-/// attributes and hard links. `scratch` itself takes the owner, mode and
-/// extended attributes of the image's directory, so the session user can
-/// write to it. Never follows a symlink; on error `scratch` is emptied again.
+/// `scratch` if `scratch` is empty, keeping owners, modes, times, hard links
+/// and the extended attributes that a layer carries too
+/// ([`CONTAINER_XATTRS`](freezeframe_snapshot::fs::xattr::CONTAINER_XATTRS)).
+/// `scratch` itself takes the owner, mode and those extended attributes of
+/// the image's directory, so the session user can write to it. Never follows a symlink; on error `scratch` is emptied again.
 pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<Seeded, SeedError> {
-    let scratch_dir = open_dir(scratch).map_err(|source| SeedError::Host {
+    let scratch_dir = open_root_nofollow(scratch).map_err(|e| SeedError::Host {
         op: "open",
         path: scratch.to_owned(),
-        source,
+        source: e.into(),
     })?;
     let mut copier = Copier {
         image: path_in_container,
         scratch,
-        scratch_dir: &scratch_dir,
+        scratch_dir: scratch_dir.as_fd(),
         rel: PathBuf::new(),
-        links: HashMap::new(),
+        links: LinkTracker::new(),
         entries: 0,
         bytes: 0,
     };
-    if !list(&scratch_dir)
+    if !list(scratch_dir.as_fd())
         .map_err(copier.err(Side::Host, "read"))?
         .is_empty()
     {
@@ -110,8 +109,8 @@ pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<S
         return Ok(Seeded::NoSource);
     };
     // Before listing it, which may move its atime.
-    let stat = fstat(home.as_raw_fd()).map_err(copier.err(Side::Image, "stat"))?;
-    let names = list(&home).map_err(copier.err(Side::Image, "read"))?;
+    let stat = stat(&home).map_err(copier.err(Side::Image, "stat"))?;
+    let names = list(home.as_fd()).map_err(copier.err(Side::Image, "read"))?;
     if names.is_empty() {
         return Ok(Seeded::NoSource);
     }
@@ -123,7 +122,7 @@ pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<S
             entries: copier.entries,
             bytes: copier.bytes,
         }),
-        Err(cause) => match empty_dir(&scratch_dir) {
+        Err(cause) => match empty_dir(scratch_dir.as_fd()) {
             Ok(()) => Err(cause),
             Err(source) => Err(SeedError::Cleanup {
                 path: scratch.to_owned(),
@@ -135,26 +134,23 @@ pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<S
 }
 
 /// Opens the image's home directory, or `None` if the image has nothing there.
-fn open_home(rootfs: &Path, home: &Path) -> Result<Option<File>, SeedError> {
+fn open_home(rootfs: &Path, home: &Path) -> Result<Option<OwnedFd>, SeedError> {
     let rel = relative(home).ok_or_else(|| SeedError::BadPath {
         path: home.to_owned(),
     })?;
-    let root = open_dir(rootfs).map_err(|source| SeedError::Host {
+    let root = open_root_nofollow(rootfs).map_err(|e| SeedError::Host {
         op: "open",
         path: rootfs.to_owned(),
-        source,
+        source: e.into(),
     })?;
-    let resolve = ResolveFlag::RESOLVE_IN_ROOT
-        | ResolveFlag::RESOLVE_NO_SYMLINKS
-        | ResolveFlag::RESOLVE_NO_MAGICLINKS;
-    match open2(&root, &rel, DIR, Mode::empty(), resolve) {
+    match open_in_root(root.as_fd(), &rel, DIR) {
         Ok(dir) => Ok(Some(dir)),
-        Err(Errno::ENOENT) => Ok(None),
+        Err(Errno::NOENT) => Ok(None),
         // RESOLVE_NO_SYMLINKS reports any symlink on the way as ELOOP.
-        Err(Errno::ELOOP) => Err(SeedError::Symlink {
+        Err(Errno::LOOP) => Err(SeedError::Symlink {
             path: home.to_owned(),
         }),
-        Err(Errno::ENOTDIR) => Err(SeedError::NotADirectory {
+        Err(Errno::NOTDIR) => Err(SeedError::NotADirectory {
             path: home.to_owned(),
         }),
         Err(e) => Err(SeedError::Image {
@@ -190,6 +186,6 @@ pub fn unseed(scratch: &Path) -> Result<(), SeedError> {
         path: scratch.to_path_buf(),
         source,
     };
-    let dir = open_dir(scratch).map_err(|e| host("open", e))?;
-    empty_dir(&dir).map_err(|e| host("empty", e))
+    let dir = open_root_nofollow(scratch).map_err(|e| host("open", e.into()))?;
+    empty_dir(dir.as_fd()).map_err(|e| host("empty", e))
 }
