@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs every check CI runs: formatting, lints,
+# Installs what the tests need and runs every check CI runs: formatting, lints, docs,
 # unit tests and the root end-to-end tests against real mounts and real peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked
 cargo build --locked -p freezeframe
 export FREEZEFRAME_BIN="$PWD/target/debug/freezeframe"
 cargo test --workspace --locked -- --test-threads=2

@@ -1351,26 +1351,18 @@ impl ConsoleSocket {
 }
 
 fn receive_fd(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd, String> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
     let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
     let mut name = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("recvmsg: {e}"))?;
-    for cmsg in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor in our
-                // table for us, and nothing else owns it.
-                #[allow(unsafe_code)]
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recvmsg(&conn, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| format!("recvmsg: {e}"))?;
+    for cmsg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = cmsg {
+            if let Some(fd) = fds.next() {
                 return Ok(fd);
             }
         }
