@@ -12,16 +12,14 @@ use super::error::{lib, Error, Result};
 use super::Runtime;
 
 impl Runtime {
-    /// The container `id` under the root, or [`Error::NotExist`] (also for an
-    /// id that cannot name a directory there, or one without a state file).
+    /// The container `id` under the root: [`Error::InvalidId`] for an id that
+    /// cannot name a directory there, [`Error::NotExist`] for one without a
+    /// state file.
     pub(super) fn load(&self, id: &str) -> Result<Container> {
-        let not_exist = || Error::NotExist { id: id.into() };
-        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(not_exist());
-        }
+        check_id(id)?;
         let dir = self.root.join(id);
         if !dir.join("state.json").exists() {
-            return Err(not_exist());
+            return Err(Error::NotExist { id: id.into() });
         }
         Container::load(dir).map_err(lib(id, "load its state"))
     }
@@ -93,6 +91,24 @@ pub(super) fn status_name(s: ContainerStatus) -> &'static str {
         ContainerStatus::Running => "running",
         ContainerStatus::Stopped => "stopped",
         ContainerStatus::Paused => "paused",
+    }
+}
+
+/// Refuses an id that is not runc's: only ASCII letters, digits and `_+,-.`
+/// (Go's `^[\w+-\.]+$`), and neither `.` nor `..`, so that no id, however a
+/// caller spells it, makes a path outside the state root. Every verb that
+/// takes an id checks it before any filesystem use.
+pub(super) fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (b'+'..=b'.').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId { id: id.into() })
     }
 }
 

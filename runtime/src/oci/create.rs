@@ -11,7 +11,7 @@ use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::{Mount, Spec};
 
-use super::common::load_json;
+use super::common::{check_id, load_json};
 use super::console::ConsoleSocket;
 use super::error::{lib, Error, Result};
 use super::seed::{self, Seeded};
@@ -52,6 +52,7 @@ impl Runtime {
         opts: &CreateOptions,
         detach: bool,
     ) -> Result<(Container, SeedReport, Option<ConsoleSocket>)> {
+        check_id(id)?;
         self.ensure_root()?;
         let bundle = std::path::absolute(&opts.bundle).map_err(|source| Error::Io {
             path: opts.bundle.clone(),

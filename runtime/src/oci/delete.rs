@@ -40,3 +40,53 @@ impl Runtime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// runc refuses such ids before any path is made of them; a forced
+    /// delete used to fall through "does not exist" and remove
+    /// `root.join(id)`, which for these is outside the root.
+    #[test]
+    fn ids_that_leave_the_state_root_are_refused_and_nothing_is_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("state");
+        let victim = t.path().join("victim");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep"), "x").unwrap();
+        let rt = Runtime::new(&root, false);
+        let absolute = victim.to_str().unwrap().to_string();
+        for id in [
+            "..",
+            "../victim",
+            ".",
+            "",
+            "a/b",
+            absolute.as_str(),
+            "x\0y",
+            "é",
+        ] {
+            let e = rt.delete(id, true).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidId { id: i } if i == id),
+                "{id:?}: {e}"
+            );
+            assert!(e.to_string().contains("invalid format"), "{e}");
+            assert!(rt.state(id).is_err() && rt.kill(id, "KILL", false).is_err());
+        }
+        assert!(
+            victim.join("keep").exists(),
+            "a forced delete removed a host dir"
+        );
+        assert!(root.exists());
+        // A valid id that names nothing is still runc's "does not exist",
+        // and a forced delete of it succeeds.
+        for id in ["abc", "a_b+c,d-e.f", "3f1c2a9e7b10"] {
+            let e = rt.state(id).unwrap_err();
+            assert!(e.to_string().contains("does not exist"), "{e}");
+            rt.delete(id, true).unwrap();
+        }
+    }
+}

@@ -14,6 +14,12 @@ pub enum Error {
     #[error("container {id:?} does not exist")]
     NotExist { id: String },
 
+    /// An id that could not name a directory under the state root, refused
+    /// before any path is made of it (runc's rule: ASCII letters, digits and
+    /// `_+,-.`, and neither `.` nor `..`).
+    #[error("container id {id:?}: invalid format (letters, digits and _+,-. only, not . or ..)")]
+    InvalidId { id: String },
+
     /// Worded as runc words it: containerd's shim matches "container not running".
     #[error("container {id:?}: container not running (status {status})")]
     NotRunning { id: String, status: String },
