@@ -34,8 +34,5 @@ pub mod source;
 pub mod tar;
 pub mod walk;
 
-/// Where [`fs::output`] was before the fd-relative toolkit held it.
-pub use fs::output as unnamed;
-
 pub use commit::{commit, BaseBlobs, Commit, CommitReport, CommitRequest};
 pub use error::{Error, Result};
