@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::traverse::{header_from, open_root, Reopen, Walker};
-use super::{Event, Ident, Visitor};
+use super::{Event, Visitor};
 use crate::delta::State;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::xattr::{self, CONTAINER_XATTRS};
@@ -167,13 +167,7 @@ impl Walker<'_> {
         if changed {
             let xattrs = xattr::list(&dir, &CONTAINER_XATTRS).at(&source)?;
             let h = header_from(&rel, Kind::Dir, &st, xattrs);
-            visitor.event(
-                &Event::Entry {
-                    header: &h,
-                    ident: Some(Ident::from(&st)),
-                },
-                None,
-            )?;
+            visitor.event(&Event::entry(&h, &st), None)?;
             self.report.dirs += 1;
         }
         if self.delta().is_none() {

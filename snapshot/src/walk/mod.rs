@@ -116,6 +116,16 @@ pub enum Event<'a> {
     Opaque { dir: &'a [u8] },
 }
 
+impl<'a> Event<'a> {
+    /// The entry `header` made from the inode `st` describes.
+    pub fn entry(header: &'a Header, st: &FileStat) -> Self {
+        Event::Entry {
+            header,
+            ident: Some(Ident::from(st)),
+        }
+    }
+}
+
 /// Receives the walk's events and writes them somewhere.
 pub trait Visitor {
     /// `data` is the opened file for a regular-file entry, positioned at 0; the

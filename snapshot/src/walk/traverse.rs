@@ -610,13 +610,7 @@ impl<'a> Walker<'a> {
                 self.roots[tree].overlay && self.overlay.dir_is_opaque(dir.as_fd(), &host)?;
             let xattrs = xattr::list(&dir, &CONTAINER_XATTRS).at(&host)?;
             let h = header_from(&rel, Kind::Dir, &now, xattrs);
-            visitor.event(
-                &Event::Entry {
-                    header: &h,
-                    ident: Some(Ident::from(&now)),
-                },
-                None,
-            )?;
+            visitor.event(&Event::entry(&h, &now), None)?;
             self.report.dirs += 1;
             if opaque {
                 self.opaque(&rel, visitor)?;
@@ -671,24 +665,12 @@ impl<'a> Walker<'a> {
             xattrs,
         );
         if let Some(h) = self.hardlink(&h, &now) {
-            visitor.event(
-                &Event::Entry {
-                    header: &h,
-                    ident: Some(Ident::from(&now)),
-                },
-                None,
-            )?;
+            visitor.event(&Event::entry(&h, &now), None)?;
             self.report.hardlinks += 1;
             return Ok(());
         }
         let src = data_file.as_mut().unwrap_or(&mut file);
-        let got = visitor.event(
-            &Event::Entry {
-                header: &h,
-                ident: Some(Ident::from(&now)),
-            },
-            Some(src),
-        )?;
+        let got = visitor.event(&Event::entry(&h, &now), Some(src))?;
         self.report.files += 1;
         self.report.bytes += got;
         self.progress.bytes_read.fetch_add(got, Ordering::Relaxed);
@@ -722,13 +704,7 @@ impl<'a> Walker<'a> {
 
     fn emit_linkable(&mut self, h: Header, st: &FileStat, visitor: &mut dyn Visitor) -> Result<()> {
         let h = self.hardlink(&h, st).unwrap_or(h);
-        visitor.event(
-            &Event::Entry {
-                header: &h,
-                ident: Some(Ident::from(st)),
-            },
-            None,
-        )?;
+        visitor.event(&Event::entry(&h, st), None)?;
         Ok(())
     }
 }
