@@ -1,18 +1,11 @@
-//! Reading OCI images: image layout directories and OCI layout archives.
-//!
-//! A commit starts from a base image, and `freezeframe inspect` reads back what a
-//! commit wrote; both go through [`ImageSource`]. Everything read here is treated
-//! as untrusted: JSON documents are size-capped and every blob read through
-//! [`ImageSource::read_blob`], [`ImageSource::read_json`] or
-//! [`ImageSource::copy_blob`] is checked against its descriptor's size and digest.
+//! OCI image layout directories and OCI layout archives.
 //!
 //! An archive is a tar file holding `oci-layout`, `index.json` and
 //! `blobs/<alg>/<encoded>` (entries may be prefixed `./`). It is indexed once when
 //! opened; blobs are then read in place with positioned reads, so one
-//! `ImageSource` can serve several readers at the same time.
-//!
-//! It reads images; it never writes one, and knows nothing of walks or layers
-//! being made.
+//! `ImageSource` can serve several readers at the same time. Every blob read
+//! through [`ImageSource::read_blob`], [`ImageSource::read_json`] or
+//! [`ImageSource::copy_blob`] is checked against its descriptor's size and digest.
 
 use std::collections::HashMap;
 use std::fmt;

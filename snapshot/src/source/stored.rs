@@ -1,0 +1,50 @@
+//! What a runtime's own store says of an image or a container, whichever
+//! store it is: the records the Docker and containers-storage readers return.
+
+use std::path::PathBuf;
+
+use oci_spec::image::ImageConfiguration;
+
+/// A container as a runtime recorded it on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRecord {
+    /// The full container id (the OCI runtime's container id).
+    pub id: String,
+    /// Its names, without Docker's leading `/`.
+    pub names: Vec<String>,
+    /// The id of the image it was created from (`sha256:…` or bare hex, as
+    /// the store records it), if recorded.
+    pub image: Option<String>,
+    /// The file the record was read from, for messages.
+    pub file: PathBuf,
+}
+
+/// An image in a store that keeps layers unpacked: each layer's tar stream is
+/// rebuilt from tar-split metadata and the layer's directory.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// `docker` or `containers-storage`.
+    pub store: &'static str,
+    /// The store's data root.
+    pub root: PathBuf,
+    /// What it was asked for or is best known by (a repository tag, else its id).
+    pub name: String,
+    /// The image id: `sha256:` and the config's digest.
+    pub id: String,
+    pub config: ImageConfiguration,
+    /// Bottom layer first; one per diffID of the config.
+    pub layers: Vec<StoredLayer>,
+}
+
+/// One unpacked layer of a [`StoredImage`].
+#[derive(Debug, Clone)]
+pub struct StoredLayer {
+    /// `sha256:…` of the uncompressed tar stream, from the image config.
+    pub diff_id: String,
+    /// The store's name for it (a chain id, a layer id), for messages.
+    pub id: String,
+    /// The gzip-compressed tar-split metadata.
+    pub tar_split: PathBuf,
+    /// The layer's unpacked directory.
+    pub diff_dir: PathBuf,
+}
