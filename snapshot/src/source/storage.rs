@@ -1,0 +1,417 @@
+//! containers-storage (podman, buildah, CRI-O), read from its graph root
+//! (`/var/lib/containers/storage`) with the overlay driver, never through a
+//! daemon or a lock.
+//!
+//! - containers: `overlay-containers/containers.json` (`id`, `names`,
+//!   `image`);
+//! - images: `overlay-images/images.json` (`id`, `names` as
+//!   `localhost/x:tag` or `docker.io/library/x:tag`, `layer`: the top layer);
+//!   the config is the image's big-data item keyed `sha256:ID`, stored as
+//!   `overlay-images/ID/=` and the key in base64 (the store's name for a key
+//!   with characters other than `[0-9a-z.]`);
+//! - layers: `overlay-layers/layers.json` (`id`, `parent`, `diff-digest`),
+//!   each layer's tar-split as `overlay-layers/ID.tar-split.gz` and its
+//!   unpacked directory as `overlay/ID/diff`.
+//!
+//! Every file is opened beneath the graph root without following a symlink,
+//! and JSON documents are size-capped.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use super::docker::{
+    check_file, is_component, is_hex, read_capped, sha256_hex, with_default_tag, MIN_PREFIX,
+};
+use super::stored::{ContainerRecord, StoredImage, StoredLayer};
+use crate::fs::open::{open_dir_beneath, open_root};
+
+/// Largest `images.json`, `layers.json` or `containers.json` read: they list
+/// every image, layer or container of the store.
+pub const MAX_LIST_SIZE: u64 = 64 << 20;
+
+/// Largest image config read.
+const MAX_CONFIG_SIZE: u64 = super::oci::MAX_JSON_SIZE;
+
+/// Errors from reading containers-storage; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("no image {reference:?} in the containers-storage store {root}")]
+    NoImage { root: PathBuf, reference: String },
+    #[error("image reference {reference:?} is ambiguous in the containers-storage store {root}: {matches}")]
+    Ambiguous {
+        root: PathBuf,
+        reference: String,
+        matches: String,
+    },
+    #[error("image config {path} is corrupt: its content hashes to sha256:{actual}")]
+    ConfigDigest { path: PathBuf, actual: String },
+    #[error("layer {layer} of image {image}: {path} records diffID {found}, the image config says {expected}")]
+    DiffId {
+        layer: String,
+        image: String,
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// containers-storage under a graph root, with the overlay driver.
+#[derive(Debug, Clone)]
+pub struct ContainersStorage {
+    root: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct ContainerEntry {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    image: String,
+}
+
+#[derive(Deserialize)]
+struct ImageEntry {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    layer: String,
+}
+
+#[derive(Deserialize)]
+struct LayerEntry {
+    id: String,
+    #[serde(default)]
+    parent: String,
+    #[serde(rename = "diff-digest", default)]
+    diff_digest: String,
+}
+
+const CONTAINERS: &str = "overlay-containers/containers.json";
+const IMAGES: &str = "overlay-images/images.json";
+const LAYERS: &str = "overlay-layers/layers.json";
+
+impl ContainersStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ContainersStorage { root: root.into() }
+    }
+
+    /// The graph root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every container recorded in `overlay-containers/containers.json`. A
+    /// missing root or file is an empty list; a corrupt file is an error
+    /// naming it.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        let Some(root) = self.open_root()? else {
+            return Ok(Vec::new());
+        };
+        let entries: Vec<ContainerEntry> = self.read_list(&root, CONTAINERS)?.unwrap_or_default();
+        let file = self.root.join(CONTAINERS);
+        Ok(entries
+            .into_iter()
+            .map(|c| ContainerRecord {
+                id: c.id,
+                names: c.names,
+                image: (!c.image.is_empty()).then_some(c.image),
+                file: file.clone(),
+            })
+            .collect())
+    }
+
+    /// The record of the container with this full id, `None` when the store
+    /// has none.
+    pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        Ok(self.containers()?.into_iter().find(|c| c.id == id))
+    }
+
+    /// An image by `sha256:HEX`, `HEX`, a unique id prefix of at least
+    /// [`MIN_PREFIX`] characters, or a name as `images.json` records it
+    /// (`localhost/x:tag`, `docker.io/library/x:tag`) or a short form of one
+    /// (`x`, `x:tag`, `library/x`; the tag is `latest` by default). A short
+    /// name that more than one image answers to is an error listing them.
+    ///
+    /// The config is the image's big-data item keyed by its id, checked
+    /// against it; the layers are the parent chain of the image's top layer
+    /// in `layers.json`, each checked against the config's diffID.
+    pub fn image(&self, reference: &str) -> Result<StoredImage> {
+        let no_image = || Error::NoImage {
+            root: self.root.clone(),
+            reference: reference.to_owned(),
+        };
+        let root = self.open_root()?.ok_or_else(no_image)?;
+        let images: Vec<ImageEntry> = self.read_list(&root, IMAGES)?.ok_or_else(no_image)?;
+        let (image, name) = self.resolve(&images, reference)?.ok_or_else(no_image)?;
+        let images_path = self.root.join(IMAGES);
+        if !(image.id.len() == 64 && is_hex(&image.id)) {
+            return Err(Error::Invalid {
+                path: images_path,
+                reason: format!("image id {:?} is not 64 hex digits", image.id),
+            });
+        }
+
+        // The store names a big-data file by its key in base64 (after `=`);
+        // stores older than that naming used the key itself.
+        let key = format!("sha256:{}", image.id);
+        let mut rel = format!(
+            "overlay-images/{}/={}",
+            image.id,
+            base64_encode(key.as_bytes())
+        );
+        let mut read = read_capped(&root, Path::new(&rel), MAX_CONFIG_SIZE);
+        if matches!(&read, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            let old = format!("overlay-images/{}/{key}", image.id);
+            if let Ok(data) = read_capped(&root, Path::new(&old), MAX_CONFIG_SIZE) {
+                (rel, read) = (old, Ok(data));
+            }
+        }
+        let path = self.root.join(&rel);
+        let data = read.map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let actual = hex::encode(Sha256::digest(&data));
+        if actual != image.id {
+            return Err(Error::ConfigDigest { path, actual });
+        }
+        let config: ImageConfiguration =
+            serde_json::from_slice(&data).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })?;
+
+        let image_id = format!("sha256:{}", image.id);
+        let diff_ids = config.rootfs().diff_ids();
+        let chain = self.layer_chain(&root, &image.layer, diff_ids.len(), &image_id)?;
+        let layers_path = self.root.join(LAYERS);
+        let mut layers = Vec::with_capacity(chain.len());
+        for (layer, diff_id) in chain.into_iter().zip(diff_ids) {
+            if sha256_hex(diff_id).is_none() {
+                return Err(Error::Invalid {
+                    path: path.clone(),
+                    reason: format!("diffID {diff_id:?} is not sha256:HEX"),
+                });
+            }
+            if !layer.diff_digest.is_empty() && layer.diff_digest != *diff_id {
+                return Err(Error::DiffId {
+                    layer: layer.id,
+                    image: image_id,
+                    path: layers_path,
+                    found: layer.diff_digest,
+                    expected: diff_id.clone(),
+                });
+            }
+            let tar_split = format!("overlay-layers/{}.tar-split.gz", layer.id);
+            check_file(&root, Path::new(&tar_split)).map_err(|source| Error::Read {
+                path: self.root.join(&tar_split),
+                source,
+            })?;
+            let diff_dir = format!("overlay/{}/diff", layer.id);
+            open_dir_beneath(root.as_fd(), Path::new(&diff_dir)).map_err(|e| Error::Read {
+                path: self.root.join(&diff_dir),
+                source: e.into(),
+            })?;
+            layers.push(StoredLayer {
+                diff_id: diff_id.clone(),
+                id: layer.id,
+                tar_split: self.root.join(tar_split),
+                diff_dir: self.root.join(diff_dir),
+            });
+        }
+        Ok(StoredImage {
+            store: "containers-storage",
+            root: self.root.clone(),
+            name: name
+                .or_else(|| image.names.first().cloned())
+                .unwrap_or_else(|| image_id.clone()),
+            id: image_id,
+            config,
+            layers,
+        })
+    }
+
+    /// The layers from the bottom to `top`, which must be `count` of them.
+    fn layer_chain(
+        &self,
+        root: &OwnedFd,
+        top: &str,
+        count: usize,
+        image: &str,
+    ) -> Result<Vec<LayerEntry>> {
+        let path = self.root.join(LAYERS);
+        let invalid = |reason: String| Error::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let entries: Vec<LayerEntry> = self.read_list(root, LAYERS)?.unwrap_or_default();
+        let mut by_id: HashMap<String, LayerEntry> =
+            entries.into_iter().map(|l| (l.id.clone(), l)).collect();
+        let mut chain = Vec::new();
+        let mut next = top.to_owned();
+        while !next.is_empty() {
+            if chain.len() == count {
+                return Err(invalid(format!(
+                    "image {image} has more layers than the {count} diffIDs of its config"
+                )));
+            }
+            let layer = by_id.remove(&next).ok_or_else(|| {
+                invalid(format!(
+                    "layer {next:?} of image {image} is missing (or in a cycle)"
+                ))
+            })?;
+            if !is_component(&layer.id) {
+                return Err(invalid(format!(
+                    "layer id {:?} is no directory name",
+                    layer.id
+                )));
+            }
+            next = layer.parent.clone();
+            chain.push(layer);
+        }
+        if chain.len() != count {
+            return Err(invalid(format!(
+                "image {image} has {} layers, its config {count} diffIDs",
+                chain.len()
+            )));
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// The image `reference` names, and the name it was found by.
+    fn resolve<'a>(
+        &self,
+        images: &'a [ImageEntry],
+        reference: &str,
+    ) -> Result<Option<(&'a ImageEntry, Option<String>)>> {
+        let bare = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if bare.len() == 64 && is_hex(bare) {
+            return Ok(images.iter().find(|i| i.id == bare).map(|i| (i, None)));
+        }
+        let wanted = with_default_tag(reference);
+        let candidates = [
+            wanted.clone(),
+            format!("localhost/{wanted}"),
+            format!("docker.io/{wanted}"),
+            format!("docker.io/library/{wanted}"),
+        ];
+        let mut named: Vec<(&ImageEntry, &String)> = Vec::new();
+        for image in images {
+            if let Some(n) = image.names.iter().find(|n| candidates.contains(n)) {
+                named.push((image, n));
+            }
+        }
+        // An exact name wins over short forms of other names.
+        if let Some(&(image, n)) = named.iter().find(|(_, n)| **n == wanted) {
+            return Ok(Some((image, Some(n.clone()))));
+        }
+        match named.len() {
+            1 => return Ok(Some((named[0].0, Some(named[0].1.clone())))),
+            0 => {}
+            _ => {
+                let mut matches: Vec<&str> = named.iter().map(|(_, n)| n.as_str()).collect();
+                matches.sort();
+                return Err(self.ambiguous(reference, matches.join(", ")));
+            }
+        }
+        if bare.len() < MIN_PREFIX || !is_hex(bare) {
+            return Ok(None);
+        }
+        let mut found: Vec<&ImageEntry> =
+            images.iter().filter(|i| i.id.starts_with(bare)).collect();
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop().map(|i| (i, None))),
+            _ => {
+                let mut ids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
+                ids.sort();
+                Err(self.ambiguous(reference, ids.join(", ")))
+            }
+        }
+    }
+
+    fn ambiguous(&self, reference: &str, matches: String) -> Error {
+        Error::Ambiguous {
+            root: self.root.clone(),
+            reference: reference.to_owned(),
+            matches,
+        }
+    }
+
+    /// Reads and parses the list `rel`; `None` when it does not exist.
+    fn read_list<T: serde::de::DeserializeOwned>(
+        &self,
+        root: &OwnedFd,
+        rel: &str,
+    ) -> Result<Option<Vec<T>>> {
+        let path = self.root.join(rel);
+        match read_capped(root, Path::new(rel), MAX_LIST_SIZE) {
+            Ok(data) => serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|source| Error::Json { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Read { path, source }),
+        }
+    }
+
+    fn open_root(&self) -> Result<Option<OwnedFd>> {
+        match open_root(&self.root) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::Read {
+                path: self.root.clone(),
+                source: e.into(),
+            }),
+        }
+    }
+}
+
+/// Standard base64 with padding, as containers-storage names big-data files.
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {}
