@@ -29,6 +29,7 @@ use super::docker::{
     check_file, is_component, is_hex, read_capped, sha256_hex, with_default_tag, MIN_PREFIX,
 };
 use super::stored::{ContainerRecord, StoredImage, StoredLayer};
+use super::tarsplit::base64_encode;
 use crate::fs::open::{open_dir_beneath, open_root};
 
 /// Largest `images.json`, `layers.json` or `containers.json` read: they list
@@ -389,28 +390,6 @@ impl ContainersStorage {
             }),
         }
     }
-}
-
-/// Standard base64 with padding, as containers-storage names big-data files.
-fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

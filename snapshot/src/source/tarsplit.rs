@@ -495,6 +495,29 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Encodes standard base64 with padding, as Go's `base64.StdEncoding` does
+/// (containers-storage names big-data files so).
+pub(crate) fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// CRC-64 with the ISO polynomial, reflected, as Go's `hash/crc64` computes
 /// it with `crc64.MakeTable(crc64.ISO)`.
 #[derive(Default)]
@@ -534,5 +557,419 @@ impl Crc64 {
     }
 }
 
+/// Layers for tests: a tar stream, its unpacked directory and its tar-split
+/// metadata, made the way a store makes them.
 #[cfg(test)]
-mod tests {}
+pub(crate) mod testing {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    use sha2::{Digest as _, Sha256};
+
+    use super::{base64_encode, Crc64};
+
+    /// One entry of a test layer.
+    pub(crate) enum Item<'a> {
+        Dir(&'a [u8]),
+        File(&'a [u8], &'a [u8]),
+        Symlink(&'a [u8], &'a [u8]),
+    }
+
+    /// A layer made by [`make`].
+    pub(crate) struct Made {
+        pub tar: Vec<u8>,
+        pub diff_id: String,
+    }
+
+    /// Writes `items` as a tar stream, unpacks them into `diff_dir` and
+    /// writes the stream's tar-split metadata, gzip-compressed, to
+    /// `tar_split`: one segment before each header's file entry (the padding
+    /// of the previous file and the header), the end of the archive last.
+    pub(crate) fn make(items: &[Item<'_>], diff_dir: &Path, tar_split: &Path) -> Made {
+        std::fs::create_dir_all(diff_dir).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        for item in items {
+            let mut header = tar::Header::new_ustar();
+            header.set_mtime(1_700_000_000);
+            let (name, data): (&[u8], &[u8]) = match *item {
+                Item::Dir(name) => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    std::fs::create_dir_all(diff_dir.join(os(name))).unwrap();
+                    (name, b"")
+                }
+                Item::File(name, data) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    std::fs::write(diff_dir.join(os(name)), data).unwrap();
+                    (name, data)
+                }
+                Item::Symlink(name, target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_link_name(os(target)).unwrap();
+                    std::os::unix::fs::symlink(os(target), diff_dir.join(os(name))).unwrap();
+                    (name, b"")
+                }
+            };
+            header.set_path(os(name)).unwrap();
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+
+        // Each line as Go's encoding/json writes storage.Entry: fields in
+        // declaration order, empty ones omitted, a nil payload as null.
+        let mut lines = String::new();
+        let mut position = 0;
+        let mut line = |fields: String| {
+            lines.push_str(&format!("{{{fields},\"position\":{position}}}\n"));
+            position += 1;
+        };
+        let segment = |bytes: &[u8]| format!(r#""type":2,"payload":"{}""#, base64_encode(bytes));
+        let mut pending = Vec::new();
+        let mut pos = 0;
+        for item in items {
+            let (Item::Dir(name) | Item::File(name, _) | Item::Symlink(name, _)) = *item;
+            let data: &[u8] = match *item {
+                Item::File(_, data) => data,
+                _ => b"",
+            };
+            pending.extend_from_slice(&tar[pos..pos + 512]);
+            pos += 512;
+            line(segment(&pending));
+            pending.clear();
+            let name = match std::str::from_utf8(name) {
+                Ok(name) => format!(r#""name":{}"#, serde_json::Value::from(name)),
+                Err(_) => format!(r#""name_raw":"{}""#, base64_encode(name)),
+            };
+            if data.is_empty() {
+                line(format!(r#""type":1,{name},"payload":null"#));
+            } else {
+                let mut crc = Crc64::default();
+                crc.update(data);
+                let crc = base64_encode(&crc.sum().to_be_bytes());
+                line(format!(
+                    r#""type":1,{name},"size":{},"payload":"{crc}""#,
+                    data.len()
+                ));
+                pos += data.len();
+                let pad = (512 - data.len() % 512) % 512;
+                pending.extend_from_slice(&tar[pos..pos + pad]);
+                pos += pad;
+            }
+        }
+        pending.extend_from_slice(&tar[pos..]);
+        line(segment(&pending));
+        write_gz(tar_split, lines.as_bytes());
+        Made {
+            diff_id: format!("sha256:{}", hex::encode(Sha256::digest(&tar))),
+            tar,
+        }
+    }
+
+    pub(crate) fn write_gz(path: &Path, data: &[u8]) {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap();
+    }
+
+    pub(crate) fn os(name: &[u8]) -> &std::ffi::OsStr {
+        std::ffi::OsStr::from_bytes(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::testing::{make, write_gz, Item};
+    use super::*;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        diff: PathBuf,
+        split: PathBuf,
+        tar: Vec<u8>,
+        diff_id: String,
+    }
+
+    fn fixture(items: &[Item<'_>]) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let diff = tmp.path().join("diff");
+        let split = tmp.path().join("tar-split.json.gz");
+        let made = make(items, &diff, &split);
+        Fixture {
+            _tmp: tmp,
+            diff,
+            split,
+            tar: made.tar,
+            diff_id: made.diff_id,
+        }
+    }
+
+    fn big() -> Vec<u8> {
+        (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn sample() -> Fixture {
+        let big = big();
+        fixture(&[
+            Item::Dir(b"etc/"),
+            Item::File(b"etc/hello", b"hello\n"),
+            Item::File(b"etc/empty", b""),
+            Item::File(b"etc/caf\xe9", b"not utf-8\n"),
+            Item::Symlink(b"etc/link", b"hello"),
+            Item::Dir(b"bin/"),
+            Item::File(b"bin/big", Box::leak(big.into_boxed_slice())),
+        ])
+    }
+
+    fn layer(f: &Fixture) -> StoredLayer {
+        StoredLayer {
+            diff_id: f.diff_id.clone(),
+            id: "layer-1".into(),
+            tar_split: f.split.clone(),
+            diff_dir: f.diff.clone(),
+        }
+    }
+
+    fn rebuild(f: &Fixture) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        reassemble(&f.split, &f.diff, &mut out)?;
+        Ok(out)
+    }
+
+    fn lines(f: &Fixture) -> String {
+        let mut s = String::new();
+        MultiGzDecoder::new(File::open(&f.split).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn the_crc_is_go_s_crc64_iso_and_base64_is_go_s_std_encoding() {
+        let mut crc = Crc64::default();
+        crc.update(b"1234");
+        crc.update(b"56789");
+        assert_eq!(crc.sum(), 0xb909_56c7_75a4_1001);
+        // What the store wrote for "x\n", seen in a real tar-split file.
+        let mut crc = Crc64::default();
+        crc.update(b"x\n");
+        assert_eq!(base64_encode(&crc.sum().to_be_bytes()), "YVMQAAAAAAA=");
+        for (plain, coded) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"\xff\xfe\x00", "//4A"),
+        ] {
+            assert_eq!(base64_encode(plain), coded);
+            assert_eq!(base64_decode(coded).as_deref(), Some(plain));
+        }
+        for bad in ["Zg=", "Z===", "Zm9v!A==", "=Zg=", "Zg==Zg=="] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_layer_is_rebuilt_byte_for_byte() {
+        let f = sample();
+        assert!(lines(&f).contains("name_raw"));
+        assert_eq!(rebuild(&f).unwrap(), f.tar);
+        assert_eq!(tar_size(&f.split).unwrap(), f.tar.len() as u64);
+        let l = layer(&f);
+        assert_eq!(l.tar_size().unwrap(), f.tar.len() as u64);
+        let mut out = Vec::new();
+        assert_eq!(l.write_tar(&mut out).unwrap(), f.tar.len() as u64);
+        assert_eq!(out, f.tar);
+    }
+
+    #[test]
+    fn a_diff_id_that_differs_names_the_layer() {
+        let f = sample();
+        let mut l = layer(&f);
+        l.diff_id = format!("sha256:{}", "0".repeat(64));
+        let e = l.write_tar(&mut io::sink()).unwrap_err();
+        assert!(matches!(e, Error::DiffId { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("layer layer-1") && msg.contains(&f.diff_id),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_modified_file_is_named_with_its_layer() {
+        let f = sample();
+        std::fs::write(f.diff.join("etc/hello"), b"HELLO\n").unwrap();
+        let e = layer(&f).write_tar(&mut io::sink()).unwrap_err();
+        let Error::Layer { id, source } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(id, "layer-1");
+        assert!(
+            matches!(&**source, Error::Checksum { entry, .. } if entry == "etc/hello"),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("layer-1") && msg.contains("etc/hello") && msg.contains("modified"));
+    }
+
+    #[test]
+    fn sizes_that_lie_are_refused() {
+        for content in [&b"hello\n!"[..], b"hell"] {
+            let f = sample();
+            std::fs::write(f.diff.join("etc/hello"), content).unwrap();
+            let e = rebuild(&f).unwrap_err();
+            assert!(
+                matches!(e, Error::Size { expected: 6, actual, .. } if actual == content.len() as u64),
+                "{e}"
+            );
+        }
+        // The metadata's size lies: the file is 6 bytes, it says 7.
+        let f = sample();
+        let text = lines(&f).replace(r#""size":6"#, r#""size":7"#);
+        write_gz(&f.split, text.as_bytes());
+        assert!(matches!(
+            rebuild(&f).unwrap_err(),
+            Error::Size {
+                expected: 7,
+                actual: 6,
+                ..
+            }
+        ));
+        let text = lines(&f).replace(r#""size":7"#, r#""size":-7"#);
+        write_gz(&f.split, text.as_bytes());
+        assert!(matches!(rebuild(&f).unwrap_err(), Error::Corrupt { .. }));
+    }
+
+    #[test]
+    fn files_are_not_read_through_symlinks_or_as_other_kinds() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("hello"), b"hello\n").unwrap();
+
+        // The file itself replaced by a symlink to a file with the same content.
+        let f = sample();
+        std::fs::remove_file(f.diff.join("etc/hello")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("hello"), f.diff.join("etc/hello")).unwrap();
+        assert!(
+            matches!(rebuild(&f).unwrap_err(), Error::File { entry, .. } if entry == "etc/hello")
+        );
+
+        // A directory on its way replaced by a symlink.
+        let f = sample();
+        std::fs::rename(f.diff.join("etc"), f.diff.join("etc.real")).unwrap();
+        std::os::unix::fs::symlink("etc.real", f.diff.join("etc")).unwrap();
+        assert!(matches!(rebuild(&f).unwrap_err(), Error::File { .. }));
+
+        // The layer directory itself a symlink.
+        let f = sample();
+        let real = f.diff.with_file_name("real");
+        std::fs::rename(&f.diff, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &f.diff).unwrap();
+        assert!(matches!(rebuild(&f).unwrap_err(), Error::OpenDir { .. }));
+
+        // A FIFO in a file's place: refused, without blocking.
+        let f = sample();
+        std::fs::remove_file(f.diff.join("etc/hello")).unwrap();
+        nix::unistd::mkfifo(&f.diff.join("etc/hello"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(rebuild(&f).unwrap_err(), Error::NotFile { .. }));
+
+        // A missing file.
+        let f = sample();
+        std::fs::remove_file(f.diff.join("etc/hello")).unwrap();
+        let e = rebuild(&f).unwrap_err();
+        assert!(
+            matches!(&e, Error::File { source, .. } if source.kind() == io::ErrorKind::NotFound)
+        );
+        assert!(e.to_string().contains(&f.diff.display().to_string()));
+    }
+
+    #[test]
+    fn names_that_leave_the_layer_directory_are_refused() {
+        for name in ["../hello", "etc/../../hello", "/../hello", ".", "/"] {
+            let f = sample();
+            let text = lines(&f).replace(r#""name":"etc/hello""#, &format!("\"name\":{name:?}"));
+            write_gz(&f.split, text.as_bytes());
+            let e = rebuild(&f).unwrap_err();
+            assert!(matches!(e, Error::Corrupt { line: 4, .. }), "{name}: {e}");
+        }
+        // An absolute name is taken beneath the layer directory.
+        let f = sample();
+        let text = lines(&f).replace(r#""name":"etc/hello""#, r#""name":"/etc/hello""#);
+        write_gz(&f.split, text.as_bytes());
+        assert_eq!(rebuild(&f).unwrap(), f.tar);
+    }
+
+    #[test]
+    fn corrupt_metadata_is_named_with_its_line() {
+        let cases: [(&str, &str, &str); 6] = [
+            (r#""type":2"#, r#""type":7"#, "unknown entry type 7"),
+            (
+                r#""type":1,"name":"etc/hello""#,
+                r#""type":"one","name":"etc/hello""#,
+                "invalid type",
+            ),
+            (r#""payload":"#, r#""payload":"!!","x":"#, "not base64"),
+            (
+                r#""size":6,"payload":""#,
+                r#""size":6,"payload":"AAAA"#,
+                "11 bytes",
+            ),
+            (r#""name":"etc/hello""#, r#""name":"","#, ""),
+            (r#""name_raw":""#, r#""name_raw":"*"#, "name_raw"),
+        ];
+        for (from, to, says) in cases {
+            let f = sample();
+            let text = lines(&f).replacen(from, to, 1);
+            assert!(text != lines(&f), "{from}");
+            write_gz(&f.split, text.as_bytes());
+            let e = rebuild(&f).unwrap_err();
+            assert!(matches!(e, Error::Corrupt { .. }), "{to}: {e}");
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(
+                e.to_string().contains(&f.split.display().to_string()),
+                "{e}"
+            );
+        }
+
+        let f = sample();
+        std::fs::write(&f.split, b"not gzip").unwrap();
+        assert!(matches!(
+            tar_size(&f.split).unwrap_err(),
+            Error::Read { .. }
+        ));
+        assert!(matches!(rebuild(&f).unwrap_err(), Error::Read { .. }));
+        // Truncated gzip.
+        let f = sample();
+        let gz = std::fs::read(&f.split).unwrap();
+        std::fs::write(&f.split, &gz[..gz.len() / 2]).unwrap();
+        assert!(matches!(rebuild(&f).unwrap_err(), Error::Read { .. }));
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_refused_without_reading_it_all() {
+        let f = sample();
+        let mut text = lines(&f).into_bytes();
+        text.extend(std::iter::repeat_n(b' ', MAX_LINE + 10));
+        text.extend_from_slice(b"{}\n");
+        write_gz(&f.split, &text);
+        let e = tar_size(&f.split).unwrap_err();
+        assert!(matches!(e, Error::LineTooLong { line: 16, .. }), "{e}");
+    }
+
+    #[test]
+    fn the_metadata_file_is_not_opened_through_a_symlink() {
+        let f = sample();
+        let link = f.split.with_file_name("link.gz");
+        std::os::unix::fs::symlink(&f.split, &link).unwrap();
+        assert!(matches!(tar_size(&link).unwrap_err(), Error::Read { .. }));
+    }
+}
