@@ -494,4 +494,339 @@ pub(crate) fn read_capped(root: &OwnedFd, rel: &Path, limit: u64) -> io::Result<
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use std::fs;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::source::tarsplit::testing::{make, Item};
+
+    const CONTAINER: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+
+    struct Store {
+        tmp: tempfile::TempDir,
+        id: String,
+        diff_ids: Vec<String>,
+        chain_ids: Vec<String>,
+    }
+
+    impl Store {
+        fn root(&self) -> &Path {
+            self.tmp.path()
+        }
+
+        fn store(&self) -> DockerStore {
+            DockerStore::new(self.root())
+        }
+
+        fn layer_dir(&self, i: usize) -> PathBuf {
+            self.root()
+                .join(LAYER_DIR)
+                .join(&self.chain_ids[i]["sha256:".len()..])
+        }
+
+        fn config_file(&self) -> PathBuf {
+            self.root().join(CONFIG_DIR).join(&self.id)
+        }
+
+        fn container_file(&self) -> PathBuf {
+            self.root()
+                .join("containers")
+                .join(CONTAINER)
+                .join("config.v2.json")
+        }
+    }
+
+    /// A data root as Docker 20.10 leaves it: two layers, an image tagged
+    /// `app:latest` and `org/tool:1`, a container `sess` of it.
+    fn store() -> Store {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let layers: [&[Item<'_>]; 2] = [
+            &[Item::Dir(b"etc/"), Item::File(b"etc/hello", b"hello\n")],
+            &[Item::Dir(b"etc/"), Item::File(b"etc/two", b"two\n")],
+        ];
+        let mut diff_ids: Vec<String> = Vec::new();
+        let mut chain_ids: Vec<String> = Vec::new();
+        for (i, items) in layers.iter().enumerate() {
+            let cache_id = format!("{i}cache{}", "9".repeat(58));
+            let tmp_split = root.join("split.gz");
+            let made = make(
+                items,
+                &root.join("overlay2").join(&cache_id).join("diff"),
+                &tmp_split,
+            );
+            let chain = match chain_ids.last() {
+                None => made.diff_id.clone(),
+                Some(parent) => format!(
+                    "sha256:{}",
+                    hex::encode(Sha256::digest(format!("{parent} {}", made.diff_id)))
+                ),
+            };
+            let dir = root.join(LAYER_DIR).join(&chain["sha256:".len()..]);
+            fs::create_dir_all(&dir).unwrap();
+            fs::rename(&tmp_split, dir.join("tar-split.json.gz")).unwrap();
+            fs::write(dir.join("diff"), &made.diff_id).unwrap();
+            fs::write(dir.join("cache-id"), &cache_id).unwrap();
+            fs::write(dir.join("size"), "6").unwrap();
+            if let Some(parent) = chain_ids.last() {
+                fs::write(dir.join("parent"), parent).unwrap();
+            }
+            diff_ids.push(made.diff_id);
+            chain_ids.push(chain);
+        }
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/bin", "A=1"], "Cmd": null, "Volumes": null,
+                       "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/srv"},
+            "container_config": {"Cmd": ["/bin/sh", "-c", "x"]},
+            "docker_version": "20.10.24",
+            "history": [{"created_by": "import"}, {"created_by": "RUN x"}],
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let id = hex::encode(Sha256::digest(&config));
+        fs::create_dir_all(root.join(CONFIG_DIR)).unwrap();
+        fs::write(root.join(CONFIG_DIR).join(&id), &config).unwrap();
+        let image = format!("sha256:{id}");
+        fs::write(
+            root.join(IMAGE_DIR).join("repositories.json"),
+            serde_json::to_vec(&json!({"Repositories": {
+                "app": {"app:latest": image},
+                "org/tool": {"org/tool:1": image, "org/tool@sha256:abc": image},
+            }}))
+            .unwrap(),
+        )
+        .unwrap();
+        let dir = root.join("containers").join(CONTAINER);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("config.v2.json"),
+            serde_json::to_vec(&json!({"ID": CONTAINER, "Name": "/sess", "Image": image,
+                                       "Config": {"Image": "app"}, "State": {"Running": true}}))
+            .unwrap(),
+        )
+        .unwrap();
+        // A container being created, without its config yet.
+        fs::create_dir_all(root.join("containers").join("f".repeat(64))).unwrap();
+        Store {
+            tmp,
+            id,
+            diff_ids,
+            chain_ids,
+        }
+    }
+
+    #[test]
+    fn containers_are_read_with_their_names_and_images() {
+        let s = store();
+        let all = s.store().containers().unwrap();
+        assert_eq!(
+            all,
+            vec![ContainerRecord {
+                id: CONTAINER.into(),
+                names: vec!["sess".into()],
+                image: Some(format!("sha256:{}", s.id)),
+                file: s.container_file(),
+            }]
+        );
+        assert_eq!(
+            s.store().container(CONTAINER).unwrap(),
+            Some(all[0].clone())
+        );
+        assert_eq!(s.store().container(&"f".repeat(64)).unwrap(), None);
+        assert_eq!(s.store().container("nope").unwrap(), None);
+        assert_eq!(s.store().container("../containers").unwrap(), None);
+    }
+
+    #[test]
+    fn a_missing_root_has_nothing() {
+        let s = DockerStore::new("/nonexistent/docker");
+        assert_eq!(s.containers().unwrap(), vec![]);
+        assert_eq!(s.container(CONTAINER).unwrap(), None);
+        assert!(matches!(s.image("app").unwrap_err(), Error::NoImage { .. }));
+    }
+
+    #[test]
+    fn images_are_found_by_name_id_and_prefix_and_their_layers_rebuilt() {
+        let s = store();
+        let image = format!("sha256:{}", s.id);
+        for (reference, name) in [
+            ("app", "app:latest"),
+            ("app:latest", "app:latest"),
+            ("docker.io/library/app", "app:latest"),
+            ("library/app:latest", "app:latest"),
+            ("org/tool:1", "org/tool:1"),
+            ("docker.io/org/tool:1", "org/tool:1"),
+            (image.as_str(), "app:latest"),
+            (&s.id, "app:latest"),
+            (&s.id[..6], "app:latest"),
+            (&image[..14], "app:latest"),
+        ] {
+            let got = s.store().image(reference).unwrap();
+            assert_eq!(got.name, name, "{reference}");
+            assert_eq!(got.id, image);
+            assert_eq!(got.store, "docker");
+            assert_eq!(got.root, s.root());
+            assert_eq!(
+                got.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
+                s.diff_ids.iter().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                got.layers.iter().map(|l| &l.id).collect::<Vec<_>>(),
+                s.chain_ids.iter().collect::<Vec<_>>()
+            );
+        }
+        let got = s.store().image("app").unwrap();
+        let config = got.config.config().clone().unwrap();
+        assert_eq!(config.env().clone().unwrap(), vec!["PATH=/bin", "A=1"]);
+        assert_eq!(config.working_dir().as_deref(), Some("/srv"));
+        assert_eq!(got.config.history().as_ref().map(Vec::len), Some(2));
+        for layer in &got.layers {
+            let mut out = Vec::new();
+            let n = layer.write_tar(&mut out).unwrap();
+            assert_eq!(n, out.len() as u64);
+            assert_eq!(layer.tar_size().unwrap(), n);
+        }
+        for missing in ["other", "app:2", "abc", "0000000", "docker.io/other/app"] {
+            let e = s.store().image(missing).unwrap_err();
+            assert!(matches!(e, Error::NoImage { .. }), "{missing}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_matches() {
+        let s = store();
+        let other = format!(
+            "{}{}",
+            &s.id[..4],
+            if &s.id[4..5] == "0" { "1" } else { "0" }.repeat(60)
+        );
+        fs::write(s.root().join(CONFIG_DIR).join(&other), b"{}").unwrap();
+        let e = s.store().image(&s.id[..4]).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Ambiguous { .. }), "{msg}");
+        assert!(msg.contains(&s.id) && msg.contains(&other), "{msg}");
+    }
+
+    #[test]
+    fn a_corrupt_container_config_is_named() {
+        let s = store();
+        fs::write(s.container_file(), b"{\"ID\": ").unwrap();
+        for e in [
+            s.store().containers().unwrap_err(),
+            s.store().container(CONTAINER).unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::Json { .. }), "{e}");
+            assert!(e
+                .to_string()
+                .contains(&s.container_file().display().to_string()));
+        }
+        // Another container's id in it.
+        fs::write(s.container_file(), br#"{"ID": "0123"}"#).unwrap();
+        assert!(matches!(
+            s.store().containers().unwrap_err(),
+            Error::Invalid { .. }
+        ));
+        // Too large to be one.
+        let mut big = br#"{"ID": ""#.to_vec();
+        big.resize(MAX_JSON_SIZE as usize + 10, b'x');
+        fs::write(s.container_file(), &big).unwrap();
+        let e = s.store().containers().unwrap_err();
+        assert!(
+            matches!(e, Error::Read { .. }) && e.to_string().contains("limit"),
+            "{e}"
+        );
+        // A symlink to a good one elsewhere.
+        let elsewhere = s.root().join("elsewhere.json");
+        fs::write(&elsewhere, format!(r#"{{"ID": "{CONTAINER}"}}"#)).unwrap();
+        fs::remove_file(s.container_file()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.container_file()).unwrap();
+        assert!(matches!(
+            s.store().containers().unwrap_err(),
+            Error::Read { .. }
+        ));
+    }
+
+    #[test]
+    fn a_tampered_image_config_is_named() {
+        let s = store();
+        let mut config = fs::read(s.config_file()).unwrap();
+        config.push(b' ');
+        fs::write(s.config_file(), &config).unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(matches!(e, Error::ConfigDigest { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .contains(&s.config_file().display().to_string()));
+
+        let s = store();
+        fs::write(s.root().join(IMAGE_DIR).join("repositories.json"), b"[").unwrap();
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Json { .. }
+        ));
+    }
+
+    #[test]
+    fn layer_records_that_disagree_or_escape_are_refused() {
+        let s = store();
+        fs::write(
+            s.layer_dir(1).join("diff"),
+            format!("sha256:{}", "1".repeat(64)),
+        )
+        .unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(matches!(e, Error::DiffId { .. }), "{e}");
+        assert!(e.to_string().contains(&s.chain_ids[1]), "{e}");
+
+        for cache_id in ["../../etc", "", "a/b", ".."] {
+            let s = store();
+            fs::write(s.layer_dir(0).join("cache-id"), cache_id).unwrap();
+            let e = s.store().image("app").unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{cache_id}: {e}");
+        }
+
+        // The layer directory or the tar-split reached through a symlink.
+        let s = store();
+        let cache_id = fs::read_to_string(s.layer_dir(0).join("cache-id")).unwrap();
+        let layer = s.root().join("overlay2").join(&cache_id);
+        fs::rename(layer.join("diff"), layer.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", layer.join("diff")).unwrap();
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Read { .. }
+        ));
+        let s = store();
+        let split = s.layer_dir(1).join("tar-split.json.gz");
+        fs::rename(&split, s.root().join("split.gz")).unwrap();
+        std::os::unix::fs::symlink(s.root().join("split.gz"), &split).unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(matches!(e, Error::Read { .. }), "{e}");
+        assert!(e.to_string().contains("tar-split.json.gz"), "{e}");
+
+        // A layer missing from layerdb.
+        let s = store();
+        fs::remove_dir_all(s.layer_dir(1)).unwrap();
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Read { .. }
+        ));
+    }
+
+    #[test]
+    fn familiar_names_are_docker_s() {
+        for (input, familiar) in [
+            ("busybox", "busybox:latest"),
+            ("docker.io/library/busybox:1.36", "busybox:1.36"),
+            ("docker.io/org/x", "org/x:latest"),
+            ("localhost:5000/x", "localhost:5000/x:latest"),
+            ("localhost:5000/x:2", "localhost:5000/x:2"),
+            ("ghcr.io/o/x@sha256:ab", "ghcr.io/o/x@sha256:ab"),
+        ] {
+            assert_eq!(familiar_name(input), familiar, "{input}");
+        }
+    }
+}
