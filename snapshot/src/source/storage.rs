@@ -393,4 +393,317 @@ impl ContainersStorage {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use std::fs;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::source::tarsplit::testing::{make, Item};
+
+    const CONTAINER: &str = "b8fdf6d6fda482c2a8a42e34f66e15537e8448c2d53dc5d83ace180839c81876";
+
+    struct Store {
+        tmp: tempfile::TempDir,
+        id: String,
+        layer_ids: Vec<String>,
+        diff_ids: Vec<String>,
+    }
+
+    impl Store {
+        fn root(&self) -> &Path {
+            self.tmp.path()
+        }
+
+        fn store(&self) -> ContainersStorage {
+            ContainersStorage::new(self.root())
+        }
+
+        fn config_file(&self) -> PathBuf {
+            let key = format!("sha256:{}", self.id);
+            self.root()
+                .join("overlay-images")
+                .join(&self.id)
+                .join(format!("={}", base64_encode(key.as_bytes())))
+        }
+
+        fn edit_layers(&self, f: impl FnOnce(&mut Vec<serde_json::Value>)) {
+            let path = self.root().join(LAYERS);
+            let mut layers: Vec<serde_json::Value> =
+                serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            f(&mut layers);
+            fs::write(path, serde_json::to_vec(&layers).unwrap()).unwrap();
+        }
+    }
+
+    /// A graph root as podman 4 leaves it: two image layers and a container
+    /// layer, images `localhost/app:latest` (two layers) and
+    /// `docker.io/library/base:latest` (one), a container `sess`.
+    fn store() -> Store {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let layers: [&[Item<'_>]; 2] = [
+            &[Item::Dir(b"etc/"), Item::File(b"etc/hello", b"hello\n")],
+            &[Item::Dir(b"etc/"), Item::File(b"etc/two", b"two\n")],
+        ];
+        fs::create_dir_all(root.join("overlay-layers")).unwrap();
+        let mut layer_ids: Vec<String> = Vec::new();
+        let mut diff_ids: Vec<String> = Vec::new();
+        let mut records = Vec::new();
+        for (i, items) in layers.iter().enumerate() {
+            let id = format!("{i}{}", "a".repeat(63));
+            let made = make(
+                items,
+                &root.join("overlay").join(&id).join("diff"),
+                &root.join(format!("overlay-layers/{id}.tar-split.gz")),
+            );
+            let mut record = json!({"id": id, "diff-digest": made.diff_id,
+                                    "compressed-diff-digest": made.diff_id});
+            if let Some(parent) = layer_ids.last() {
+                record["parent"] = parent.clone().into();
+            }
+            records.push(record);
+            layer_ids.push(id);
+            diff_ids.push(made.diff_id);
+        }
+        records
+            .push(json!({"id": "c".repeat(64), "names": ["sess-layer"], "parent": layer_ids[1]}));
+        fs::write(root.join(LAYERS), serde_json::to_vec(&records).unwrap()).unwrap();
+
+        let mut images = Vec::new();
+        let mut id = String::new();
+        for (name, n) in [
+            ("docker.io/library/base:latest", 1),
+            ("localhost/app:latest", 2),
+        ] {
+            let config = serde_json::to_vec(&json!({
+                "architecture": "amd64", "os": "linux",
+                "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids[..n]},
+            }))
+            .unwrap();
+            id = hex::encode(Sha256::digest(&config));
+            let key = format!("sha256:{id}");
+            let dir = root.join("overlay-images").join(&id);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(
+                dir.join(format!("={}", base64_encode(key.as_bytes()))),
+                &config,
+            )
+            .unwrap();
+            fs::write(dir.join("manifest"), b"{}").unwrap();
+            images.push(json!({"id": id, "names": [name], "layer": layer_ids[n - 1],
+                               "big-data-names": [key, "manifest"]}));
+        }
+        fs::write(root.join(IMAGES), serde_json::to_vec(&images).unwrap()).unwrap();
+        fs::create_dir_all(root.join("overlay-containers")).unwrap();
+        fs::write(
+            root.join(CONTAINERS),
+            serde_json::to_vec(&json!([{"id": CONTAINER, "names": ["sess"], "image": id,
+                                        "layer": "c".repeat(64)}]))
+            .unwrap(),
+        )
+        .unwrap();
+        Store {
+            tmp,
+            id,
+            layer_ids,
+            diff_ids,
+        }
+    }
+
+    #[test]
+    fn big_data_names_are_the_store_s() {
+        // As found on disk for the key of an image config.
+        assert_eq!(
+            base64_encode(b"sha256:bcb3a5bc4d9f8a4107dd87c2d2f3784b128d2f3b3ed03cb16c9d200ebbcc0527"),
+            "c2hhMjU2OmJjYjNhNWJjNGQ5ZjhhNDEwN2RkODdjMmQyZjM3ODRiMTI4ZDJmM2IzZWQwM2NiMTZjOWQyMDBlYmJjYzA1Mjc="
+        );
+    }
+
+    #[test]
+    fn containers_are_read_with_their_names_and_images() {
+        let s = store();
+        let record = ContainerRecord {
+            id: CONTAINER.into(),
+            names: vec!["sess".into()],
+            image: Some(s.id.clone()),
+            file: s.root().join(CONTAINERS),
+        };
+        assert_eq!(s.store().containers().unwrap(), vec![record.clone()]);
+        assert_eq!(s.store().container(CONTAINER).unwrap(), Some(record));
+        assert_eq!(s.store().container("nope").unwrap(), None);
+        let none = ContainersStorage::new("/nonexistent/storage");
+        assert_eq!(none.containers().unwrap(), vec![]);
+        assert!(matches!(
+            none.image("app").unwrap_err(),
+            Error::NoImage { .. }
+        ));
+    }
+
+    #[test]
+    fn images_are_found_by_name_id_and_prefix_and_their_layers_rebuilt() {
+        let s = store();
+        let image = format!("sha256:{}", s.id);
+        for reference in [
+            "app",
+            "app:latest",
+            "localhost/app",
+            "localhost/app:latest",
+            image.as_str(),
+            &s.id,
+            &s.id[..8],
+        ] {
+            let got = s.store().image(reference).unwrap();
+            assert_eq!(got.name, "localhost/app:latest", "{reference}");
+            assert_eq!(got.id, image);
+            assert_eq!(got.store, "containers-storage");
+            assert_eq!(
+                got.layers.iter().map(|l| &l.id).collect::<Vec<_>>(),
+                s.layer_ids.iter().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                got.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
+                s.diff_ids.iter().collect::<Vec<_>>()
+            );
+            for layer in &got.layers {
+                let mut out = Vec::new();
+                assert_eq!(layer.write_tar(&mut out).unwrap(), out.len() as u64);
+            }
+        }
+        for reference in ["base", "library/base", "docker.io/library/base:latest"] {
+            let got = s.store().image(reference).unwrap();
+            assert_eq!(got.name, "docker.io/library/base:latest", "{reference}");
+            assert_eq!(got.layers.len(), 1);
+        }
+        for missing in ["other", "app:2", "abc", "docker.io/app"] {
+            let e = s.store().image(missing).unwrap_err();
+            assert!(matches!(e, Error::NoImage { .. }), "{missing}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_short_name_two_images_answer_to_is_ambiguous() {
+        let s = store();
+        let path = s.root().join(IMAGES);
+        let mut images: Vec<serde_json::Value> =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        images[0]["names"] = json!(["docker.io/library/app:latest"]);
+        fs::write(&path, serde_json::to_vec(&images).unwrap()).unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(matches!(e, Error::Ambiguous { .. }), "{e}");
+        assert!(e.to_string().contains("localhost/app:latest"), "{e}");
+        // The full names still tell them apart.
+        assert_eq!(s.store().image("localhost/app").unwrap().layers.len(), 2);
+        assert_eq!(
+            s.store()
+                .image("docker.io/library/app")
+                .unwrap()
+                .layers
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn corrupt_and_hostile_records_are_named() {
+        let s = store();
+        fs::write(s.root().join(CONTAINERS), b"[{\"id\": 1}]").unwrap();
+        let e = s.store().containers().unwrap_err();
+        assert!(
+            matches!(e, Error::Json { .. }) && e.to_string().contains("containers.json"),
+            "{e}"
+        );
+
+        let s = store();
+        let mut config = fs::read(s.config_file()).unwrap();
+        config.push(b'\n');
+        fs::write(s.config_file(), config).unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(matches!(e, Error::ConfigDigest { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .contains(&s.config_file().display().to_string()));
+
+        let s = store();
+        fs::remove_file(s.config_file()).unwrap();
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Read { .. }
+        ));
+
+        // A layer whose recorded diff digest is not the config's.
+        let s = store();
+        s.edit_layers(|l| l[1]["diff-digest"] = format!("sha256:{}", "1".repeat(64)).into());
+        let e = s.store().image("app").unwrap_err();
+        assert!(
+            matches!(e, Error::DiffId { .. }) && e.to_string().contains(&s.layer_ids[1]),
+            "{e}"
+        );
+
+        // A parent chain that loops, runs out, or is longer than the config.
+        let s = store();
+        s.edit_layers(|l| l[0]["parent"] = s.layer_ids[1].clone().into());
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Invalid { .. }
+        ));
+        let s = store();
+        s.edit_layers(|l| {
+            l.remove(0);
+        });
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Invalid { .. }
+        ));
+        let s = store();
+        s.edit_layers(|l| l[0]["parent"] = "c".repeat(64).into());
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Invalid { .. }
+        ));
+
+        // Layer ids that would escape.
+        let s = store();
+        s.edit_layers(|l| {
+            l[0]["id"] = "../../x".into();
+            l[1]["parent"] = "../../x".into();
+        });
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Invalid { .. }
+        ));
+
+        // An image id that is not one.
+        let s = store();
+        let path = s.root().join(IMAGES);
+        let text = fs::read_to_string(&path).unwrap().replace(&s.id, "../x");
+        fs::write(&path, text).unwrap();
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Invalid { .. }
+        ));
+
+        // A layer directory reached through a symlink.
+        let s = store();
+        let layer = s.root().join("overlay").join(&s.layer_ids[0]);
+        fs::rename(layer.join("diff"), layer.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", layer.join("diff")).unwrap();
+        assert!(matches!(
+            s.store().image("app").unwrap_err(),
+            Error::Read { .. }
+        ));
+
+        // A list too large to read.
+        let s = store();
+        fs::File::create(s.root().join(IMAGES))
+            .unwrap()
+            .set_len(MAX_LIST_SIZE + 1)
+            .unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(
+            matches!(e, Error::Read { .. }) && e.to_string().contains("limit"),
+            "{e}"
+        );
+    }
+}
