@@ -519,12 +519,13 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
 }
 
 /// CRC-64 with the ISO polynomial, reflected, as Go's `hash/crc64` computes
-/// it with `crc64.MakeTable(crc64.ISO)`.
+/// it with `crc64.MakeTable(crc64.ISO)`; eight bytes at a time ("slicing by
+/// 8"), as Go does too.
 #[derive(Default)]
 struct Crc64(u64);
 
-const CRC64_ISO_TABLE: [u64; 256] = {
-    let mut table = [0u64; 256];
+const CRC64_ISO_TABLES: [[u64; 256]; 8] = {
+    let mut tables = [[0u64; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut crc = i as u64;
@@ -537,17 +538,43 @@ const CRC64_ISO_TABLE: [u64; 256] = {
             };
             bit += 1;
         }
-        table[i] = crc;
+        tables[0][i] = crc;
         i += 1;
     }
-    table
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = tables[0][i];
+        let mut j = 1;
+        while j < 8 {
+            crc = tables[0][(crc & 0xff) as usize] ^ (crc >> 8);
+            tables[j][i] = crc;
+            j += 1;
+        }
+        i += 1;
+    }
+    tables
 };
 
 impl Crc64 {
     fn update(&mut self, data: &[u8]) {
+        let t = &CRC64_ISO_TABLES;
         let mut crc = !self.0;
-        for &b in data {
-            crc = CRC64_ISO_TABLE[usize::from(crc as u8 ^ b)] ^ (crc >> 8);
+        let mut chunks = data.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            crc ^= u64::from_le_bytes(word);
+            crc = t[7][(crc & 0xff) as usize]
+                ^ t[6][(crc >> 8 & 0xff) as usize]
+                ^ t[5][(crc >> 16 & 0xff) as usize]
+                ^ t[4][(crc >> 24 & 0xff) as usize]
+                ^ t[3][(crc >> 32 & 0xff) as usize]
+                ^ t[2][(crc >> 40 & 0xff) as usize]
+                ^ t[1][(crc >> 48 & 0xff) as usize]
+                ^ t[0][(crc >> 56) as usize];
+        }
+        for &b in chunks.remainder() {
+            crc = t[0][usize::from(crc as u8 ^ b)] ^ (crc >> 8);
         }
         self.0 = !crc;
     }
@@ -760,6 +787,18 @@ mod tests {
         crc.update(b"56789");
         assert_eq!(crc.sum(), 0xb909_56c7_75a4_1001);
         // What the store wrote for "x\n", seen in a real tar-split file.
+        // Eight at a time or one at a time, split anywhere: the same sum.
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 256) as u8).collect();
+        let mut whole = Crc64::default();
+        whole.update(&data);
+        for split in [0, 1, 7, 8, 9, 500, 999] {
+            let mut parts = Crc64::default();
+            parts.update(&data[..split]);
+            parts.update(&data[split..]);
+            let mut bytes = Crc64::default();
+            data.iter().for_each(|b| bytes.update(&[*b]));
+            assert_eq!((parts.sum(), bytes.sum()), (whole.sum(), whole.sum()));
+        }
         let mut crc = Crc64::default();
         crc.update(b"x\n");
         assert_eq!(base64_encode(&crc.sum().to_be_bytes()), "YVMQAAAAAAA=");
