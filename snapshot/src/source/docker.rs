@@ -159,7 +159,11 @@ impl DockerStore {
         let path = self.root.join(&rel);
         let data = match read_capped(root, Path::new(&rel), MAX_JSON_SIZE) {
             Ok(data) => data,
+            // No config yet (a container being created), or no directory.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+                return Ok(None)
+            }
             Err(source) => return Err(Error::Read { path, source }),
         };
         let config: ContainerConfig =
@@ -609,8 +613,9 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        // A container being created, without its config yet.
+        // A container being created, without its config yet, and a stray file.
         fs::create_dir_all(root.join("containers").join("f".repeat(64))).unwrap();
+        fs::write(root.join("containers").join("stray"), b"").unwrap();
         Store {
             tmp,
             id,

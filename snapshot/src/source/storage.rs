@@ -87,28 +87,37 @@ pub struct ContainersStorage {
 #[derive(Deserialize)]
 struct ContainerEntry {
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     names: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     image: String,
 }
 
 #[derive(Deserialize)]
 struct ImageEntry {
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     names: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     layer: String,
 }
 
 #[derive(Deserialize)]
 struct LayerEntry {
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     parent: String,
-    #[serde(rename = "diff-digest", default)]
+    #[serde(rename = "diff-digest", default, deserialize_with = "null_as_default")]
     diff_digest: String,
+}
+
+/// A field the store may write as `null` as well as leave out.
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 const CONTAINERS: &str = "overlay-containers/containers.json";
@@ -466,8 +475,10 @@ mod tests {
             layer_ids.push(id);
             diff_ids.push(made.diff_id);
         }
-        records
-            .push(json!({"id": "c".repeat(64), "names": ["sess-layer"], "parent": layer_ids[1]}));
+        records.push(json!({
+            "id": "c".repeat(64), "names": ["sess-layer"], "parent": layer_ids[1],
+            "diff-digest": null,
+        }));
         fs::write(root.join(LAYERS), serde_json::to_vec(&records).unwrap()).unwrap();
 
         let mut images = Vec::new();
