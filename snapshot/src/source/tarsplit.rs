@@ -18,16 +18,15 @@
 //! metadata is read line by line and files are copied through one fixed
 //! buffer, so no layer is ever held in memory.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use nix::sys::stat::SFlag;
-use rustix::fs::OFlags;
+use rustix::fs::{openat, Mode, OFlags, CWD};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
@@ -338,13 +337,14 @@ struct Entries {
 
 impl Entries {
     fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags())
-            .open(path)
-            .map_err(|source| Error::Read {
+        // Not through a symlink in its place; the store reader checked the
+        // way to it.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = openat(CWD, path, flags, Mode::empty())
+            .map(File::from)
+            .map_err(|e| Error::Read {
                 path: path.to_owned(),
-                source,
+                source: e.into(),
             })?;
         Ok(Entries {
             path: path.to_owned(),
@@ -428,10 +428,6 @@ impl Entries {
             kind => Err(self.corrupt(format!("unknown entry type {kind}"))),
         }
     }
-}
-
-fn libc_flags() -> i32 {
-    (OFlags::NOFOLLOW | OFlags::CLOEXEC).bits() as i32
 }
 
 /// A name of a file with content must name something beneath the layer
