@@ -583,8 +583,10 @@ mod tests {
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Env": ["PATH=/bin", "A=1"], "Cmd": null, "Volumes": null,
-                       "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/srv"},
+            "config": {"Env": ["PATH=/bin", "A=1"], "Cmd": null, "Entrypoint": null,
+                       "OnBuild": null, "Volumes": {"/data": {}}, "Labels": {"a": "b"},
+                       "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/srv",
+                       "Healthcheck": {"Test": ["CMD", "true"]}, "StopSignal": "SIGINT"},
             "container_config": {"Cmd": ["/bin/sh", "-c", "x"]},
             "docker_version": "20.10.24",
             "history": [{"created_by": "import"}, {"created_by": "RUN x"}],
@@ -688,6 +690,9 @@ mod tests {
         let config = got.config.config().clone().unwrap();
         assert_eq!(config.env().clone().unwrap(), vec!["PATH=/bin", "A=1"]);
         assert_eq!(config.working_dir().as_deref(), Some("/srv"));
+        assert_eq!(config.volumes().clone().unwrap(), vec!["/data"]);
+        assert_eq!(config.exposed_ports().clone().unwrap(), vec!["80/tcp"]);
+        assert_eq!(config.labels().clone().unwrap()["a"], "b");
         assert_eq!(got.config.history().as_ref().map(Vec::len), Some(2));
         for layer in &got.layers {
             let mut out = Vec::new();

@@ -1001,6 +1001,39 @@ mod tests {
     }
 
     #[test]
+    fn mangled_metadata_gives_errors_never_panics() {
+        let f = fixture(&[
+            Item::Dir(b"etc/"),
+            Item::File(b"etc/hello", b"hello\n"),
+            Item::File(b"etc/caf\xe9", b"x"),
+        ]);
+        let good = lines(&f).into_bytes();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..300 {
+            let mut text = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % text.len() as u64) as usize;
+                match next() % 3 {
+                    0 => text[at] = next() as u8,
+                    1 => {
+                        text.remove(at);
+                    }
+                    _ => text.truncate(at),
+                }
+            }
+            write_gz(&f.split, &text);
+            let _ = tar_size(&f.split);
+            let _ = rebuild(&f);
+        }
+    }
+
+    #[test]
     fn the_metadata_file_is_not_opened_through_a_symlink() {
         let f = sample();
         let link = f.split.with_file_name("link.gz");
