@@ -143,8 +143,9 @@ pub fn tar_size(tar_split: &Path) -> Result<u64> {
 /// Returns the number of bytes written.
 ///
 /// The metadata is read line by line and files are copied through a fixed
-/// buffer. On an error, what was written so far is no layer: the caller
-/// discards it.
+/// buffer. Headers are written one at a time (512 bytes and up), so `out`
+/// should buffer or compress. On an error, what was written so far is no
+/// layer: the caller discards it.
 pub fn reassemble(tar_split: &Path, diff_dir: &Path, out: &mut dyn Write) -> Result<u64> {
     let mut entries = Entries::open(tar_split)?;
     let dir = open_root_nofollow(diff_dir).map_err(|e| Error::OpenDir {
