@@ -9,10 +9,14 @@
 //! | module | reads |
 //! |---|---|
 //! | [`oci`] | OCI image layout directories and archives, and blob directories laid out as one (containerd's content store) |
+//! | [`bolt`] | bbolt database files, read-only, from disk (containerd's `meta.db`) |
+//! | [`containerd`] | containerd's image and container records (`meta.db`) and where its content store is |
 //!
 //! It reads images; it never writes one, and knows nothing of walks or layers
 //! being made.
 
+pub mod bolt;
+pub mod containerd;
 pub mod oci;
 
 pub use oci::*;
