@@ -4,13 +4,16 @@
 //! image's blobs found in the content store, and damaged copies of `meta.db`
 //! refused with errors naming the file, never a panic.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use freezeframe_snapshot::source::containerd::{ContainerdStore, Error, METADATA_DB};
+use freezeframe_snapshot::source::containerd::{
+    ContainerdStore, Error, CRI_IMAGE_NAME, METADATA_DB,
+};
 use freezeframe_tests::containers::*;
 use freezeframe_tests::*;
 use sha2::{Digest as _, Sha256};
@@ -37,6 +40,10 @@ impl Setup {
             "-d",
             "--runc-binary",
             "/usr/sbin/runc",
+            "--label",
+            "team=sessions",
+            "--annotation",
+            "org.example.note=kept",
             &reference,
             &container,
             "sleep",
@@ -162,6 +169,54 @@ fn image_and_container_records_equal_ctrs_and_the_blobs_are_in_the_content_store
         store.container_image("no-such-ns", &s.container).unwrap(),
         None
     );
+
+    // The whole record: labels and spec annotations as `ctr` shows them.
+    let record = store
+        .container(ns, &s.container)
+        .unwrap()
+        .expect("a container record");
+    assert_eq!(record.image.as_deref(), Some(image));
+    assert_eq!(record.image_name(), Some(image));
+    assert_eq!(
+        record.labels.get("team").map(String::as_str),
+        Some("sessions")
+    );
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(info["Labels"].clone()).expect("Labels in containers info");
+    assert_eq!(record.labels, labels);
+    assert_eq!(
+        record
+            .annotations
+            .get("org.example.note")
+            .map(String::as_str),
+        Some("kept")
+    );
+    let annotations: BTreeMap<String, String> =
+        serde_json::from_value(info["Spec"]["annotations"].clone())
+            .expect("Spec.annotations in containers info");
+    assert_eq!(record.annotations, annotations);
+    assert_eq!(store.container(ns, "no-such-container").unwrap(), None);
+    let ids = store.containers(ns).unwrap();
+    assert_eq!(ids, vec![s.container.clone()]);
+
+    // A container recorded as CRI records one: the image name in an
+    // annotation, which wins over the image field.
+    let cri = unique_id("cri");
+    s.ctd.ctr([
+        "containers",
+        "create",
+        "--annotation",
+        &format!("{CRI_IMAGE_NAME}=registry.example/app:1"),
+        &s.reference,
+        &cri,
+    ]);
+    let record = store
+        .container(ns, &cri)
+        .unwrap()
+        .expect("the CRI-like record");
+    assert_eq!(record.image.as_deref(), Some(s.reference.as_str()));
+    assert_eq!(record.image_name(), Some("registry.example/app:1"));
+    assert_eq!(store.containers(ns).unwrap().len(), 2);
 
     // The image's target, as `ctr images ls` and `ctr content get` show it.
     let desc = store.image(ns, &s.reference).unwrap();
@@ -307,6 +362,8 @@ fn every_lookup(store: &ContainerdStore, s: &Setup) -> Vec<String> {
     note(store.container_image(ns, &s.container).map(drop));
     note(store.namespaces().map(drop));
     note(store.images(ns).map(drop));
+    note(store.container(ns, &s.container).map(drop));
+    note(store.containers(ns).map(drop));
     errors
 }
 
@@ -339,7 +396,7 @@ fn damaged_copies_of_meta_db_give_errors_naming_the_file() {
         let store = damaged_root(dir, name, &bytes[..len]);
         let errors = every_lookup(&store, &s);
         if name != "half" {
-            assert_eq!(errors.len(), 4, "{name}: {errors:?}");
+            assert_eq!(errors.len(), 6, "{name}: {errors:?}");
         }
         let e = store.image(&s.ctd.ns, &s.reference);
         if let Err(e) = e {
@@ -385,7 +442,7 @@ fn damaged_copies_of_meta_db_give_errors_naming_the_file() {
     far[value_at..value_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     let store = damaged_root(dir, "far", &far);
     let errors = every_lookup(&store, &s);
-    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert_eq!(errors.len(), 6, "{errors:?}");
     for e in &errors {
         assert!(
             e.contains(&format!("page {}", 1u64 << 40)) && e.contains("high-water"),

@@ -200,6 +200,15 @@ impl Db {
             },
         };
         db.meta = db.read_meta()?;
+        // bbolt grows the file and writes a commit's pages before its meta
+        // page: the length after the meta was read covers every page it
+        // names, even when a commit landed between the first stat and it.
+        db.len = db
+            .file
+            .metadata()
+            .map_err(|source| db.io(source))?
+            .len()
+            .max(db.len);
         Ok(db)
     }
 

@@ -9,6 +9,8 @@
 //! v1/NAMESPACE/images/NAME/target/{digest, mediatype, size (a Go varint)}
 //! v1/NAMESPACE/images/NAME/annotations/KEY = VALUE      (the target's annotations)
 //! v1/NAMESPACE/containers/ID/image = NAME               (the image it was made from)
+//! v1/NAMESPACE/containers/ID/labels/KEY = VALUE
+//! v1/NAMESPACE/containers/ID/spec = a protobuf Any of the runtime spec's JSON
 //! ```
 //!
 //! and the blobs themselves, as they came from the registry, in
@@ -37,7 +39,7 @@
 //! The database is opened read-only beneath the root, through no symlink.
 //! containerd holds no lock that a reader must take (bbolt locks writers only).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
@@ -63,6 +65,14 @@ pub const READ_TRIES: usize = 5;
 /// The largest image name, container image field, media type or digest
 /// accepted from the database.
 const MAX_STRING: usize = 4096;
+
+/// The largest runtime spec (a protobuf `Any` holding the spec's JSON)
+/// read from a container's record.
+pub const MAX_SPEC_SIZE: usize = 8 << 20;
+
+/// The annotation in which CRI (Kubernetes) records the image a container
+/// was made from, by the name the pod asked for.
+pub const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
 
 /// How many known names an error lists at most.
 const LIST_IN_ERRORS: usize = 10;
@@ -117,6 +127,35 @@ pub enum Error {
 }
 
 type Result<T> = std::result::Result<T, Error>;
+
+/// What containerd recorded of a container (`v1/NS/containers/ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerdContainer {
+    pub namespace: String,
+    pub id: String,
+    /// The `image` field: the image's name for `ctr run` and nerdctl; unset
+    /// (`None`) or an image id for some CRI versions.
+    pub image: Option<String>,
+    /// The container's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The annotations of its OCI runtime spec, where CRI records the image
+    /// name ([`CRI_IMAGE_NAME`]).
+    pub annotations: BTreeMap<String, String>,
+    /// The database it was read from, for messages.
+    pub file: PathBuf,
+}
+
+impl ContainerdContainer {
+    /// The image the container was made from: CRI's annotation when
+    /// present, else the `image` field.
+    pub fn image_name(&self) -> Option<&str> {
+        self.annotations
+            .get(CRI_IMAGE_NAME)
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+            .or(self.image.as_deref())
+    }
+}
 
 /// containerd's store under its root directory.
 #[derive(Debug, Clone)]
@@ -191,6 +230,64 @@ impl ContainerdStore {
             };
             let image = text(image, "image").map_err(bad)?;
             Ok((!image.is_empty()).then_some(image))
+        })
+    }
+
+    /// The ids of the containers in `namespace`, sorted; empty when the
+    /// namespace has none or does not exist.
+    pub fn containers(&self, namespace: &str) -> Result<Vec<String>> {
+        let what = format!("the containers of namespace {namespace:?}");
+        self.read(&what, |db| {
+            let at: [&[u8]; 3] = [b"v1", namespace.as_bytes(), b"containers"];
+            match db.bucket_at(&at).map_err(|e| self.bolt(&what, e))? {
+                Some(c) => bucket_names(db, &c).map_err(|e| self.bolt(&what, e)),
+                None => Ok(Vec::new()),
+            }
+        })
+    }
+
+    /// The record of container `id` in `namespace`: its image field, labels
+    /// and runtime spec annotations; `None` when containerd has no such
+    /// container.
+    pub fn container(&self, namespace: &str, id: &str) -> Result<Option<ContainerdContainer>> {
+        let what = format!("container {id:?} in namespace {namespace:?}");
+        self.read(&what, |db| {
+            let bolt = |e| self.bolt(&what, e);
+            let bad = |reason: String| Error::BadContainer {
+                path: self.metadata_db(),
+                namespace: namespace.to_string(),
+                id: id.to_string(),
+                reason,
+            };
+            let at: [&[u8]; 4] = [b"v1", namespace.as_bytes(), b"containers", id.as_bytes()];
+            let Some(c) = db.bucket_at(&at).map_err(bolt)? else {
+                return Ok(None);
+            };
+            let image = match db.data(&c, b"image").map_err(bolt)? {
+                Some(i) => Some(text(i, "image").map_err(bad)?).filter(|i| !i.is_empty()),
+                None => None,
+            };
+            let mut labels = BTreeMap::new();
+            if let Some(l) = db.bucket(&c, b"labels").map_err(bolt)? {
+                for (k, v) in db.entries(&l).map_err(bolt)? {
+                    if let Value::Data(v) = v {
+                        let k = text(k, "label key").map_err(bad)?;
+                        labels.insert(k, text(v, "label value").map_err(bad)?);
+                    }
+                }
+            }
+            let annotations = match db.data(&c, b"spec").map_err(bolt)? {
+                Some(spec) => spec_annotations(&spec).map_err(bad)?,
+                None => BTreeMap::new(),
+            };
+            Ok(Some(ContainerdContainer {
+                namespace: namespace.to_string(),
+                id: id.to_string(),
+                image,
+                labels,
+                annotations,
+                file: self.metadata_db(),
+            }))
         })
     }
 
@@ -371,22 +468,79 @@ fn text(bytes: Vec<u8>, what: &str) -> std::result::Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("its {what} is not UTF-8"))
 }
 
-/// Decodes Go's `binary.PutVarint`: a zig-zag signed integer in base-128
-/// groups, low first. `None` when cut short or longer than 64 bits.
-fn go_varint(b: &[u8]) -> Option<i64> {
+/// The annotations of a runtime spec stored as containerd stores it: a
+/// protobuf `google.protobuf.Any` (field 1 the type URL, field 2 the
+/// value) whose value is the spec's JSON.
+fn spec_annotations(any: &[u8]) -> std::result::Result<BTreeMap<String, String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(default)]
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    if any.len() > MAX_SPEC_SIZE {
+        return Err(format!(
+            "its spec is {} bytes, more than {MAX_SPEC_SIZE}",
+            any.len()
+        ));
+    }
+    let value =
+        protobuf_bytes_field(any, 2).ok_or_else(|| "its spec is not a protobuf Any".to_string())?;
+    if value.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let spec: Spec =
+        serde_json::from_slice(value).map_err(|e| format!("its spec is not spec JSON: {e}"))?;
+    Ok(spec.annotations.unwrap_or_default())
+}
+
+/// The last length-delimited field `number` of a protobuf message (an empty
+/// slice when absent); `None` when the message is malformed.
+fn protobuf_bytes_field(mut msg: &[u8], number: u64) -> Option<&[u8]> {
+    let mut found: &[u8] = &[];
+    while !msg.is_empty() {
+        let (key, n) = uvarint(msg)?;
+        msg = &msg[n..];
+        match key & 7 {
+            0 => msg = &msg[uvarint(msg)?.1..],
+            1 => msg = msg.get(8..)?,
+            2 => {
+                let (len, n) = uvarint(msg)?;
+                let end = n.checked_add(usize::try_from(len).ok()?)?;
+                let field = msg.get(n..end)?;
+                if key >> 3 == number {
+                    found = field;
+                }
+                msg = &msg[end..];
+            }
+            5 => msg = msg.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some(found)
+}
+
+/// An unsigned base-128 varint and the bytes it took; `None` when cut short
+/// or longer than 64 bits.
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
     let mut x: u64 = 0;
     for (i, byte) in b.iter().enumerate().take(10) {
-        let low = u64::from(byte & 0x7f);
         if i == 9 && *byte > 1 {
             return None;
         }
-        x |= low << (7 * i);
+        x |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            let v = (x >> 1) as i64;
-            return Some(if x & 1 == 0 { v } else { !v });
+            return Some((x, i + 1));
         }
     }
     None
+}
+
+/// Decodes Go's `binary.PutVarint`: a zig-zag signed integer in base-128
+/// groups, low first. `None` when cut short or longer than 64 bits.
+fn go_varint(b: &[u8]) -> Option<i64> {
+    let (x, _) = uvarint(b)?;
+    let v = (x >> 1) as i64;
+    Some(if x & 1 == 0 { v } else { !v })
 }
 
 /// `name` and the full forms containerd's clients store for it: a Docker
@@ -451,6 +605,53 @@ mod tests {
         for (bytes, want) in cases {
             assert_eq!(go_varint(bytes), *want, "{bytes:02x?}");
         }
+    }
+
+    /// A protobuf `Any` as containerd stores a spec.
+    fn any(type_url: &str, value: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x0a, type_url.len() as u8];
+        m.extend(type_url.as_bytes());
+        m.push(0x12);
+        let mut n = value.len();
+        while n >= 0x80 {
+            m.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        m.push(n as u8);
+        m.extend(value);
+        m
+    }
+
+    #[test]
+    fn spec_annotations_come_from_the_any_value() {
+        let url = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+        let mut json = br#"{"ociVersion":"1.0.2","process":{"args":["sh"]},"annotations":{"a":"1","io.kubernetes.cri.image-name":"x:1"},"pad":""#.to_vec();
+        json.extend(vec![b'p'; 300]);
+        json.extend(br#""}"#);
+        let got = spec_annotations(&any(url, &json)).unwrap();
+        assert_eq!(got.get("a").map(String::as_str), Some("1"));
+        assert_eq!(got.get(CRI_IMAGE_NAME).map(String::as_str), Some("x:1"));
+        // No annotations, an empty Any: none.
+        assert!(spec_annotations(&any(url, b"{}")).unwrap().is_empty());
+        assert!(spec_annotations(&[]).unwrap().is_empty());
+        // Malformed: cut short, a length past the end, a bad wire type, not JSON.
+        let good = any(url, &json);
+        for bad in [
+            good[..good.len() - 1].to_vec(),
+            vec![0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 1],
+            vec![0x0b],
+            vec![0x12, 0x80],
+            any(url, b"not json"),
+            any(url, br#"{"annotations":{"a":1}}"#),
+        ] {
+            assert!(spec_annotations(&bad).is_err(), "{bad:02x?}");
+        }
+        // Other wire types are skipped.
+        let mut mixed = vec![
+            0x18, 0x96, 0x01, 0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0x2d, 0, 0, 0, 0,
+        ];
+        mixed.extend(any(url, br#"{"annotations":{"b":"2"}}"#));
+        assert_eq!(spec_annotations(&mixed).unwrap().len(), 1);
     }
 
     #[test]
