@@ -70,6 +70,9 @@ pub const MAX_DEPTH: usize = 32;
 /// The most entries [`Db::entries`] returns for one bucket.
 pub const MAX_ENTRIES: usize = 1 << 20;
 
+/// The most bytes of keys and values [`Db::entries`] returns for one bucket.
+pub const MAX_ENTRIES_SIZE: usize = 64 << 20;
+
 /// The largest node (a page with its overflow) read into memory.
 pub const MAX_NODE_SIZE: u64 = 64 << 20;
 
@@ -315,9 +318,10 @@ impl Db {
     }
 
     /// Every key of `bucket` with its value, in the tree's order; at most
-    /// [`MAX_ENTRIES`].
+    /// [`MAX_ENTRIES`] of them and [`MAX_ENTRIES_SIZE`] bytes of keys and
+    /// data, else an error.
     pub fn entries(&self, bucket: &Bucket) -> Result<Vec<(Vec<u8>, Value)>> {
-        let mut out = Vec::new();
+        let mut out = Entries::default();
         match &bucket.root {
             Root::Inline { page, parent } => {
                 let at = Where::Inline(*parent);
@@ -358,7 +362,7 @@ impl Db {
                 }
             }
         }
-        Ok(out)
+        Ok(out.items)
     }
 
     // -- meta pages ----------------------------------------------------------
@@ -514,15 +518,17 @@ impl Db {
         Ok(None)
     }
 
-    fn collect_leaf(&self, node: &Node<'_>, out: &mut Vec<(Vec<u8>, Value)>) -> Result<()> {
+    fn collect_leaf(&self, node: &Node<'_>, out: &mut Entries) -> Result<()> {
         for i in 0..node.count {
-            if out.len() >= MAX_ENTRIES {
-                return Err(
-                    self.corrupt(node.at, format!("a bucket of more than {MAX_ENTRIES} keys"))
-                );
-            }
             let (flags, k, v) = node.leaf(i, self)?;
-            out.push((k.to_vec(), self.value(node.at, flags, v)?));
+            out.size += k.len() + if flags & BUCKET_LEAF == 0 { v.len() } else { 0 };
+            if out.items.len() >= MAX_ENTRIES || out.size > MAX_ENTRIES_SIZE {
+                return Err(self.corrupt(
+                    node.at,
+                    format!("a bucket of more than {MAX_ENTRIES} keys or {MAX_ENTRIES_SIZE} bytes"),
+                ));
+            }
+            out.items.push((k.to_vec(), self.value(node.at, flags, v)?));
         }
         Ok(())
     }
@@ -582,6 +588,14 @@ impl Db {
             reason: reason.into(),
         }
     }
+}
+
+/// What [`Db::entries`] has collected so far.
+#[derive(Default)]
+struct Entries {
+    items: Vec<(Vec<u8>, Value)>,
+    /// Bytes of keys and data values.
+    size: usize,
 }
 
 /// Where a node was read from, for messages.
@@ -1098,6 +1112,82 @@ mod tests {
         bytes[PS..PS + PAGE_HEADER + META_SIZE].copy_from_slice(&meta(1, 2, 5, 3));
         std::fs::write(dir.path().join("meta.db"), &bytes).unwrap();
         assert!(!db.is_current().unwrap());
+    }
+
+    /// Every lookup and walk over the sample's buckets, errors allowed.
+    fn exercise(db: &Db) {
+        let mut stack = vec![db.root()];
+        let mut n = 0;
+        while let Some(b) = stack.pop() {
+            n += 1;
+            if n > 64 {
+                break;
+            }
+            for key in [&b"v1"[..], b"ns", b"images", b"a", b"b", b"version", b"zz"] {
+                let _ = db.get(&b, key);
+            }
+            if let Ok(entries) = db.entries(&b) {
+                for (_, v) in entries {
+                    if let Value::Bucket(nested) = v {
+                        stack.push(nested);
+                    }
+                }
+            }
+        }
+        let _ = db.is_current();
+    }
+
+    #[test]
+    fn random_damage_gives_errors_or_answers_never_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = sample().bytes();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let mut bytes = good.clone();
+            // A few bytes anywhere past the meta pages, more in later rounds.
+            for _ in 0..1 + round / 30 {
+                let at = 2 * PS + (next() as usize) % (bytes.len() - 2 * PS);
+                bytes[at] = next() as u8;
+            }
+            // Now and then a cut.
+            if round % 7 == 0 {
+                let len = 2 * PS + (next() as usize) % (bytes.len() - 2 * PS);
+                bytes.truncate(len);
+            }
+            if let Ok(db) = open_bytes(&dir, &bytes) {
+                exercise(&db);
+            }
+        }
+    }
+
+    #[test]
+    fn a_hostile_but_checksummed_meta_page_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        // High-water mark u64::MAX, and a branch naming pages near it: the
+        // page offset overflows, which is an error, not a wrap.
+        let pages = vec![branch(2, &[(b"a", u64::MAX - 1), (b"m", u64::MAX / 1024)])];
+        let mut b = Builder::new(pages);
+        b.pages[0] = meta(0, 2, u64::MAX, 2);
+        b.pages[1] = meta(1, 2, u64::MAX, 1);
+        let db = b.open(&dir).unwrap();
+        for key in [&b"a"[..], b"z"] {
+            let e = db.get(&db.root(), key).unwrap_err().to_string();
+            assert!(e.contains("beyond the end of the file"), "{e}");
+        }
+        // A root bucket page at or past the high-water mark, or a meta page.
+        for (root, hw) in [(9, 5), (1, 5)] {
+            let mut b = sample();
+            b.pages[0] = meta(0, root, hw, 2);
+            b.pages[1] = meta(1, root, hw, 1);
+            let e = b.open(&dir).unwrap_err().to_string();
+            assert!(e.contains("root bucket page"), "{e}");
+        }
     }
 
     #[test]
