@@ -256,6 +256,17 @@ fn image_and_container_records_equal_ctrs_and_the_blobs_are_in_the_content_store
         e.contains("no namespace \"no-such-ns\"") && e.contains(METADATA_DB),
         "{e}"
     );
+
+    // The image removed under its container: the container still names it,
+    // and the image is an error saying it is absent.
+    s.ctd.ctr(["images", "rm", &s.reference]);
+    assert_eq!(
+        store.container_image(ns, &s.container).unwrap().as_deref(),
+        Some(s.reference.as_str())
+    );
+    let e = store.image(ns, &s.reference).unwrap_err();
+    assert!(matches!(e, Error::NoImage { .. }), "{e}");
+    assert!(e.to_string().contains("(images: none)"), "{e}");
 }
 
 #[test]
