@@ -36,8 +36,12 @@
 //!   torn read still slipped through it would name a blob that fails its digest
 //!   check, a clear error rather than a wrong image.
 //!
-//! The database is opened read-only beneath the root, through no symlink.
-//! containerd holds no lock that a reader must take (bbolt locks writers only).
+//! The database is opened read-only beneath the root, through no symlink,
+//! and no lock is taken. A running containerd holds an exclusive `flock` on
+//! `meta.db`, which keeps out programs using bbolt itself (bbolt takes a
+//! shared lock even to read); this reader needs none, since bbolt commits
+//! copy-on-write and publish by rewriting a meta page last, and a read that
+//! saw the meta page change is read again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
