@@ -82,7 +82,9 @@ pub const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
 const LIST_IN_ERRORS: usize = 10;
 
 /// Errors from reading containerd's root; every one names `meta.db` and the
-/// namespace, image or container at fault.
+/// namespace, image or container at fault. Kept small (the namespace and
+/// name go into one `what`, the bbolt error is boxed): it travels inside
+/// every error of a commit.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to open {path}: {source}")]
@@ -95,9 +97,10 @@ pub enum Error {
     #[error("reading {what}: {source}")]
     Bolt {
         path: PathBuf,
+        /// `image "NAME" in namespace "NS"`, `container "ID" in namespace "NS"`, ...
         what: String,
         #[source]
-        source: bolt::Error,
+        source: Box<bolt::Error>,
     },
     #[error("no namespace {namespace:?} in {path} (namespaces: {known})")]
     NoNamespace {
@@ -105,25 +108,19 @@ pub enum Error {
         namespace: String,
         known: String,
     },
-    #[error("no image {name:?} in namespace {namespace:?} of {path} (images: {known})")]
+    /// No image by that name (or its full forms) in the namespace.
+    #[error("no {what} in {path} (images: {known})")]
     NoImage {
         path: PathBuf,
-        namespace: String,
-        name: String,
+        /// `image "NAME" in namespace "NS"`.
+        what: String,
         known: String,
     },
-    #[error("invalid record of image {name:?} in namespace {namespace:?} of {path}: {reason}")]
-    BadImage {
+    /// An image's or a container's record holds what containerd never writes.
+    #[error("invalid record of {what} in {path}: {reason}")]
+    BadRecord {
         path: PathBuf,
-        namespace: String,
-        name: String,
-        reason: String,
-    },
-    #[error("invalid record of container {id:?} in namespace {namespace:?} of {path}: {reason}")]
-    BadContainer {
-        path: PathBuf,
-        namespace: String,
-        id: String,
+        what: String,
         reason: String,
     },
     #[error("{path} changed during each of {READ_TRIES} reads of {what}")]
@@ -226,10 +223,9 @@ impl ContainerdStore {
             let Some(image) = db.data(&c, b"image").map_err(|e| self.bolt(&what, e))? else {
                 return Ok(None);
             };
-            let bad = |reason: String| Error::BadContainer {
+            let bad = |reason: String| Error::BadRecord {
                 path: self.metadata_db(),
-                namespace: namespace.to_string(),
-                id: id.to_string(),
+                what: what.clone(),
                 reason,
             };
             let image = text(image, "image").map_err(bad)?;
@@ -257,10 +253,9 @@ impl ContainerdStore {
         let what = format!("container {id:?} in namespace {namespace:?}");
         self.read(&what, |db| {
             let bolt = |e| self.bolt(&what, e);
-            let bad = |reason: String| Error::BadContainer {
+            let bad = |reason: String| Error::BadRecord {
                 path: self.metadata_db(),
-                namespace: namespace.to_string(),
-                id: id.to_string(),
+                what: what.clone(),
                 reason,
             };
             let at: [&[u8]; 4] = [b"v1", namespace.as_bytes(), b"containers", id.as_bytes()];
@@ -338,15 +333,13 @@ impl ContainerdStore {
                 };
                 return Err(Error::NoImage {
                     path: self.metadata_db(),
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
+                    what: what.clone(),
                     known: listing(&known),
                 });
             };
-            let bad = |reason: String| Error::BadImage {
+            let bad = |reason: String| Error::BadRecord {
                 path: self.metadata_db(),
-                namespace: namespace.to_string(),
-                name: name.to_string(),
+                what: what.clone(),
                 reason,
             };
             let Some(target) = db.bucket(&image, b"target").map_err(bolt)? else {
@@ -429,7 +422,7 @@ impl ContainerdStore {
         Error::Bolt {
             path: self.metadata_db(),
             what: what.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -691,6 +684,16 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(name_forms(name), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn errors_stay_small() {
+        // They travel inside every error of a commit.
+        assert!(
+            std::mem::size_of::<Error>() <= 80,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
     }
 
     #[test]
