@@ -108,6 +108,7 @@ impl Dockerd {
             if matches!(dockerd.daemon.try_wait(), Ok(Some(_))) {
                 return true;
             }
+            std::thread::sleep(Duration::from_millis(50));
             dockerd.sock.exists() && dockerd.try_docker(["version"]).success()
         });
         let exited = matches!(dockerd.daemon.try_wait(), Ok(Some(_)));
@@ -159,13 +160,23 @@ impl Dockerd {
         a
     }
 
-    /// `docker -H unix://SOCK ARGS`, whatever its exit status.
+    /// `docker -H unix://SOCK ARGS`, whatever its exit status. The client
+    /// reads no configuration of the host's (its own `DOCKER_CONFIG`, no
+    /// `DOCKER_HOST` or context) and builds with the classic builder.
     pub fn try_docker<I, S>(&self, args: I) -> Outcome
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run(Command::new("/usr/bin/docker").args(self.docker_args(args)))
+        let mut c = Command::new("/usr/bin/docker");
+        c.args(self.docker_args(args))
+            .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .env("DOCKER_BUILDKIT", "0")
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH");
+        run(&mut c)
     }
 
     /// `docker -H unix://SOCK ARGS`, asserting success; a failure shows the
@@ -332,6 +343,7 @@ impl Drop for Dockerd {
         let ours = self.exec_root.join("containerd");
         let ours = ours.as_os_str().as_encoded_bytes();
         let leftovers = || {
+            std::thread::sleep(Duration::from_millis(20));
             processes_naming(ours)
                 .into_iter()
                 .filter(|p| *p != std::process::id() as i32)
