@@ -334,9 +334,10 @@ fn docker_runs_freezeframe_as_its_runtime_and_a_fresh_home_is_seeded_from_the_im
 // Lookup as admins type it
 
 #[test]
-fn docker_containers_are_found_by_short_id_and_unique_prefix_and_an_ambiguous_prefix_lists_the_matches(
-) {
-    if !root_or_skip("docker_containers_are_found_by_short_id_and_unique_prefix_and_an_ambiguous_prefix_lists_the_matches") {
+fn docker_containers_are_found_by_id_prefix_and_a_base_is_named_by_docker_reference() {
+    if !root_or_skip(
+        "docker_containers_are_found_by_id_prefix_and_a_base_is_named_by_docker_reference",
+    ) {
         return;
     }
     let d = Dockerd::start("docker-lookup");
@@ -395,6 +396,38 @@ fn docker_containers_are_found_by_short_id_and_unique_prefix_and_an_ambiguous_pr
     // Fewer than 4 characters is no prefix.
     let o = d.try_commit(args![&id[..3], "-o", &out]).failed();
     assert!(!out.exists(), "{o}");
+
+    // `--base docker:NAME|ID` names another image of the store than the
+    // container's own, by tag and by id.
+    let other = d.build_base(
+        "ffother:2",
+        |r| write(&r.join("etc/other"), "another base\n"),
+        DOCKERFILE,
+    );
+    assert_ne!(other.layers, base.layers);
+    for (i, reference) in [other.tag.clone(), other.hex().to_string()]
+        .into_iter()
+        .enumerate()
+    {
+        let out = s.out.join(format!("explicit-{i}.tar"));
+        let report = d.commit(args![
+            &id,
+            "--base",
+            format!("docker:{reference}"),
+            "-o",
+            &out
+        ]);
+        let diff_ids: Vec<String> = report_layers(&report)
+            .iter()
+            .map(|l| str_of(&l["diff_id"], "diff_id"))
+            .collect();
+        assert_eq!(
+            diff_ids[..other.layers.len()],
+            other.layers[..],
+            "--base docker:{reference}: {report}"
+        );
+        s.c.assert_running_and_thawed(&format!("after --base docker:{reference}"));
+    }
 }
 
 // ---------------------------------------------------------------------------
