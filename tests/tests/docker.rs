@@ -178,7 +178,10 @@ fn docker_session_is_committed_by_name_loaded_by_docker_and_run_with_its_home_se
 
     // One archive: the OCI layout and docker-archive's manifest.json beside it.
     let listing = tool("tar", args!["-tf", &archive]).stdout;
-    let names: BTreeSet<&str> = listing.lines().collect();
+    let names: BTreeSet<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
     for want in ["oci-layout", "index.json", "manifest.json", "repositories"] {
         assert!(
             names.contains(want),
