@@ -18,7 +18,7 @@ use freezeframe_config::{Config, PauseMode};
 use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::Algorithm;
-use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::source::base::BaseRef;
 use freezeframe_snapshot::walk::Progress;
 use freezeframe_snapshot::BaseBlobs;
 
@@ -74,9 +74,11 @@ pub struct Args {
     #[arg(
         long,
         value_name = "REF",
-        help = "The base image: oci-layout:DIR[:REF] or oci-archive:FILE[:REF]"
+        help = "The base image: oci-layout:DIR[:REF], oci-archive:FILE[:REF], docker:NAME|ID, \
+                containers-storage:NAME|ID or containerd:[NAMESPACE/]NAME \
+                (default: the image the session's runtime recorded)"
     )]
-    base: Option<ImageRef>,
+    base: Option<BaseRef>,
     /// Copy the base image's layer blobs into the archive, or leave them out.
     #[arg(long, value_name = "MODE", default_value = "include")]
     base_blobs: BaseBlobs,
@@ -119,7 +121,7 @@ pub struct Args {
     /// Commit through the service (`freezeframe serve`) and follow it: FILE is
     /// then a name inside the service's save location.
     #[arg(long, requires = "session", conflicts_with_all = [
-        "pid", "upper", "base", "excludes", "level", "threads", "force",
+        "pid", "upper", "excludes", "level", "threads", "force",
         "home_path", "cgroup", "freeze_timeout",
     ])]
     via_daemon: bool,
@@ -240,6 +242,7 @@ impl Args {
             compression: self.compression.map(config_algorithm),
             pause: self.pause,
             owner: None,
+            base: self.base.map(|b| b.to_string()),
         })
     }
 }
@@ -298,7 +301,7 @@ mod tests {
             "/x.tar: already exists (pass --force to overwrite it)"
         );
         assert!(said(CommitError::BaseReplaced {
-            path: "/img".into(),
+            image: "oci-archive:/img".into(),
             digest: "sha256:a".into(),
             id: "c".into(),
             pinned: "sha256:b".into(),
