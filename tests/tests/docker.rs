@@ -234,6 +234,48 @@ fn docker_session_is_committed_by_name_loaded_by_docker_and_run_with_its_home_se
     assert_eq!(config["Labels"]["org.example.base"], "busybox");
     assert_eq!(config["WorkingDir"], "/home/work");
 
+    // Without the base's blobs (`--base-blobs omit`), the archive still
+    // loads on this node, which has the base: Docker keeps the layers it has.
+    let omit = s.out.join("omit.tar");
+    let slim = d.commit(args![
+        &s.c.name,
+        "-o",
+        &omit,
+        "--tag",
+        "ffomit:1",
+        "--base-blobs",
+        "omit"
+    ]);
+    let slim_layers = report_layers(&slim);
+    assert_eq!(
+        slim_layers
+            .iter()
+            .map(|l| l["included"] == Value::Bool(true))
+            .collect::<Vec<_>>(),
+        (0..slim_layers.len())
+            .map(|i| i >= base.layers.len())
+            .collect::<Vec<_>>(),
+        "only the new layers are in: {slim}"
+    );
+    d.load(&omit).ok();
+    assert_eq!(
+        d.image_layers("ffomit:1")[..base.layers.len()],
+        base.layers[..],
+        "the slim image's base layers are Docker's"
+    );
+    assert_eq!(
+        d.docker([
+            "run",
+            "--rm",
+            "ffomit:1",
+            "cat",
+            "/opt/app/file",
+            "/etc/changed"
+        ])
+        .stdout,
+        "app\nmore\nrootchange\n"
+    );
+
     // docker run --runtime freezeframe with a fresh, empty home.
     let fresh = d.scratch("fresh-home");
     let mut fresh_mount = fresh.clone().into_os_string();
