@@ -28,9 +28,6 @@ use crate::{
 /// The name freezeframe is added under (`--add-runtime freezeframe=BIN`).
 pub const RUNTIME: &str = "freezeframe";
 
-/// The scratch home's path inside a session.
-pub const HOME: &str = "/home/work";
-
 /// A `dockerd` of the test's own, on a socket in a temp dir.
 pub struct Dockerd {
     /// The API socket (`-H unix://SOCK`).
