@@ -1,0 +1,276 @@
+//! An OCI image archive (or layout directory) to a registry repository.
+//!
+//! The image's config and layers go first, each only if the repository lacks
+//! it: `HEAD`, then a mount from the `from` repository when one is given, then
+//! an upload streamed from the archive. A blob the archive lacks (a commit
+//! written with `--base-blobs omit`) must already be in the registry. The
+//! manifest goes last, byte for byte as the archive holds it, so its digest is
+//! the archive's.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use oci_spec::image::{Descriptor, Digest};
+use serde::Serialize;
+
+use super::client::{Client, ClientOptions, Mount};
+use super::reference::Reference;
+use super::upload::{upload_blob, VerifyingReader, DEFAULT_CHUNK_SIZE};
+use super::Error;
+use crate::source::{ImageSource, SourceError, MAX_JSON_SIZE};
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// TLS, credentials, insecure.
+    pub client: ClientOptions,
+    /// A repository of the same registry to mount missing blobs from (the base
+    /// image's repository).
+    pub from: Option<String>,
+    /// The image in the archive (`org.opencontainers.image.ref.name`), when it
+    /// holds several.
+    pub image: Option<String>,
+    /// Blobs up to this size go in one `PUT`; larger ones in `PATCH`es of it.
+    pub chunk_size: u64,
+    /// Bytes of blobs sent so far, for progress reports.
+    pub progress: Option<Arc<AtomicU64>>,
+    /// Set to stop the push; it ends with [`Error::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            client: ClientOptions::default(),
+            from: None,
+            image: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            progress: None,
+            cancel: None,
+        }
+    }
+}
+
+/// What happened to one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobOutcome {
+    /// The repository had it.
+    Existing,
+    /// Mounted from the `from` repository.
+    Mounted,
+    /// Sent from the archive.
+    Uploaded,
+}
+
+/// One blob of the pushed image.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedBlob {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub outcome: BlobOutcome,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// Where the image went, `HOST[:PORT]/REPO:TAG` (or `@DIGEST`).
+    pub reference: String,
+    /// The manifest's digest: `REPO@DIGEST` names exactly this image.
+    pub manifest_digest: String,
+    pub manifest_media_type: String,
+    pub manifest_size: u64,
+    /// The config first, then the layers in order.
+    pub blobs: Vec<PushedBlob>,
+    /// Bytes of blobs sent (mounted and existing blobs count nothing).
+    pub uploaded_bytes: u64,
+}
+
+/// Pushes the image in `archive` (an OCI layout archive or directory) to
+/// `reference`.
+pub fn push_archive(
+    archive: &Path,
+    reference: &Reference,
+    options: &PushOptions,
+) -> Result<PushReport, Error> {
+    let source = ImageSource::open(archive)?;
+    let image = source.resolve(options.image.as_deref())?;
+    let manifest_desc = &image.manifest_descriptor;
+    let manifest_digest = manifest_desc.digest().clone();
+    if let Some(expected) = &reference.digest {
+        if *expected != manifest_digest {
+            return Err(Error::DigestMismatch {
+                archive: archive.to_owned(),
+                reference: reference.to_string(),
+                expected: expected.to_string(),
+                actual: manifest_digest.to_string(),
+            });
+        }
+    }
+    // The bytes as stored, verified against the descriptor's digest.
+    let manifest_bytes = source.read_blob(manifest_desc, MAX_JSON_SIZE)?;
+
+    let repository = reference.repository.as_str();
+    let mut client = Client::new(&reference.registry, repository, &options.client)?;
+    let mut scopes = vec![format!("repository:{repository}:pull,push")];
+    if let Some(from) = &options.from {
+        if from != repository {
+            scopes.push(format!("repository:{from}:pull"));
+        }
+    }
+    client.set_scopes(scopes);
+
+    let pusher = Pusher {
+        archive: archive.to_owned(),
+        reference,
+        source: &source,
+        options,
+    };
+    let mut blobs = Vec::new();
+    let mut uploaded_bytes = 0;
+    let descriptors =
+        std::iter::once(image.manifest.config()).chain(image.manifest.layers().iter());
+    for desc in descriptors {
+        pusher.check_cancel()?;
+        let outcome = pusher.push_blob(&mut client, desc)?;
+        if outcome == BlobOutcome::Uploaded {
+            uploaded_bytes += desc.size();
+        }
+        tracing::info!(
+            digest = %desc.digest(),
+            size = desc.size(),
+            outcome = ?outcome,
+            "blob pushed"
+        );
+        blobs.push(PushedBlob {
+            digest: desc.digest().to_string(),
+            size: desc.size(),
+            media_type: desc.media_type().to_string(),
+            outcome,
+        });
+    }
+    pusher.check_cancel()?;
+
+    let media_type = manifest_desc.media_type().to_string();
+    let target = reference.manifest_reference();
+    let answered = client.put_manifest(repository, &target, &media_type, &manifest_bytes)?;
+    if let Some(answered) = answered {
+        if answered != manifest_digest.to_string() {
+            return Err(Error::Protocol {
+                what: format!("pushing the manifest {repository}:{target}"),
+                url: client.url(&format!("/v2/{repository}/manifests/{target}")),
+                reason: format!(
+                    "the registry stored it as {answered}, not as {manifest_digest}: \
+                     it rewrote the manifest"
+                ),
+            });
+        }
+    }
+    Ok(PushReport {
+        reference: reference.to_string(),
+        manifest_digest: manifest_digest.to_string(),
+        manifest_media_type: media_type,
+        manifest_size: manifest_bytes.len() as u64,
+        blobs,
+        uploaded_bytes,
+    })
+}
+
+struct Pusher<'a> {
+    archive: PathBuf,
+    reference: &'a Reference,
+    source: &'a ImageSource,
+    options: &'a PushOptions,
+}
+
+impl Pusher<'_> {
+    fn check_cancel(&self) -> Result<(), Error> {
+        match &self.options.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Cancelled {
+                archive: self.archive.clone(),
+                reference: self.reference.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn push_blob(&self, client: &mut Client, desc: &Descriptor) -> Result<BlobOutcome, Error> {
+        let repository = self.reference.repository.as_str();
+        let digest = desc.digest();
+        if client.blob_size(repository, digest)?.is_some() {
+            return Ok(BlobOutcome::Existing);
+        }
+        let from = self.options.from.as_deref().filter(|f| *f != repository);
+        let session = match from {
+            Some(from) => match client.mount_blob(repository, digest, from)? {
+                Mount::Mounted => return Ok(BlobOutcome::Mounted),
+                Mount::Upload(location) => Some(location),
+            },
+            None => None,
+        };
+        if !self.source.has_blob(digest) {
+            if let Some(location) = &session {
+                client.cancel_upload(location);
+            }
+            return Err(self.missing(digest, from));
+        }
+        let result = self.upload(client, desc, session);
+        if result.is_err() {
+            self.check_cancel()?;
+        }
+        result.map(|()| BlobOutcome::Uploaded)
+    }
+
+    fn upload(
+        &self,
+        client: &mut Client,
+        desc: &Descriptor,
+        session: Option<String>,
+    ) -> Result<(), Error> {
+        let digest = desc.digest();
+        let stored = self.source.blob_size(digest)?;
+        if stored != desc.size() {
+            if let Some(location) = &session {
+                client.cancel_upload(location);
+            }
+            return Err(SourceError::SizeMismatch {
+                path: self.archive.clone(),
+                digest: digest.clone(),
+                expected: desc.size(),
+                actual: stored,
+            }
+            .into());
+        }
+        let location = match session {
+            Some(location) => location,
+            None => client.start_upload(&self.reference.repository, digest)?,
+        };
+        let reader = self.source.blob_reader(digest)?;
+        let mut reader = VerifyingReader::new(reader, digest, desc.size())
+            .ok_or_else(|| SourceError::UnsupportedDigest {
+                path: self.archive.clone(),
+                digest: digest.clone(),
+            })?
+            .with_progress(self.options.progress.clone())
+            .with_cancel(self.options.cancel.clone());
+        upload_blob(
+            client,
+            location,
+            digest,
+            desc.size(),
+            &mut reader,
+            self.options.chunk_size,
+        )
+    }
+
+    fn missing(&self, digest: &Digest, from: Option<&str>) -> Error {
+        Error::MissingBlob {
+            archive: self.archive.clone(),
+            digest: digest.to_string(),
+            repository: self.reference.repository.clone(),
+            from: from.map(str::to_owned),
+        }
+    }
+}
