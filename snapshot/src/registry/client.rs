@@ -363,10 +363,21 @@ impl Client {
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
-        self.agent.run(request).map_err(|e| Error::Transport {
-            what: what(),
-            url: url.to_owned(),
-            source: Box::new(e),
+        self.agent.run(request).map_err(|e| {
+            let hint = match &e {
+                ureq::Error::Io(io) if io.to_string().contains("certificate") => format!(
+                    " (trusted CAs for {0}: the system's, and *.crt in DIR/{0}/ of each \
+                     certs.d directory)",
+                    self.registry
+                ),
+                _ => String::new(),
+            };
+            Error::Transport {
+                what: what(),
+                url: url.to_owned(),
+                source: Box::new(e),
+                hint,
+            }
         })
     }
 
@@ -498,18 +509,22 @@ impl Client {
             .lossy_utf8(true)
             .read_to_string()
             .unwrap_or_default();
-        let mut message = self.registry_message(&text);
-        match status {
-            401 if self.credentials.is_none() => {
-                message.push_str(&format!(
-                    " (no credentials were given or found for {})",
-                    self.registry
-                ));
-            }
-            401 => message.push_str(" (the registry refused the credentials)"),
-            403 => message.push_str(" (the credentials do not allow this)"),
-            _ => {}
-        }
+        let said = self.registry_message(&text);
+        let plain = match status {
+            401 if self.credentials.is_none() => format!(
+                "authentication required, and no credentials were given or found for {}",
+                self.registry
+            ),
+            401 => "the registry refused the credentials".to_owned(),
+            403 => "the credentials do not allow this".to_owned(),
+            _ => String::new(),
+        };
+        let message = match (plain.is_empty(), said.is_empty()) {
+            (_, true) if plain.is_empty() => "no details".to_owned(),
+            (_, true) => plain,
+            (true, false) => said,
+            (false, false) => format!("{plain} ({said})"),
+        };
         Error::Status {
             what: what.to_owned(),
             url: url.to_owned(),
@@ -539,7 +554,7 @@ impl Client {
                 .map(|e| format!("{}: {}", e.code, e.message))
                 .collect::<Vec<_>>()
                 .join("; "),
-            _ if text.trim().is_empty() => "no details".to_owned(),
+            _ if text.trim().is_empty() => String::new(),
             _ => text.trim().to_owned(),
         };
         let message = match &self.credentials {

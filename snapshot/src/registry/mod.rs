@@ -66,12 +66,13 @@ pub enum Error {
     #[error("invalid credentials file {path}: {reason}")]
     AuthFile { path: PathBuf, reason: String },
     /// The connection failed, or a blob could not be read while it was sent.
-    #[error("{what}: request to {url} failed: {source}")]
+    #[error("{what}: request to {url} failed: {source}{hint}")]
     Transport {
         what: String,
         url: String,
         #[source]
         source: Box<ureq::Error>,
+        hint: String,
     },
     /// The registry answered with an unexpected status.
     #[error("{what}: the registry answered {status}: {message}")]
