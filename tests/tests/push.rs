@@ -1,0 +1,516 @@
+//! `freezeframe push` against a real registry: Debian's `docker-registry`
+//! (distribution 2.8) started by each test on a loopback port, with TLS from a
+//! CA the test makes, htpasswd (basic) auth, and its access log read back to see
+//! which requests were made. skopeo reads what was pushed.
+//!
+//! Only basic auth is tested here; bearer tokens are covered by the client's
+//! unit tests of the challenge, not by a token server.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use freezeframe_tests::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const USER: &str = "pusher";
+const PASSWORD: &str = "correct-horse-battery";
+
+/// A registry of our own, killed (it is our child) and its storage removed
+/// when dropped.
+struct Registry {
+    child: Child,
+    host: String,
+    /// Laid out as /etc/docker/certs.d: `HOST/ca.crt`.
+    certs_d: PathBuf,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let ca_key = d.join("ca.key");
+        let ca = d.join("ca.crt");
+        tool(
+            "openssl",
+            args![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=freezeframe test CA"
+            ],
+        );
+        let key = d.join("server.key");
+        let csr = d.join("server.csr");
+        let cert = d.join("server.crt");
+        let ext = d.join("ext.cnf");
+        tool(
+            "openssl",
+            args![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                "/CN=127.0.0.1"
+            ],
+        );
+        write(&ext, "subjectAltName=IP:127.0.0.1\n");
+        tool(
+            "openssl",
+            args![
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext
+            ],
+        );
+        let certs_d = d.join("certs.d");
+        mkdirs(&certs_d.join(&host));
+        fs::copy(&ca, certs_d.join(&host).join("ca.crt")).expect("copying the CA");
+        let htpasswd = tool("htpasswd", args!["-Bbn", USER, PASSWORD]);
+        write(&d.join("htpasswd"), htpasswd.stdout);
+        let config = d.join("config.yml");
+        write(
+            &config,
+            format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {data}\n\
+                 http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n\
+                 auth:\n  htpasswd:\n    realm: freezeframe-test\n    path: {htpasswd}\n",
+                data = d.join("data").display(),
+                cert = cert.display(),
+                key = key.display(),
+                htpasswd = d.join("htpasswd").display(),
+            ),
+        );
+        let log = d.join("registry.log");
+        let out = fs::File::create(&log).expect("creating the registry log");
+        let err = out.try_clone().expect("cloning the log fd");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting docker-registry (scripts/deps.sh test installs it)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("docker-registry exited ({status}):\n{}", read(&log));
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("docker-registry did not listen on {host}:\n{}", read(&log));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            host,
+            certs_d,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.host)
+    }
+
+    /// The access log's request lines (`METHOD PATH`) so far.
+    fn requests(&self) -> Vec<String> {
+        // The access log is written once a response is sent.
+        std::thread::sleep(Duration::from_millis(300));
+        read(&self.log)
+            .lines()
+            .filter_map(|line| {
+                let start = line.find("] \"")? + 3;
+                let rest = &line[start..];
+                let end = rest.find(" HTTP/")?;
+                Some(rest[..end].to_owned())
+            })
+            .collect()
+    }
+
+    /// `freezeframe push ARCHIVE REF --cert-dir … ARGS`.
+    fn push(&self, archive: &Path, repo_tag: &str, extra: &[&str]) -> Outcome {
+        let mut a = args![
+            "push",
+            archive,
+            self.reference(repo_tag),
+            "--cert-dir",
+            &self.certs_d
+        ];
+        a.extend(extra.iter().map(Into::into));
+        let mut cmd = freezeframe_cmd(a);
+        // No credentials from the host's files.
+        cmd.env("DOCKER_CONFIG", self.certs_d.join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+        run(&mut cmd)
+    }
+
+    fn creds() -> String {
+        format!("{USER}:{PASSWORD}")
+    }
+
+    /// `skopeo inspect docker://…` as JSON.
+    fn skopeo_inspect(&self, repo_tag: &str) -> Value {
+        tool(
+            "skopeo",
+            args![
+                "inspect",
+                "--cert-dir",
+                self.certs_d.join(&self.host),
+                "--creds",
+                Self::creds(),
+                format!("docker://{}", self.reference(repo_tag))
+            ],
+        )
+        .json()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Bytes gzip cannot shrink, so a layer is about as large as its files.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(path).expect("reading the archive")))
+}
+
+/// A base image from umoci and a commit over it: two layers, the new one
+/// `size` bytes of noise.
+fn commit_over_base(dir: &Path, name: &str, size: usize, base_blobs: &str) -> (PathBuf, Value) {
+    let base_dir = dir.join("base");
+    if !base_dir.exists() {
+        mkdirs(&base_dir);
+        BaseImage::build(&base_dir, |r| {
+            mkdirs(&r.join("etc"));
+            write(&r.join("etc/base.conf"), "from the base\n");
+        });
+    }
+    let base = BaseImage {
+        layout: base_dir.join("base-layout"),
+        tag: "base".into(),
+        rootfs: base_dir.join("lower-bundle/rootfs"),
+    };
+    let upper = dir.join(format!("upper-{name}"));
+    mkdirs(&upper.join("data"));
+    write(&upper.join("data/noise"), noise(size, size as u64));
+    write(&upper.join("data/name"), name);
+    let archive = dir.join(format!("{name}.tar"));
+    let report = OfflineCommit::new(&upper)
+        .base(base.reference())
+        .base_blobs(base_blobs)
+        .tag("t")
+        .output(&archive)
+        .commit();
+    (archive, report)
+}
+
+fn layer_digests(report: &Value) -> Vec<String> {
+    report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_owned())
+        .collect()
+}
+
+fn outcomes(push: &Value) -> Vec<String> {
+    push["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["outcome"].as_str().expect("outcome").to_owned())
+        .collect()
+}
+
+#[test]
+fn push_reads_back_with_skopeo_and_a_second_repository_mounts() {
+    if !root_or_skip("push_reads_back_with_skopeo_and_a_second_repository_mounts") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let (archive, report) = commit_over_base(dir.path(), "img", 300_000, "include");
+    let layers = layer_digests(&report);
+    assert_eq!(layers.len(), 2, "{report}");
+
+    // Small chunks, so the layer goes in PATCHes and the config in one PUT.
+    let creds = Registry::creds();
+    let out = registry
+        .push(
+            &archive,
+            "team/app:v1",
+            &["--creds", &creds, "--chunk-size", "65536"],
+        )
+        .ok();
+    let digest = out.stdout.trim();
+    assert_eq!(digest, report["manifest_digest"], "{out}");
+    let first = registry.requests();
+    assert!(
+        first
+            .iter()
+            .any(|r| r.starts_with("PATCH /v2/team/app/blobs/uploads/")),
+        "{first:#?}"
+    );
+
+    let inspected = registry.skopeo_inspect("team/app:v1");
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+
+    // skopeo copies it back into an archive: the same manifest, byte for byte.
+    let back = dir.path().join("back.tar");
+    tool(
+        "skopeo",
+        args![
+            "--insecure-policy",
+            "copy",
+            "--src-cert-dir",
+            registry.certs_d.join(&registry.host),
+            "--src-creds",
+            &creds,
+            format!("docker://{}", registry.reference("team/app:v1")),
+            format!("oci-archive:{}:back", back.display())
+        ],
+    );
+    let copied = tool(
+        "skopeo",
+        args!["inspect", format!("oci-archive:{}:back", back.display())],
+    )
+    .json();
+    assert_eq!(copied["Digest"], report["manifest_digest"]);
+    assert_eq!(copied["Layers"], serde_json::json!(layers));
+
+    // The same archive to another repository, mounting from the first: no blob
+    // travels again.
+    let before = registry.requests().len();
+    let out = registry
+        .push(
+            &archive,
+            "other/app:v2",
+            &["--from", "team/app", "--creds", &creds, "--json"],
+        )
+        .ok();
+    let pushed = out.json();
+    assert_eq!(pushed["manifest_digest"], report["manifest_digest"]);
+    assert_eq!(
+        outcomes(&pushed),
+        ["mounted", "mounted", "mounted"],
+        "{out}"
+    );
+    assert_eq!(pushed["uploaded_bytes"], 0);
+    let second = registry.requests().split_off(before);
+    assert!(
+        second
+            .iter()
+            .any(|r| r.starts_with("POST /v2/other/app/blobs/uploads/?mount=")),
+        "{second:#?}"
+    );
+    let uploads: Vec<_> = second
+        .iter()
+        .filter(|r| r.starts_with("PUT /v2/other/app/blobs/") || r.starts_with("PATCH "))
+        .collect();
+    assert!(uploads.is_empty(), "blobs were sent again: {uploads:#?}");
+    assert_eq!(
+        registry.skopeo_inspect("other/app:v2")["Digest"],
+        report["manifest_digest"]
+    );
+
+    // Once more to the first repository: everything is there already.
+    let out = registry
+        .push(&archive, "team/app:v1", &["--creds", &creds, "--json"])
+        .ok();
+    assert_eq!(outcomes(&out.json()), ["existing", "existing", "existing"]);
+}
+
+#[test]
+fn push_of_an_archive_without_base_blobs_needs_them_in_the_registry() {
+    if !root_or_skip("push_of_an_archive_without_base_blobs_needs_them_in_the_registry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let creds = Registry::creds();
+    let (full, _) = commit_over_base(dir.path(), "full", 1000, "include");
+    registry
+        .push(&full, "base/app:1", &["--creds", &creds])
+        .ok();
+    let (thin, report) = commit_over_base(dir.path(), "thin", 2000, "omit");
+    let layers = layer_digests(&report);
+    let base_layer = &layers[0];
+
+    // Nowhere to take the base layer from.
+    let out = registry
+        .push(&thin, "fresh/app:1", &["--creds", &creds])
+        .failed();
+    assert!(out.stderr.contains(base_layer.as_str()), "{out}");
+    assert!(out.stderr.contains("is not in"), "{out}");
+
+    // Mounted from where the base was pushed; only the new blobs travel.
+    let out = registry
+        .push(
+            &thin,
+            "fresh/app:1",
+            &["--creds", &creds, "--from", "base/app", "--json"],
+        )
+        .ok();
+    let pushed = out.json();
+    let blobs = pushed["blobs"].as_array().unwrap();
+    let base_blob = blobs.iter().find(|b| b["digest"] == *base_layer).unwrap();
+    assert_eq!(base_blob["outcome"], "mounted", "{out}");
+    let new_blob = blobs.iter().find(|b| b["digest"] == layers[1]).unwrap();
+    assert_eq!(new_blob["outcome"], "uploaded", "{out}");
+    let inspected = registry.skopeo_inspect("fresh/app:1");
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+}
+
+#[test]
+fn push_fails_clearly_on_bad_credentials_and_leaves_the_archive() {
+    if !root_or_skip("push_fails_clearly_on_bad_credentials_and_leaves_the_archive") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let (archive, report) = commit_over_base(dir.path(), "img", 1000, "include");
+    let before = sha256_file(&archive);
+
+    let wrong = format!("{USER}:not-{PASSWORD}");
+    let out = registry
+        .push(&archive, "app:1", &["--creds", &wrong])
+        .failed();
+    assert!(out.stderr.contains("401 unauthorized"), "{out}");
+    assert!(out.stderr.contains("refused the credentials"), "{out}");
+    assert!(!out.stderr.contains(PASSWORD), "{out}");
+
+    let out = registry.push(&archive, "app:1", &[]).failed();
+    assert!(out.stderr.contains("401 unauthorized"), "{out}");
+    assert!(
+        out.stderr.contains("no credentials were given or found"),
+        "{out}"
+    );
+
+    // Without the test's CA, TLS fails and says where CAs are looked for.
+    let mut cmd = freezeframe_cmd(args![
+        "push",
+        &archive,
+        registry.reference("app:1"),
+        "--cert-dir",
+        dir.path()
+    ]);
+    let out = run(cmd.env("FREEZEFRAME_REGISTRY_CREDS", Registry::creds())).failed();
+    assert!(out.stderr.contains("certificate"), "{out}");
+
+    assert_eq!(sha256_file(&archive), before, "the archive changed");
+    assert!(inspect(&archive).success());
+    let writes: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT ") || r.starts_with("PATCH ") || r.starts_with("POST "))
+        .collect();
+    assert!(writes.is_empty(), "a refused push wrote: {writes:#?}");
+
+    // Credentials from Docker's config.json ($DOCKER_CONFIG) are used.
+    let docker_config = dir.path().join("docker-config");
+    mkdirs(&docker_config);
+    write(
+        &docker_config.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+            registry.host,
+            base64(Registry::creds().as_bytes())
+        ),
+    );
+    let mut cmd = freezeframe_cmd(args![
+        "push",
+        &archive,
+        registry.reference("app:1"),
+        "--cert-dir",
+        &registry.certs_d
+    ]);
+    cmd.env("DOCKER_CONFIG", &docker_config)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+    let out = run(&mut cmd).ok();
+    assert_eq!(out.stdout.trim(), report["manifest_digest"], "{out}");
+}
+
+/// Standard base64, padded.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
