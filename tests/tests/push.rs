@@ -3,8 +3,8 @@
 //! CA the test makes, htpasswd (basic) auth, and its access log read back to see
 //! which requests were made. skopeo reads what was pushed.
 //!
-//! Only basic auth is tested here; bearer tokens are covered by the client's
-//! unit tests of the challenge, not by a token server.
+//! Basic auth is htpasswd; bearer tokens come from a token server of a few
+//! lines of Python (`TOKEN_SERVER`) that signs them with `openssl`.
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -24,21 +24,121 @@ const PASSWORD: &str = "correct-horse-battery";
 /// when dropped.
 struct Registry {
     child: Child,
+    token_server: Option<Child>,
     host: String,
     /// Laid out as /etc/docker/certs.d: `HOST/ca.crt`.
     certs_d: PathBuf,
     log: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
+
+/// How the registry authenticates.
+enum Auth {
+    /// htpasswd: basic auth.
+    Htpasswd,
+    /// Bearer tokens from a token server of the test's own, which signs them
+    /// with a key the registry trusts; it writes the scopes asked for to
+    /// `scopes.log` in the registry's directory.
+    Token,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until something listens on `port`, or panics with `log`.
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}):\n{}", read(log));
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not listen on port {port}:\n{}", read(log));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process's stdout and stderr, both to `log`.
+fn logged(cmd: &mut Command, log: &Path) -> Child {
+    let out = fs::File::create(log).expect("creating a log");
+    let err = out.try_clone().expect("cloning the log fd");
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?} (scripts/deps.sh test installs it): {e}"))
+}
+
+/// The token server: checks basic credentials, grants every scope asked for,
+/// and signs an RS256 JWT with `openssl dgst`, its certificate in `x5c`.
+const TOKEN_SERVER: &str = r#"
+import base64, json, ssl, subprocess, sys, time, uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlparse, parse_qs
+
+port, tls_cert, tls_key, sign_key, sign_cert_b64, issuer, user, password, log = sys.argv[1:10]
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+class Handler(BaseHTTPRequestHandler):
+    def answer(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        query = parse_qs(urlparse(self.path).query)
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if self.headers.get("Authorization", "") != expected:
+            self.answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+            return
+        scopes = query.get("scope", [])
+        with open(log, "a") as f:
+            f.write(" ".join(scopes) + "\n")
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [sign_cert_b64]}
+        claims = {"iss": issuer, "sub": user, "aud": query.get("service", [""])[0],
+                  "exp": now + 600, "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex,
+                  "access": access}
+        signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sign_key],
+                                   input=signing_input.encode(), capture_output=True, check=True).stdout
+        self.answer(200, {"token": signing_input + "." + b64url(signature), "expires_in": 600})
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("127.0.0.1", int(port)), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(tls_cert, tls_key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
 
 impl Registry {
     fn start() -> Registry {
+        Self::start_with(Auth::Htpasswd)
+    }
+
+    fn start_with(auth: Auth) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let ca_key = d.join("ca.key");
         let ca = d.join("ca.crt");
@@ -103,8 +203,70 @@ impl Registry {
         let certs_d = d.join("certs.d");
         mkdirs(&certs_d.join(&host));
         fs::copy(&ca, certs_d.join(&host).join("ca.crt")).expect("copying the CA");
-        let htpasswd = tool("htpasswd", args!["-Bbn", USER, PASSWORD]);
-        write(&d.join("htpasswd"), htpasswd.stdout);
+        let mut token_server = None;
+        let auth_config = match auth {
+            Auth::Htpasswd => {
+                let htpasswd = tool("htpasswd", args!["-Bbn", USER, PASSWORD]);
+                write(&d.join("htpasswd"), htpasswd.stdout);
+                format!(
+                    "  htpasswd:\n    realm: freezeframe-test\n    path: {}\n",
+                    d.join("htpasswd").display()
+                )
+            }
+            Auth::Token => {
+                let sign_key = d.join("signer.key");
+                let sign_cert = d.join("signer.crt");
+                tool(
+                    "openssl",
+                    args![
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-keyout",
+                        &sign_key,
+                        "-out",
+                        &sign_cert,
+                        "-days",
+                        "2",
+                        "-subj",
+                        "/CN=freezeframe token signer"
+                    ],
+                );
+                // The certificate's DER in base64: its PEM body on one line.
+                let sign_cert_b64: String = read(&sign_cert)
+                    .lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect();
+                let script = d.join("token_server.py");
+                write(&script, TOKEN_SERVER);
+                let token_port = free_port();
+                let token_log = d.join("token-server.log");
+                let mut child = logged(
+                    Command::new("python3").arg(&script).args(args![
+                        token_port.to_string(),
+                        &cert,
+                        &key,
+                        &sign_key,
+                        sign_cert_b64,
+                        "freezeframe-test-issuer",
+                        USER,
+                        PASSWORD,
+                        d.join("scopes.log")
+                    ]),
+                    &token_log,
+                );
+                wait_for_port(token_port, &mut child, "the token server", &token_log);
+                token_server = Some(child);
+                format!(
+                    "  token:\n    realm: https://127.0.0.1:{token_port}/token\n    \
+                     service: freezeframe-test\n    issuer: freezeframe-test-issuer\n    \
+                     rootcertbundle: {}\n",
+                    sign_cert.display()
+                )
+            }
+        };
         let config = d.join("config.yml");
         write(
             &config,
@@ -113,43 +275,31 @@ impl Registry {
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {data}\n\
                  http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n\
-                 auth:\n  htpasswd:\n    realm: freezeframe-test\n    path: {htpasswd}\n",
+                 auth:\n{auth_config}",
                 data = d.join("data").display(),
                 cert = cert.display(),
                 key = key.display(),
-                htpasswd = d.join("htpasswd").display(),
             ),
         );
         let log = d.join("registry.log");
-        let out = fs::File::create(&log).expect("creating the registry log");
-        let err = out.try_clone().expect("cloning the log fd");
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("starting docker-registry (scripts/deps.sh test installs it)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("docker-registry exited ({status}):\n{}", read(&log));
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("docker-registry did not listen on {host}:\n{}", read(&log));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut child = logged(
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &log,
+        );
+        wait_for_port(port, &mut child, "docker-registry", &log);
         Registry {
             child,
+            token_server,
             host,
             certs_d,
             log,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The scopes the token server was asked for, one request a line.
+    fn token_scopes(&self) -> String {
+        fs::read_to_string(self.dir.path().join("scopes.log")).unwrap_or_default()
     }
 
     fn reference(&self, repo_tag: &str) -> String {
@@ -212,8 +362,10 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.token_server.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -491,6 +643,52 @@ fn push_fails_clearly_on_bad_credentials_and_leaves_the_archive() {
         .env_remove("FREEZEFRAME_REGISTRY_CREDS");
     let out = run(&mut cmd).ok();
     assert_eq!(out.stdout.trim(), report["manifest_digest"], "{out}");
+}
+
+#[test]
+fn push_with_bearer_tokens_asks_for_push_and_mount_scopes() {
+    if !root_or_skip("push_with_bearer_tokens_asks_for_push_and_mount_scopes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with(Auth::Token);
+    let (archive, report) = commit_over_base(dir.path(), "img", 5000, "include");
+    let creds = Registry::creds();
+    let out = registry
+        .push(&archive, "team/app:v1", &["--creds", &creds])
+        .ok();
+    assert_eq!(out.stdout.trim(), report["manifest_digest"], "{out}");
+    assert_eq!(
+        registry.skopeo_inspect("team/app:v1")["Digest"],
+        report["manifest_digest"]
+    );
+
+    let out = registry
+        .push(
+            &archive,
+            "other/app:v1",
+            &["--creds", &creds, "--from", "team/app", "--json"],
+        )
+        .ok();
+    assert_eq!(
+        outcomes(&out.json()),
+        ["mounted", "mounted", "mounted"],
+        "{out}"
+    );
+    let scopes = registry.token_scopes();
+    assert!(scopes.contains("repository:team/app:pull,push"), "{scopes}");
+    assert!(
+        scopes.contains("repository:other/app:pull,push repository:team/app:pull"),
+        "{scopes}"
+    );
+
+    let wrong = format!("{USER}:not-{PASSWORD}");
+    let out = registry
+        .push(&archive, "third/app:v1", &["--creds", &wrong])
+        .failed();
+    assert!(out.stderr.contains("getting a token from"), "{out}");
+    assert!(out.stderr.contains("401 unauthorized"), "{out}");
+    assert!(!out.stderr.contains(PASSWORD), "{out}");
 }
 
 /// Standard base64, padded.
