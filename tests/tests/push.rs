@@ -76,8 +76,8 @@ fn logged(cmd: &mut Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("starting {cmd:?} (scripts/deps.sh test installs it): {e}"))
 }
 
-/// The token server: checks basic credentials, grants every scope asked for,
-/// and signs an RS256 JWT with `openssl dgst`, its certificate in `x5c`.
+/// The token server: checks basic credentials, grants every scope asked for
+/// (but push to `readonly/…`), and signs an RS256 JWT with `openssl dgst`, its certificate in `x5c`.
 const TOKEN_SERVER: &str = r#"
 import base64, json, ssl, subprocess, sys, time, uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -109,7 +109,8 @@ class Handler(BaseHTTPRequestHandler):
         access = []
         for scope in scopes:
             kind, name, actions = scope.split(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            granted = [a for a in actions.split(",") if a != "push" or not name.startswith("readonly/")]
+            access.append({"type": kind, "name": name, "actions": granted})
         now = int(time.time())
         header = {"alg": "RS256", "typ": "JWT", "x5c": [sign_cert_b64]}
         claims = {"iss": issuer, "sub": user, "aud": query.get("service", [""])[0],
@@ -681,6 +682,12 @@ fn push_with_bearer_tokens_asks_for_push_and_mount_scopes() {
         scopes.contains("repository:other/app:pull,push repository:team/app:pull"),
         "{scopes}"
     );
+
+    // A repository the user may pull from but not push to.
+    let out = registry
+        .push(&archive, "readonly/app:v1", &["--creds", &creds])
+        .failed();
+    assert!(out.stderr.contains("do not allow this"), "{out}");
 
     let wrong = format!("{USER}:not-{PASSWORD}");
     let out = registry

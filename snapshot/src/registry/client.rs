@@ -502,6 +502,9 @@ impl Client {
     /// registry's own message, credentials scrubbed.
     pub(crate) fn status_error(&self, what: &str, url: &str, resp: &mut Response<Body>) -> Error {
         let status = resp.status().as_u16();
+        // A token without the scope the request needs: a 401 that means 403.
+        let insufficient_scope = header(resp, "www-authenticate")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("insufficient_scope"));
         let text = resp
             .body_mut()
             .with_config()
@@ -515,6 +518,9 @@ impl Client {
                 "authentication required, and no credentials were given or found for {}",
                 self.registry
             ),
+            401 if insufficient_scope => {
+                "the credentials do not allow this (insufficient scope)".to_owned()
+            }
             401 => "the registry refused the credentials".to_owned(),
             403 => "the credentials do not allow this".to_owned(),
             _ => String::new(),
