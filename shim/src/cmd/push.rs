@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
@@ -40,6 +41,13 @@ pub struct Args {
     /// Blobs up to this many bytes go in one request, larger ones in chunks of it.
     #[arg(long, value_name = "BYTES", default_value_t = registry::upload::DEFAULT_CHUNK_SIZE)]
     chunk_size: u64,
+    /// Times a request is repeated after a broken connection or a 502/503/504;
+    /// an upload resumes where the registry got to.
+    #[arg(long, value_name = "N", default_value_t = registry::client::DEFAULT_RETRIES)]
+    retries: u32,
+    /// The first wait before a repeat, doubled each time (at most 30s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    retry_delay: Duration,
     /// Print the push report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -58,6 +66,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             insecure: a.insecure,
             cert_dirs: a.cert_dir,
             credentials,
+            retries: a.retries,
+            retry_delay: a.retry_delay,
         },
         from: a.from,
         image: a.image,

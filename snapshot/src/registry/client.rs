@@ -39,8 +39,15 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
+/// Default number of times a request is repeated after a broken connection or
+/// a 502/503/504, and the first wait (doubled each time, at most
+/// 30 seconds).
+pub const DEFAULT_RETRIES: u32 = 4;
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
 /// How to reach a registry.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Speak plain HTTP to this registry (only for registries an admin lists
     /// as insecure).
@@ -52,6 +59,23 @@ pub struct ClientOptions {
     /// Credentials; `None` looks in the usual files
     /// ([`Credentials::lookup`]) and otherwise goes anonymous.
     pub credentials: Option<Credentials>,
+    /// Times a request is repeated after a broken connection or a 502, 503 or
+    /// 504; an upload resumes where the registry says it got to.
+    pub retries: u32,
+    /// The first wait before a repeat, doubled each time.
+    pub retry_delay: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: false,
+            cert_dirs: Vec::new(),
+            credentials: None,
+            retries: DEFAULT_RETRIES,
+            retry_delay: DEFAULT_RETRY_DELAY,
+        }
+    }
 }
 
 /// What a request sends.
@@ -86,6 +110,8 @@ pub struct Client {
     authorization: Option<String>,
     /// The scopes a bearer token is asked for.
     scopes: Vec<String>,
+    retries: u32,
+    retry_delay: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -136,6 +162,8 @@ impl Client {
             credentials,
             authorization: None,
             scopes: Vec::new(),
+            retries: options.retries,
+            retry_delay: options.retry_delay,
         })
     }
 
@@ -275,6 +303,33 @@ impl Client {
         }
     }
 
+    /// `GET LOCATION`: how many bytes of an upload the registry holds, and the
+    /// location to go on from; `None` when the session is gone (the registry
+    /// answers 404, or 400 for a session it no longer knows).
+    pub(crate) fn upload_status(
+        &mut self,
+        location: &str,
+        digest: &Digest,
+    ) -> Result<Option<(String, u64)>, Error> {
+        let what = || format!("asking how much of blob {digest} the registry has");
+        let mut resp = self.send(Method::GET, location, &[], Payload::None, &what)?;
+        match resp.status().as_u16() {
+            204 | 202 | 200 => {
+                let next = header(&resp, "location")
+                    .map(|l| self.resolve_location(l))
+                    .unwrap_or_else(|| location.to_owned());
+                // `Range: 0-LAST`; distribution says 0-0 for an empty upload too,
+                // so 0-0 counts as nothing (a byte sent twice is refused, not kept).
+                let received = header(&resp, "range")
+                    .and_then(|r| r.trim().strip_prefix("0-")?.parse::<u64>().ok())
+                    .map_or(0, |last| if last == 0 { 0 } else { last + 1 });
+                Ok(Some((next, received)))
+            }
+            400 | 404 => Ok(None),
+            _ => Err(self.status_error(&what(), location, &mut resp)),
+        }
+    }
+
     /// `DELETE LOCATION`: drops an upload session; best effort, after a failure.
     pub(crate) fn cancel_upload(&mut self, location: &str) {
         let what = || "cancelling an upload".to_owned();
@@ -313,30 +368,22 @@ impl Client {
         what: &dyn Fn() -> String,
     ) -> Result<Response<Body>, Error> {
         let mut answered = false;
+        let mut attempt = 0;
         loop {
-            let mut builder = http::Request::builder().method(method.clone()).uri(url);
-            for (name, value) in headers {
-                builder = builder.header(*name, *value);
-            }
-            if let Some(auth) = &self.authorization {
-                if self.same_origin(url) {
-                    builder = builder.header("authorization", auth.as_str());
-                }
-            }
             let repeatable = !matches!(payload, Payload::Stream { .. });
-            let resp = match &mut payload {
-                Payload::None => self.run(builder, SendBody::none(), url, what)?,
-                Payload::Bytes(bytes) => {
-                    // A fresh cursor on each attempt: the bytes are sent again in full.
-                    let mut cursor: &[u8] = bytes;
-                    let builder = builder.header("content-length", bytes.len().to_string());
-                    self.run(builder, SendBody::from_reader(&mut cursor), url, what)?
+            let result = self.send_once(&method, url, headers, &mut payload, what);
+            if repeatable && attempt < self.retries {
+                let transient = match &result {
+                    Err(e) => e.is_transient(),
+                    Ok(resp) => matches!(resp.status().as_u16(), 502..=504),
+                };
+                if transient {
+                    attempt += 1;
+                    self.backoff(attempt, what);
+                    continue;
                 }
-                Payload::Stream { reader, len } => {
-                    let builder = builder.header("content-length", len.to_string());
-                    self.run(builder, SendBody::from_reader(&mut **reader), url, what)?
-                }
-            };
+            }
+            let resp = result?;
             if resp.status().as_u16() == 401 && repeatable && !answered {
                 if let Some(challenge) =
                     header(&resp, "www-authenticate").and_then(Challenge::parse)
@@ -348,6 +395,55 @@ impl Client {
                 }
             }
             return Ok(resp);
+        }
+    }
+
+    /// Waits before repeat number `attempt` (1, 2, …).
+    pub(crate) fn backoff(&self, attempt: u32, what: &dyn Fn() -> String) {
+        let delay = self
+            .retry_delay
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(MAX_RETRY_DELAY);
+        tracing::warn!(what = %what(), attempt, ?delay, "registry request failed; retrying");
+        std::thread::sleep(delay);
+    }
+
+    /// The number of repeats allowed.
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    fn send_once(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: &mut Payload<'_>,
+        what: &dyn Fn() -> String,
+    ) -> Result<Response<Body>, Error> {
+        {
+            let mut builder = http::Request::builder().method(method.clone()).uri(url);
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            if let Some(auth) = &self.authorization {
+                if self.same_origin(url) {
+                    builder = builder.header("authorization", auth.as_str());
+                }
+            }
+            match payload {
+                Payload::None => self.run(builder, SendBody::none(), url, what),
+                Payload::Bytes(bytes) => {
+                    // A fresh cursor on each attempt: the bytes are sent again in full.
+                    let mut cursor: &[u8] = bytes;
+                    let builder = builder.header("content-length", bytes.len().to_string());
+                    self.run(builder, SendBody::from_reader(&mut cursor), url, what)
+                }
+                Payload::Stream { reader, len } => {
+                    let builder = builder.header("content-length", len.to_string());
+                    self.run(builder, SendBody::from_reader(&mut **reader), url, what)
+                }
+            }
         }
     }
 
@@ -710,6 +806,7 @@ mod tests {
             insecure: true,
             credentials: Some(Credentials::new("u", "p")),
             cert_dirs: vec![PathBuf::from("/nonexistent")],
+            ..ClientOptions::default()
         };
         let client = Client::new("h.io:5000", "app", &options).unwrap();
         assert_eq!(

@@ -30,10 +30,12 @@
 //! Credentials are never logged, never put in errors (the registry's answers are
 //! scrubbed of them), and [`Credentials`] prints no password.
 //!
-//! Not done here yet: retries with resume from the registry's `Range`, the
-//! Docker schema 2 form of a manifest for registries that refuse OCI media
-//! types, client certificates (`*.cert`/`*.key` in the cert dirs), Docker's
-//! credential helpers.
+//! After a broken connection (or a 502, 503, 504) a request is repeated with
+//! backoff, and an upload resumes from the `Range` the registry reports.
+//!
+//! Not done here yet: the Docker schema 2 form of a manifest for registries
+//! that refuse OCI media types, client certificates (`*.cert`/`*.key` in the
+//! cert dirs), Docker's credential helpers.
 
 pub mod auth;
 pub mod client;
@@ -126,6 +128,31 @@ impl From<SourceError> for Error {
 }
 
 impl Error {
+    /// Whether repeating the request may succeed: a connection refused, reset
+    /// or timed out, or a 502, 503 or 504. A blob that could not be read, a
+    /// cancelled push or a certificate error is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { source, .. } => match source.as_ref() {
+                ureq::Error::Io(e) => matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::NotConnected
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::TimedOut
+                ),
+                ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => true,
+                ureq::Error::Protocol(_) => true,
+                _ => false,
+            },
+            Error::Status { .. } => matches!(self.status(), Some(502..=504)),
+            _ => false,
+        }
+    }
+
     /// The HTTP status the registry answered with, for callers that map it.
     pub fn status(&self) -> Option<u16> {
         match self {

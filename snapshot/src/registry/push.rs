@@ -247,20 +247,31 @@ impl Pusher<'_> {
             Some(location) => location,
             None => client.start_upload(&self.reference.repository, digest)?,
         };
-        let reader = self.source.blob_reader(digest)?;
-        let mut reader = VerifyingReader::new(reader, digest, desc.size())
-            .ok_or_else(|| SourceError::UnsupportedDigest {
-                path: self.archive.clone(),
-                digest: digest.clone(),
-            })?
-            .with_progress(self.options.progress.clone())
-            .with_cancel(self.options.cancel.clone());
+        let mut open = |offset: u64| -> Result<_, Error> {
+            let reader = self.source.blob_reader(digest)?;
+            let mut reader = VerifyingReader::new(reader, digest, desc.size())
+                .ok_or_else(|| SourceError::UnsupportedDigest {
+                    path: self.archive.clone(),
+                    digest: digest.clone(),
+                })?
+                .with_progress(self.options.progress.clone())
+                .with_cancel(self.options.cancel.clone());
+            reader
+                .skip_to(offset)
+                .map_err(|source| SourceError::BlobIo {
+                    path: self.archive.clone(),
+                    digest: digest.clone(),
+                    source,
+                })?;
+            Ok(reader)
+        };
         upload_blob(
             client,
+            &self.reference.repository,
             location,
             digest,
             desc.size(),
-            &mut reader,
+            &mut open,
             self.options.chunk_size,
         )
     }

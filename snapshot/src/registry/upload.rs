@@ -59,6 +59,20 @@ impl<R: Read> VerifyingReader<R> {
         self
     }
 
+    /// Reads (and hashes) up to byte `offset`, discarding the bytes: where a
+    /// resumed upload goes on from.
+    pub fn skip_to(&mut self, offset: u64) -> io::Result<()> {
+        let skip = offset.saturating_sub(self.read);
+        // The registry has these bytes: they are not sent again.
+        let progress = self.progress.take();
+        let copied = io::copy(&mut (&mut *self).take(skip), &mut io::sink());
+        self.progress = progress;
+        if copied? != skip {
+            return Err(self.invalid(format!("the archive ends before byte {offset}")));
+        }
+        Ok(())
+    }
+
     /// Whether every byte was read and matched the digest.
     pub fn verified(&self) -> bool {
         self.matched
@@ -114,36 +128,79 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
-/// Sends a blob of `size` bytes to the upload session at `location`; on
-/// failure the session is cancelled.
+/// Sends a blob of `size` bytes to the upload session at `location`.
+///
+/// `open(offset)` gives a fresh reader of the blob, read (and hashed) up to
+/// `offset` ([`VerifyingReader::skip_to`]). After a broken
+/// connection the client waits, asks the registry how much it holds, and
+/// resumes from there with chunks (or starts a new session when the registry
+/// lost this one), at most the client's retries times. On failure the session
+/// is cancelled.
 pub fn upload_blob<R: Read>(
     client: &mut Client,
+    repository: &str,
     location: String,
     digest: &Digest,
     size: u64,
-    reader: &mut VerifyingReader<R>,
+    open: &mut dyn FnMut(u64) -> Result<VerifyingReader<R>, Error>,
     chunk_size: u64,
 ) -> Result<(), Error> {
-    let result = send(client, &location, digest, size, reader, chunk_size.max(1));
-    if result.is_err() {
-        client.cancel_upload(&location);
+    let chunk_size = chunk_size.max(1);
+    let mut location = location;
+    let mut offset = 0;
+    let mut attempt = 0;
+    loop {
+        let sent = open(offset).and_then(|mut reader| {
+            send(
+                client,
+                &location,
+                digest,
+                size,
+                &mut reader,
+                offset,
+                chunk_size,
+            )
+        });
+        let error = match sent {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && attempt < client.retries() => e,
+            Err(e) => {
+                client.cancel_upload(&location);
+                return Err(e);
+            }
+        };
+        attempt += 1;
+        tracing::warn!(%digest, error = %error, "blob upload broken; resuming");
+        client.backoff(attempt, &|| format!("uploading blob {digest}"));
+        match client.upload_status(&location, digest)? {
+            Some((next, received)) if received <= size => {
+                location = next;
+                offset = received;
+            }
+            _ => {
+                location = client.start_upload(repository, digest)?;
+                offset = 0;
+            }
+        }
     }
-    result
 }
 
+/// Sends the blob from byte `offset` on (the reader is there): one `PUT` when
+/// it is all of a small blob, else `PATCH`es and a closing `PUT`.
 fn send<R: Read>(
     client: &mut Client,
     location: &str,
     digest: &Digest,
     size: u64,
     reader: &mut VerifyingReader<R>,
+    offset: u64,
     chunk_size: u64,
 ) -> Result<(), Error> {
-    if size <= chunk_size {
+    if offset == 0 && size <= chunk_size {
         return client.put_blob(location, digest, reader, size);
     }
     let mut location = location.to_owned();
-    let mut start = 0;
+    let mut start = offset;
     while start < size {
         let len = chunk_size.min(size - start);
         let mut chunk = (&mut *reader).take(len);
