@@ -26,10 +26,12 @@ struct Registry {
     child: Child,
     token_server: Option<Child>,
     host: String,
+    port: u16,
     /// Laid out as /etc/docker/certs.d: `HOST/ca.crt`.
     certs_d: PathBuf,
     log: PathBuf,
     dir: TempDir,
+    starts: u32,
 }
 
 /// How the registry authenticates.
@@ -275,7 +277,7 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {data}\n\
-                 http:\n  addr: {host}\n  tls:\n    certificate: {cert}\n    key: {key}\n\
+                 http:\n  addr: {host}\n  secret: freezeframe-test-upload-state\n  tls:\n    certificate: {cert}\n    key: {key}\n\
                  auth:\n{auth_config}",
                 data = d.join("data").display(),
                 cert = cert.display(),
@@ -292,10 +294,37 @@ impl Registry {
             child,
             token_server,
             host,
+            port,
             certs_d,
             log,
             dir,
+            starts: 1,
         }
+    }
+
+    /// Kills the registry (SIGKILL: no graceful end of requests in flight).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the registry and, after `down`, starts it again on the same port and storage
+    /// (the upload state secret is in the config, so sessions survive); its
+    /// access log starts afresh.
+    fn restart(&mut self, down: Duration) {
+        self.kill();
+        std::thread::sleep(down);
+        self.starts += 1;
+        self.log = self
+            .dir
+            .path()
+            .join(format!("registry-{}.log", self.starts));
+        let config = self.dir.path().join("config.yml");
+        self.child = logged(
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &self.log,
+        );
+        wait_for_port(self.port, &mut self.child, "docker-registry", &self.log);
     }
 
     /// The scopes the token server was asked for, one request a line.
@@ -311,6 +340,10 @@ impl Registry {
     fn requests(&self) -> Vec<String> {
         // The access log is written once a response is sent.
         std::thread::sleep(Duration::from_millis(300));
+        self.requests_now()
+    }
+
+    fn requests_now(&self) -> Vec<String> {
         read(&self.log)
             .lines()
             .filter_map(|line| {
@@ -324,6 +357,10 @@ impl Registry {
 
     /// `freezeframe push ARCHIVE REF --cert-dir … ARGS`.
     fn push(&self, archive: &Path, repo_tag: &str, extra: &[&str]) -> Outcome {
+        run(&mut self.push_cmd(archive, repo_tag, extra))
+    }
+
+    fn push_cmd(&self, archive: &Path, repo_tag: &str, extra: &[&str]) -> Command {
         let mut a = args![
             "push",
             archive,
@@ -337,7 +374,7 @@ impl Registry {
         cmd.env("DOCKER_CONFIG", self.certs_d.join("no-docker-config"))
             .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("FREEZEFRAME_REGISTRY_CREDS");
-        run(&mut cmd)
+        cmd
     }
 
     fn creds() -> String {
@@ -390,6 +427,16 @@ fn sha256_file(path: &Path) -> String {
 /// A base image from umoci and a commit over it: two layers, the new one
 /// `size` bytes of noise.
 fn commit_over_base(dir: &Path, name: &str, size: usize, base_blobs: &str) -> (PathBuf, Value) {
+    commit_over_base_as(dir, name, size, base_blobs, "gzip")
+}
+
+fn commit_over_base_as(
+    dir: &Path,
+    name: &str,
+    size: usize,
+    base_blobs: &str,
+    compression: &str,
+) -> (PathBuf, Value) {
     let base_dir = dir.join("base");
     if !base_dir.exists() {
         mkdirs(&base_dir);
@@ -411,6 +458,7 @@ fn commit_over_base(dir: &Path, name: &str, size: usize, base_blobs: &str) -> (P
     let report = OfflineCommit::new(&upper)
         .base(base.reference())
         .base_blobs(base_blobs)
+        .compression(compression)
         .tag("t")
         .output(&archive)
         .commit();
@@ -696,6 +744,123 @@ fn push_with_bearer_tokens_asks_for_push_and_mount_scopes() {
     assert!(out.stderr.contains("getting a token from"), "{out}");
     assert!(out.stderr.contains("401 unauthorized"), "{out}");
     assert!(!out.stderr.contains(PASSWORD), "{out}");
+}
+
+#[test]
+fn push_resumes_after_the_registry_is_killed_and_fails_cleanly_when_it_stays_down() {
+    if !root_or_skip(
+        "push_resumes_after_the_registry_is_killed_and_fails_cleanly_when_it_stays_down",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start();
+    let creds = Registry::creds();
+    // 48 MiB, uncompressed, in 256 KiB chunks: about 190 PATCHes.
+    let (archive, report) = commit_over_base_as(dir.path(), "big", 48 << 20, "include", "none");
+    let layers = layer_digests(&report);
+    let before = sha256_file(&archive);
+
+    let out_path = dir.path().join("push.out");
+    let err_path = dir.path().join("push.err");
+    let mut push = registry
+        .push_cmd(
+            &archive,
+            "resumed/app:1",
+            &[
+                "--creds",
+                &creds,
+                "--chunk-size",
+                "262144",
+                "--retries",
+                "6",
+                "--retry-delay",
+                "200ms",
+                "--json",
+            ],
+        )
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("starting freezeframe push");
+    let patch = "PATCH /v2/resumed/app/blobs/uploads/";
+    let start = Instant::now();
+    while registry
+        .requests_now()
+        .iter()
+        .filter(|r| r.starts_with(patch))
+        .count()
+        < 5
+    {
+        if let Ok(Some(status)) = push.try_wait() {
+            panic!(
+                "the push ended ({status}) before the registry could be killed:\n{}{}",
+                read(&out_path),
+                read(&err_path)
+            );
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no PATCH seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Down long enough for the push's next request to fail.
+    registry.restart(Duration::from_millis(500));
+    let status = wait_or_kill(&mut push, "freezeframe push");
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let pushed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        pushed["manifest_digest"], report["manifest_digest"],
+        "{stderr}"
+    );
+
+    // The restarted registry was asked where the upload was, and got the rest:
+    // from there when the session survived (the kill fell between requests),
+    // else in a new session (distribution drops one whose size is not what
+    // its last answer said, as after a PATCH cut short).
+    let after = registry.requests();
+    assert!(
+        after
+            .iter()
+            .any(|r| r.starts_with("GET /v2/resumed/app/blobs/uploads/")),
+        "{after:#?}"
+    );
+    assert!(after.iter().any(|r| r.starts_with(patch)), "{after:#?}");
+    let started_over = after
+        .iter()
+        .any(|r| r.starts_with("POST /v2/resumed/app/blobs/uploads/"));
+    eprintln!(
+        "after the restart the upload {}",
+        if started_over {
+            "started over"
+        } else {
+            "resumed"
+        }
+    );
+    let inspected = registry.skopeo_inspect("resumed/app:1");
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+
+    // A registry that stays down: the push gives up after its retries.
+    registry.kill();
+    let started = Instant::now();
+    let out = registry
+        .push(
+            &archive,
+            "down/app:1",
+            &[
+                "--creds",
+                &creds,
+                "--retries",
+                "2",
+                "--retry-delay",
+                "100ms",
+            ],
+        )
+        .failed();
+    assert!(out.stderr.contains("failed"), "{out}");
+    assert!(out.stderr.contains(&registry.host), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{out}");
+    assert_eq!(sha256_file(&archive), before, "the archive changed");
 }
 
 /// Standard base64, padded.

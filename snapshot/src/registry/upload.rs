@@ -153,7 +153,7 @@ pub fn upload_blob<R: Read>(
         let sent = open(offset).and_then(|mut reader| {
             send(
                 client,
-                &location,
+                &mut location,
                 digest,
                 size,
                 &mut reader,
@@ -186,10 +186,12 @@ pub fn upload_blob<R: Read>(
 }
 
 /// Sends the blob from byte `offset` on (the reader is there): one `PUT` when
-/// it is all of a small blob, else `PATCH`es and a closing `PUT`.
+/// it is all of a small blob, else `PATCH`es and a closing `PUT`. `location`
+/// follows the registry's answers, so that after a failure it is the one to ask
+/// for the upload's status.
 fn send<R: Read>(
     client: &mut Client,
-    location: &str,
+    location: &mut String,
     digest: &Digest,
     size: u64,
     reader: &mut VerifyingReader<R>,
@@ -199,22 +201,21 @@ fn send<R: Read>(
     if offset == 0 && size <= chunk_size {
         return client.put_blob(location, digest, reader, size);
     }
-    let mut location = location.to_owned();
     let mut start = offset;
     while start < size {
         let len = chunk_size.min(size - start);
         let mut chunk = (&mut *reader).take(len);
-        location = client.patch_blob(&location, digest, start, &mut chunk, len)?;
+        *location = client.patch_blob(location, digest, start, &mut chunk, len)?;
         start += len;
     }
     if !reader.verified() {
         return Err(Error::Protocol {
             what: format!("uploading blob {digest}"),
-            url: location,
+            url: location.clone(),
             reason: "the blob was not read to its end".into(),
         });
     }
-    client.finish_upload(&location, digest)
+    client.finish_upload(location, digest)
 }
 
 #[cfg(test)]
