@@ -6,6 +6,7 @@
 //! | [`auth`] | credentials (caller, podman's `auth.json`, Docker's `config.json`) and challenges |
 //! | [`client`] | one registry's API: blob `HEAD`, mount, uploads, manifest `PUT`; TLS and auth |
 //! | [`upload`] | one blob, streamed: monolithic `PUT` or chunked `PATCH`es |
+//! | [`manifest`] | the Docker schema 2 form of an OCI manifest |
 //! | [`push`](mod@push) | an OCI archive or layout to a repository: [`push_archive`] |
 //!
 //! Every blob is checked with `HEAD` first and never sent when the repository has
@@ -33,12 +34,14 @@
 //! After a broken connection (or a 502, 503, 504) a request is repeated with
 //! backoff, and an upload resumes from the `Range` the registry reports.
 //!
-//! Not done here yet: the Docker schema 2 form of a manifest for registries
-//! that refuse OCI media types, client certificates (`*.cert`/`*.key` in the
-//! cert dirs), Docker's credential helpers.
+//! A registry that refuses OCI manifests gets the Docker schema 2 form.
+//!
+//! Not done here yet: client certificates (`*.cert`/`*.key` in the cert dirs),
+//! Docker's credential helpers.
 
 pub mod auth;
 pub mod client;
+pub mod manifest;
 pub mod push;
 pub mod reference;
 pub mod upload;

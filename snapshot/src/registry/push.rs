@@ -5,7 +5,9 @@
 //! an upload streamed from the archive. A blob the archive lacks (a commit
 //! written with `--base-blobs omit`) must already be in the registry. The
 //! manifest goes last, byte for byte as the archive holds it, so its digest is
-//! the archive's.
+//! the archive's; a registry that refuses OCI manifests (415, or 400
+//! `MANIFEST_INVALID`) gets its Docker schema 2 form instead, which names the
+//! same blobs and has a digest of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,9 +17,12 @@ use oci_spec::image::{Descriptor, Digest};
 use serde::Serialize;
 
 use super::client::{Client, ClientOptions, Mount};
+use super::manifest::to_docker_schema2;
 use super::reference::Reference;
 use super::upload::{upload_blob, VerifyingReader, DEFAULT_CHUNK_SIZE};
 use super::Error;
+use crate::digest::sha256_digest;
+use crate::source::oci::DOCKER_MANIFEST;
 use crate::source::{ImageSource, SourceError, MAX_JSON_SIZE};
 
 /// How to push.
@@ -155,9 +160,32 @@ pub fn push_archive(
 
     let media_type = manifest_desc.media_type().to_string();
     let target = reference.manifest_reference();
-    let answered = client.put_manifest(repository, &target, &media_type, &manifest_bytes)?;
+    let (manifest_bytes, media_type, manifest_digest, answered) =
+        match client.put_manifest(repository, &target, &media_type, &manifest_bytes) {
+            Ok(answered) => (
+                manifest_bytes,
+                media_type,
+                manifest_digest.to_string(),
+                answered,
+            ),
+            // A pinned digest cannot be kept through a conversion.
+            Err(e) if refuses_oci(&e) && reference.digest.is_none() => {
+                let Ok(docker) = to_docker_schema2(&manifest_bytes) else {
+                    return Err(e);
+                };
+                tracing::warn!(
+                    error = %e,
+                    "the registry refused the OCI manifest; pushing its Docker schema 2 form"
+                );
+                let answered =
+                    client.put_manifest(repository, &target, DOCKER_MANIFEST, &docker)?;
+                let digest = sha256_digest(&docker);
+                (docker, DOCKER_MANIFEST.to_owned(), digest, answered)
+            }
+            Err(e) => return Err(e),
+        };
     if let Some(answered) = answered {
-        if answered != manifest_digest.to_string() {
+        if answered != manifest_digest {
             return Err(Error::Protocol {
                 what: format!("pushing the manifest {repository}:{target}"),
                 url: client.url(&format!("/v2/{repository}/manifests/{target}")),
@@ -170,12 +198,25 @@ pub fn push_archive(
     }
     Ok(PushReport {
         reference: reference.to_string(),
-        manifest_digest: manifest_digest.to_string(),
+        manifest_digest,
         manifest_media_type: media_type,
         manifest_size: manifest_bytes.len() as u64,
         blobs,
         uploaded_bytes,
     })
+}
+
+/// Whether a manifest `PUT` failed because the registry does not take OCI
+/// manifests: 415, or 400 `MANIFEST_INVALID`.
+fn refuses_oci(e: &Error) -> bool {
+    match e {
+        Error::Status { message, .. } => match e.status() {
+            Some(415) => true,
+            Some(400) => message.contains("MANIFEST_INVALID"),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 struct Pusher<'a> {
@@ -283,5 +324,136 @@ impl Pusher<'_> {
             repository: self.reference.repository.clone(),
             from: from.map(str::to_owned),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::str::FromStr;
+
+    use super::*;
+
+    /// Writes a blob into an OCI layout directory; returns its descriptor JSON.
+    fn blob(dir: &Path, media_type: &str, data: &[u8]) -> String {
+        let digest = sha256_digest(data);
+        let path = dir.join("blobs/sha256").join(&digest["sha256:".len()..]);
+        std::fs::write(path, data).unwrap();
+        format!(
+            r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#,
+            data.len()
+        )
+    }
+
+    /// A registry over plain HTTP that has every blob and refuses OCI
+    /// manifests; answers one request per connection and records them.
+    fn serve_refusing_oci(listener: TcpListener) -> Vec<String> {
+        let mut seen = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut content_type = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                let header = header.trim_end().to_ascii_lowercase();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some(v) = header.strip_prefix("content-type: ") {
+                    content_type = v.to_owned();
+                }
+                if let Some(v) = header.strip_prefix("content-length: ") {
+                    length = v.parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request = line.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            let answer = if request.starts_with("HEAD ") {
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\n".to_owned()
+            } else if content_type.contains("oci") {
+                let error =
+                    r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#;
+                format!(
+                    "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{error}",
+                    error.len()
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 201 Created\r\nconnection: close\r\ndocker-content-digest: {}\r\ncontent-length: 0\r\n\r\n",
+                    sha256_digest(&body)
+                )
+            };
+            stream.write_all(answer.as_bytes()).unwrap();
+            let done = request.starts_with("PUT ") && !content_type.contains("oci");
+            seen.push(format!("{request} {content_type}"));
+            if done {
+                return seen;
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn falls_back_to_docker_schema2_when_oci_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path();
+        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let config = blob(
+            layout,
+            "application/vnd.oci.image.config.v1+json",
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        );
+        let layer = r#"{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":10}"#;
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{config},"layers":[{layer}]}}"#
+        );
+        let manifest_desc = blob(
+            layout,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
+        std::fs::write(
+            layout.join("index.json"),
+            format!(r#"{{"schemaVersion":2,"manifests":[{manifest_desc}]}}"#),
+        )
+        .unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || serve_refusing_oci(listener));
+        let reference = Reference::from_str(&format!("127.0.0.1:{port}/app:1")).unwrap();
+        let options = PushOptions {
+            client: ClientOptions {
+                insecure: true,
+                credentials: Some(super::super::Credentials::new("u", "p")),
+                cert_dirs: vec![layout.join("none")],
+                retries: 0,
+                ..ClientOptions::default()
+            },
+            ..PushOptions::default()
+        };
+        let report = push_archive(layout, &reference, &options).unwrap();
+        let seen = server.join().unwrap();
+        assert_eq!(report.manifest_media_type, DOCKER_MANIFEST);
+        assert_ne!(report.manifest_digest, sha256_digest(manifest.as_bytes()));
+        assert!(report
+            .blobs
+            .iter()
+            .all(|b| b.outcome == BlobOutcome::Existing));
+        let puts: Vec<_> = seen.iter().filter(|r| r.starts_with("PUT ")).collect();
+        assert_eq!(puts.len(), 2, "{seen:#?}");
+        assert!(puts[0].ends_with("application/vnd.oci.image.manifest.v1+json"));
+        assert!(puts[1].ends_with(DOCKER_MANIFEST));
     }
 }
