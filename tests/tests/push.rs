@@ -42,6 +42,8 @@ enum Auth {
     /// with a key the registry trusts; it writes the scopes asked for to
     /// `scopes.log` in the registry's directory.
     Token,
+    /// No auth, and plain HTTP: a registry an admin lists as insecure.
+    PlainHttp,
 }
 
 fn free_port() -> u16 {
@@ -207,7 +209,63 @@ impl Registry {
         mkdirs(&certs_d.join(&host));
         fs::copy(&ca, certs_d.join(&host).join("ca.crt")).expect("copying the CA");
         let mut token_server = None;
-        let auth_config = match auth {
+        let tls_config = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        let (tls_config, auth_config) = match auth {
+            Auth::PlainHttp => (String::new(), String::new()),
+            auth => (
+                tls_config,
+                Self::auth_config(auth, d, &cert, &key, &mut token_server),
+            ),
+        };
+        let config = d.join("config.yml");
+        write(
+            &config,
+            format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {data}\n\
+                 http:\n  addr: {host}\n  secret: freezeframe-test-upload-state\n{tls_config}\
+                 {auth}",
+                data = d.join("data").display(),
+                auth = if auth_config.is_empty() {
+                    String::new()
+                } else {
+                    format!("auth:\n{auth_config}")
+                },
+            ),
+        );
+        let log = d.join("registry.log");
+        let mut child = logged(
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &log,
+        );
+        wait_for_port(port, &mut child, "docker-registry", &log);
+        Registry {
+            child,
+            token_server,
+            host,
+            port,
+            certs_d,
+            log,
+            dir,
+            starts: 1,
+        }
+    }
+
+    /// The `auth:` section of the config for basic or token auth (starting the
+    /// token server).
+    fn auth_config(
+        auth: Auth,
+        d: &Path,
+        cert: &Path,
+        key: &Path,
+        token_server: &mut Option<Child>,
+    ) -> String {
+        match auth {
             Auth::Htpasswd => {
                 let htpasswd = tool("htpasswd", args!["-Bbn", USER, PASSWORD]);
                 write(&d.join("htpasswd"), htpasswd.stdout);
@@ -249,8 +307,8 @@ impl Registry {
                 let mut child = logged(
                     Command::new("python3").arg(&script).args(args![
                         token_port.to_string(),
-                        &cert,
-                        &key,
+                        cert,
+                        key,
                         &sign_key,
                         sign_cert_b64,
                         "freezeframe-test-issuer",
@@ -261,7 +319,7 @@ impl Registry {
                     &token_log,
                 );
                 wait_for_port(token_port, &mut child, "the token server", &token_log);
-                token_server = Some(child);
+                *token_server = Some(child);
                 format!(
                     "  token:\n    realm: https://127.0.0.1:{token_port}/token\n    \
                      service: freezeframe-test\n    issuer: freezeframe-test-issuer\n    \
@@ -269,36 +327,7 @@ impl Registry {
                     sign_cert.display()
                 )
             }
-        };
-        let config = d.join("config.yml");
-        write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: info\n  accesslog:\n    disabled: false\n\
-                 storage:\n  filesystem:\n    rootdirectory: {data}\n\
-                 http:\n  addr: {host}\n  secret: freezeframe-test-upload-state\n  tls:\n    certificate: {cert}\n    key: {key}\n\
-                 auth:\n{auth_config}",
-                data = d.join("data").display(),
-                cert = cert.display(),
-                key = key.display(),
-            ),
-        );
-        let log = d.join("registry.log");
-        let mut child = logged(
-            Command::new("docker-registry").arg("serve").arg(&config),
-            &log,
-        );
-        wait_for_port(port, &mut child, "docker-registry", &log);
-        Registry {
-            child,
-            token_server,
-            host,
-            port,
-            certs_d,
-            log,
-            dir,
-            starts: 1,
+            Auth::PlainHttp => String::new(),
         }
     }
 
@@ -861,6 +890,47 @@ fn push_resumes_after_the_registry_is_killed_and_fails_cleanly_when_it_stays_dow
     assert!(out.stderr.contains(&registry.host), "{out}");
     assert!(started.elapsed() < Duration::from_secs(60), "{out}");
     assert_eq!(sha256_file(&archive), before, "the archive changed");
+}
+
+#[test]
+fn push_speaks_plain_http_only_to_a_registry_marked_insecure() {
+    if !root_or_skip("push_speaks_plain_http_only_to_a_registry_marked_insecure") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with(Auth::PlainHttp);
+    let (archive, report) = commit_over_base(dir.path(), "img", 1000, "include");
+
+    // TLS is spoken unless the registry is marked insecure: it fails here.
+    let out = registry
+        .push(&archive, "app:1", &["--retries", "0"])
+        .failed();
+    assert!(
+        out.stderr
+            .contains(&format!("https://{}/v2/", registry.host)),
+        "{out}"
+    );
+
+    let out = registry
+        .push(&archive, "app:1", &["--insecure", "--json"])
+        .ok();
+    let pushed = out.json();
+    assert_eq!(pushed["manifest_digest"], report["manifest_digest"]);
+    assert_eq!(
+        outcomes(&pushed),
+        ["uploaded", "uploaded", "uploaded"],
+        "{out}"
+    );
+    let inspected = tool(
+        "skopeo",
+        args![
+            "inspect",
+            "--tls-verify=false",
+            format!("docker://{}", registry.reference("app:1"))
+        ],
+    )
+    .json();
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
 }
 
 /// Standard base64, padded.
