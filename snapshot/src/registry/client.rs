@@ -321,7 +321,11 @@ impl Client {
                 // `Range: 0-LAST`; distribution says 0-0 for an empty upload too,
                 // so 0-0 counts as nothing (a byte sent twice is refused, not kept).
                 let received = header(&resp, "range")
-                    .and_then(|r| r.trim().strip_prefix("0-")?.parse::<u64>().ok())
+                    .and_then(|r| {
+                        let r = r.trim();
+                        let r = r.strip_prefix("bytes=").unwrap_or(r);
+                        r.strip_prefix("0-")?.parse::<u64>().ok()
+                    })
                     .map_or(0, |last| if last == 0 { 0 } else { last + 1 });
                 Ok(Some((next, received)))
             }

@@ -100,6 +100,15 @@ pub fn push_archive(
     reference: &Reference,
     options: &PushOptions,
 ) -> Result<PushReport, Error> {
+    if let Some(from) = &options.from {
+        if !super::reference::valid_repository(from) {
+            return Err(Error::InvalidReference {
+                input: from.clone(),
+                reason: "not a repository name to mount from (lower-case [a-z0-9] components \
+                         separated by . _ - and /)",
+            });
+        }
+    }
     let source = ImageSource::open(archive)?;
     let image = source.resolve(options.image.as_deref())?;
     let manifest_desc = &image.manifest_descriptor;

@@ -194,7 +194,8 @@ fn valid_registry(registry: &str) -> bool {
     host_ok && port_ok
 }
 
-fn valid_repository(repository: &str) -> bool {
+/// Whether `repository` is a valid repository name (`team/app`).
+pub fn valid_repository(repository: &str) -> bool {
     !repository.is_empty()
         && repository.len() <= 255
         && repository.split('/').all(valid_path_component)

@@ -131,10 +131,11 @@ impl<R: Read> Read for VerifyingReader<R> {
 /// Sends a blob of `size` bytes to the upload session at `location`.
 ///
 /// `open(offset)` gives a fresh reader of the blob, read (and hashed) up to
-/// `offset` ([`VerifyingReader::skip_to`]). After a broken
-/// connection the client waits, asks the registry how much it holds, and
-/// resumes from there with chunks (or starts a new session when the registry
-/// lost this one), at most the client's retries times. On failure the session
+/// `offset` ([`VerifyingReader::skip_to`]). After a broken connection, or a
+/// 401 (a bearer token that expired), the client waits, asks the registry how
+/// much it holds (answering any new challenge), and resumes from there with
+/// chunks, or starts a new session when the registry lost this one: at most
+/// the client's retries times. On failure the session
 /// is cancelled.
 pub fn upload_blob<R: Read>(
     client: &mut Client,
@@ -163,7 +164,13 @@ pub fn upload_blob<R: Read>(
         });
         let error = match sent {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && attempt < client.retries() => e,
+            // A 401 mid-upload is a token that expired: asking for the
+            // upload's status answers the challenge anew.
+            Err(e)
+                if (e.is_transient() || e.status() == Some(401)) && attempt < client.retries() =>
+            {
+                e
+            }
             Err(e) => {
                 client.cancel_upload(&location);
                 return Err(e);
