@@ -16,7 +16,8 @@ pub struct Args {
     /// Where to: HOST[:PORT]/REPO[:TAG] (the tag defaults to latest).
     reference: String,
     /// A repository of the same registry to mount blobs from instead of
-    /// uploading them (the base image's repository).
+    /// uploading them (default: the base image's repository, when the image's
+    /// org.opencontainers.image.base.name names one of this registry).
     #[arg(long, value_name = "REPO")]
     from: Option<String>,
     /// Speak plain HTTP to the registry.
@@ -80,8 +81,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let count = |o: BlobOutcome| report.blobs.iter().filter(|b| b.outcome == o).count();
+        let mounted = match &report.mount_source {
+            Some(from) => format!(" from {from}"),
+            None => String::new(),
+        };
         eprintln!(
-            "pushed {}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
+            "pushed {}: {} blobs uploaded ({} bytes), {} mounted{mounted}, {} already there",
             report.reference,
             count(BlobOutcome::Uploaded),
             report.uploaded_bytes,

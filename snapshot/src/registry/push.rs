@@ -22,6 +22,7 @@ use super::reference::Reference;
 use super::upload::{upload_blob, VerifyingReader, DEFAULT_CHUNK_SIZE};
 use super::Error;
 use crate::digest::sha256_digest;
+use crate::image::ANNOTATION_BASE_NAME;
 use crate::source::oci::DOCKER_MANIFEST;
 use crate::source::{ImageSource, SourceError, MAX_JSON_SIZE};
 
@@ -31,7 +32,9 @@ pub struct PushOptions {
     /// TLS, credentials, insecure.
     pub client: ClientOptions,
     /// A repository of the same registry to mount missing blobs from (the base
-    /// image's repository).
+    /// image's repository). `None` takes it from the manifest's
+    /// `org.opencontainers.image.base.name` when that names an image of the
+    /// same registry ([`base_repository`]).
     pub from: Option<String>,
     /// The image in the archive (`org.opencontainers.image.ref.name`), when it
     /// holds several.
@@ -87,6 +90,8 @@ pub struct PushReport {
     pub manifest_digest: String,
     pub manifest_media_type: String,
     pub manifest_size: u64,
+    /// The repository blobs were mounted from, when one was given or found.
+    pub mount_source: Option<String>,
     /// The config first, then the layers in order.
     pub blobs: Vec<PushedBlob>,
     /// Bytes of blobs sent (mounted and existing blobs count nothing).
@@ -129,15 +134,23 @@ pub fn push_archive(
     let repository = reference.repository.as_str();
     let mut client = Client::new(&reference.registry, repository, &options.client)?;
     let mut scopes = vec![format!("repository:{repository}:pull,push")];
-    if let Some(from) = &options.from {
-        if from != repository {
-            scopes.push(format!("repository:{from}:pull"));
-        }
+    let from = options.from.clone().or_else(|| {
+        let name = image
+            .manifest
+            .annotations()
+            .as_ref()?
+            .get(ANNOTATION_BASE_NAME)?;
+        base_repository(name, &reference.registry)
+    });
+    let from = from.filter(|f| f != repository);
+    if let Some(from) = &from {
+        scopes.push(format!("repository:{from}:pull"));
     }
     client.set_scopes(scopes);
 
     let pusher = Pusher {
         archive: archive.to_owned(),
+        from: from.clone(),
         reference,
         source: &source,
         options,
@@ -210,9 +223,34 @@ pub fn push_archive(
         manifest_digest,
         manifest_media_type: media_type,
         manifest_size: manifest_bytes.len() as u64,
+        mount_source: from,
         blobs,
         uploaded_bytes,
     })
+}
+
+/// The repository of `registry` that a base image's name (as a commit's
+/// `org.opencontainers.image.base.name` gives it: `docker:NAME`,
+/// `containers-storage:NAME`, `containerd:[NAMESPACE/]NAME`) is in, when it is
+/// an image of that registry: where its blobs can be mounted from.
+pub fn base_repository(base_name: &str, registry: &str) -> Option<String> {
+    let candidates: Vec<&str> = if let Some(name) = ["docker://", "docker:", "containers-storage:"]
+        .iter()
+        .find_map(|p| base_name.strip_prefix(p))
+    {
+        vec![name]
+    } else {
+        let name = base_name.strip_prefix("containerd:")?;
+        // With or without a namespace in front.
+        std::iter::once(name)
+            .chain(name.split_once('/').map(|(_, rest)| rest))
+            .collect()
+    };
+    candidates
+        .into_iter()
+        .filter_map(|c| c.parse::<Reference>().ok())
+        .find(|r| r.registry == registry)
+        .map(|r| r.repository)
 }
 
 /// Whether a manifest `PUT` failed because the registry does not take OCI
@@ -230,6 +268,8 @@ fn refuses_oci(e: &Error) -> bool {
 
 struct Pusher<'a> {
     archive: PathBuf,
+    /// The repository to mount from.
+    from: Option<String>,
     reference: &'a Reference,
     source: &'a ImageSource,
     options: &'a PushOptions,
@@ -252,7 +292,7 @@ impl Pusher<'_> {
         if client.blob_size(repository, digest)?.is_some() {
             return Ok(BlobOutcome::Existing);
         }
-        let from = self.options.from.as_deref().filter(|f| *f != repository);
+        let from = self.from.as_deref();
         let session = match from {
             Some(from) => match client.mount_blob(repository, digest, from)? {
                 Mount::Mounted => return Ok(BlobOutcome::Mounted),
@@ -406,6 +446,27 @@ mod tests {
             }
         }
         seen
+    }
+
+    #[test]
+    fn finds_the_base_repository_in_the_base_name() {
+        let cases = [
+            ("docker:reg.io:5000/team/base:1", "reg.io:5000", Some("team/base")),
+            ("docker:ubuntu:22.04", "docker.io", Some("library/ubuntu")),
+            ("containers-storage:reg.io/base:1", "reg.io", Some("base")),
+            ("containerd:k8s.io/reg.io:5000/team/base:1", "reg.io:5000", Some("team/base")),
+            ("containerd:reg.io/base@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "reg.io", Some("base")),
+            ("docker:reg.io:5000/team/base:1", "other.io", None),
+            ("oci-archive:/x/base.tar:t", "reg.io", None),
+            ("docker:sha256:0123", "reg.io", None),
+        ];
+        for (name, registry, expected) in cases {
+            assert_eq!(
+                base_repository(name, registry).as_deref(),
+                expected,
+                "{name} in {registry}"
+            );
+        }
     }
 
     #[test]
