@@ -401,7 +401,7 @@ impl Registry {
         let mut cmd = freezeframe_cmd(a);
         // No credentials from the host's files.
         cmd.env("DOCKER_CONFIG", self.certs_d.join("no-docker-config"))
-            .env_remove("REGISTRY_AUTH_FILE")
+            .env("REGISTRY_AUTH_FILE", self.certs_d.join("no-auth-file"))
             .env_remove("FREEZEFRAME_REGISTRY_CREDS");
         cmd
     }
@@ -717,7 +717,7 @@ fn push_fails_clearly_on_bad_credentials_and_leaves_the_archive() {
         &registry.certs_d
     ]);
     cmd.env("DOCKER_CONFIG", &docker_config)
-        .env_remove("REGISTRY_AUTH_FILE")
+        .env("REGISTRY_AUTH_FILE", registry.certs_d.join("no-auth-file"))
         .env_remove("FREEZEFRAME_REGISTRY_CREDS");
     let out = run(&mut cmd).ok();
     assert_eq!(out.stdout.trim(), report["manifest_digest"], "{out}");

@@ -1,10 +1,12 @@
 //! Registry credentials and the `WWW-Authenticate` challenge.
 //!
 //! Credentials come from the caller, else from podman's `auth.json`
-//! (`$REGISTRY_AUTH_FILE`), else from Docker's `config.json` (`$DOCKER_CONFIG`,
-//! else `~/.docker/config.json`), from the `auth` (base64 `user:password`) or
-//! `username`/`password` of the entry of `auths` that names the registry. Docker's
-//! credential helpers (`credsStore`, `credHelpers`) are not run.
+//! (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`, else
+//! `/run/containers/UID/auth.json`), else from Docker's `config.json`
+//! (`$DOCKER_CONFIG`, else `~/.docker/config.json`), from the `auth` (base64
+//! `user:password`) or `username`/`password` of the entry of `auths` that
+//! names the registry. Docker's credential helpers (`credsStore`,
+//! `credHelpers`) are not run.
 //!
 //! Credentials never appear in `Debug` output or in errors: [`Credentials`]
 //! prints its user name only, and [`Credentials::redact`] scrubs the secret from
@@ -78,7 +80,7 @@ impl Credentials {
     }
 
     /// The credentials the usual files hold for `registry` (and `repository`,
-    /// for podman's per-repository entries): `$REGISTRY_AUTH_FILE`, then
+    /// for podman's per-repository entries): podman's `auth.json`, then
     /// Docker's `config.json`. `None` when no file names the registry.
     pub fn lookup(registry: &str, repository: &str) -> Result<Option<Credentials>, Error> {
         for path in auth_files() {
@@ -93,8 +95,16 @@ impl Credentials {
 /// The credentials files looked at, in order; missing ones are skipped.
 fn auth_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    if let Some(path) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
-        files.push(PathBuf::from(path));
+    // podman's: $REGISTRY_AUTH_FILE, else its default under the runtime dir.
+    match std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
+        Some(path) => files.push(PathBuf::from(path)),
+        None => match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+            Some(dir) => files.push(PathBuf::from(dir).join("containers/auth.json")),
+            None => files.push(PathBuf::from(format!(
+                "/run/containers/{}/auth.json",
+                rustix::process::getuid().as_raw()
+            ))),
+        },
     }
     match std::env::var_os("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
         Some(dir) => files.push(PathBuf::from(dir).join("config.json")),
