@@ -1,0 +1,140 @@
+//! Hardening, as root: what a hostile image, session or peer does, as it was
+//! found to work, and the safe outcome or clear error it now gets.
+//!
+//! | finding | test |
+//! |---|---|
+//! | home seeding made device nodes, setuid files, file capabilities and `trusted.*` attributes on the host, and gave the scratch directory the image's owner and mode | [`home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir`] |
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use freezeframe_tests::containers::*;
+use freezeframe_tests::*;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+// ---------------------------------------------------------------------------
+// Building blocks
+
+/// `(uid, gid, mode & 0o7777)` of a path, not following a symlink.
+fn owner_mode(p: &Path) -> (u32, u32, u32) {
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+fn xattr_of(p: &Path, name: &str) -> Option<Vec<u8>> {
+    xattr::get(p, name).unwrap_or_else(|e| panic!("getxattr {name} {}: {e}", p.display()))
+}
+
+/// A bundle whose rootfs is an overlay over `lowers` (topmost first).
+struct Bundle {
+    dir: PathBuf,
+    _ovl: Overlay,
+}
+
+impl Bundle {
+    fn new(dir: &Path, lowers: &[&Path], binds: &[(&str, &Path)]) -> Bundle {
+        let ovl = Overlay::mount(lowers, "");
+        let dir = dir.join("bundle");
+        write_bundle_config(&dir, &ovl.merged, &["sleep", "100000"], binds, &[]);
+        Bundle { dir, _ovl: ovl }
+    }
+}
+
+/// A file capability (`cap_net_raw+ep`, version 2), in the format the kernel
+/// checks.
+const CAP_NET_RAW: [u8; 20] = [
+    0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,
+];
+
+// ---------------------------------------------------------------------------
+// Item 1: home seeding
+
+/// An image's home holds a setuid-root shell, a setgid file, a block device
+/// `254:0` and `/dev/mem` (`1:1`), both 0666, a file with a capability and
+/// `trusted.*` attributes, and the home itself is uid 4242's with mode 0777.
+/// Before, `create` reproduced all of it in the host's scratch directory, and
+/// gave that directory the image's owner and mode. Now the devices are left
+/// out and named in the runtime's log, the setuid and setgid bits are gone,
+/// the capability and `trusted.*` attributes stay behind, the scratch
+/// directory keeps what the platform gave it, and regular content keeps its
+/// owners, modes and `user.*` attributes.
+#[test]
+fn home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir() {
+    if !root_or_skip("home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir") {
+        return;
+    }
+    let dir = tempdir("hd-seed");
+    let d = dir.path();
+    let lower = d.join("lower");
+    populate_busybox(&lower);
+    let top = d.join("hostile");
+    let h = top.join("home/work");
+    mkdirs(&h.join("dev"));
+    fs::copy(BUSYBOX, h.join("rootshell")).expect("cp busybox");
+    chown(&h.join("rootshell"), 0, 0);
+    chmod(&h.join("rootshell"), 0o4755);
+    write(&h.join("groupie"), "#!/bin/sh\n");
+    chown(&h.join("groupie"), 0, 42);
+    chmod(&h.join("groupie"), 0o2755);
+    let nodes = [
+        ("dev/disk", SFlag::S_IFBLK, makedev(254, 0)),
+        ("dev/mem", SFlag::S_IFCHR, makedev(1, 1)),
+    ];
+    for (name, kind, dev) in nodes {
+        mknod(&h.join(name), kind, Mode::from_bits_truncate(0o666), dev).expect("mknod");
+        chmod(&h.join(name), 0o666);
+    }
+    write(&h.join("pinger"), "#!/bin/sh\n");
+    chmod(&h.join("pinger"), 0o755);
+    xattr::set(h.join("pinger"), "security.capability", &CAP_NET_RAW).expect("setcap");
+    xattr::set(h.join("pinger"), "trusted.origin", b"image").expect("setxattr");
+    xattr::set(h.join("pinger"), "user.origin", b"image").expect("setxattr");
+    write(&h.join("notes"), "mine\n");
+    chown(&h.join("notes"), 1000, 1000);
+    chmod(&h.join("notes"), 0o640);
+    chown(&h, 4242, 4242);
+    chmod(&h, 0o777);
+    xattr::set(&h, "user.home", b"image").expect("setxattr");
+
+    // The scratch home as a platform makes it: the session user's, private.
+    let scratch = d.join("scratch-home");
+    mkdirs(&scratch);
+    chown(&scratch, 1000, 1000);
+    chmod(&scratch, 0o700);
+    let bundle = Bundle::new(d, &[&top, &lower], &[("/home/work", &scratch)]);
+    let c = FfContainer::new(
+        unique_id("hd-seed"),
+        Some(d.join("state")),
+        d.join("create.log"),
+    );
+    let created = c.create(&bundle.dir, &[]).ok();
+
+    assert_eq!(
+        owner_mode(&scratch),
+        (1000, 1000, 0o700),
+        "the scratch dir itself"
+    );
+    assert_eq!(
+        xattr_of(&scratch, "user.home"),
+        None,
+        "the scratch dir itself"
+    );
+    assert!(scratch.join("dev").is_dir(), "{:?}", dir_names(&scratch));
+    assert_eq!(dir_names(&scratch.join("dev")), Vec::<String>::new());
+    assert!(
+        created.stderr.contains("left out 2 device node(s)")
+            && created.stderr.contains("/home/work/dev/disk")
+            && created.stderr.contains("/home/work/dev/mem"),
+        "the devices are not listed in the runtime's log:\n{created}"
+    );
+    assert_eq!(owner_mode(&scratch.join("rootshell")), (0, 0, 0o755));
+    assert_eq!(owner_mode(&scratch.join("groupie")), (0, 42, 0o755));
+    let pinger = scratch.join("pinger");
+    assert_eq!(xattr_of(&pinger, "security.capability"), None);
+    assert_eq!(xattr_of(&pinger, "trusted.origin"), None);
+    assert_eq!(xattr_of(&pinger, "user.origin"), Some(b"image".to_vec()));
+    assert_eq!(owner_mode(&scratch.join("notes")), (1000, 1000, 0o640));
+    assert_eq!(read(&scratch.join("notes")), "mine\n");
+}
