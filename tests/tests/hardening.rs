@@ -4,6 +4,7 @@
 //! | finding | test |
 //! |---|---|
 //! | home seeding made device nodes, setuid files, file capabilities and `trusted.*` attributes on the host, and gave the scratch directory the image's owner and mode | [`home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir`] |
+//! | a metacopy redirect with `..` read any host file into the archive, and its size-mismatch error told the size of the file; a NUL byte in a redirect panicked | [`metacopy_redirects_are_resolved_beneath_the_lower_dirs_only`] |
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -137,4 +138,90 @@ fn home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir() {
     assert_eq!(xattr_of(&pinger, "user.origin"), Some(b"image".to_vec()));
     assert_eq!(owner_mode(&scratch.join("notes")), (1000, 1000, 0o640));
     assert_eq!(read(&scratch.join("notes")), "mine\n");
+}
+
+// ---------------------------------------------------------------------------
+// Items 5 and 13: metacopy redirects
+
+/// With `userxattr`, whoever owns the upper dir sets `user.overlay.*`. Before,
+/// a metacopy file whose `user.overlay.redirect` climbed out of the lower dir
+/// put a root-only file into the archive, a wrong size made the error tell
+/// the file's size, and a NUL byte in the redirect panicked. Now each is
+/// refused with an error that names the file and the redirect, tells nothing
+/// of what is outside, and writes no archive; a redirect inside the lower
+/// dir still gives its data.
+#[test]
+fn metacopy_redirects_are_resolved_beneath_the_lower_dirs_only() {
+    if !root_or_skip("metacopy_redirects_are_resolved_beneath_the_lower_dirs_only") {
+        return;
+    }
+    let dir = tempdir("hd-redirect");
+    let d = dir.path();
+    let (upper, lower) = (d.join("upper"), d.join("lower"));
+    mkdirs(&upper.join("home/work"));
+    mkdirs(&lower.join("home/work"));
+    let data = "x".repeat(54321);
+    write(&lower.join("home/work/data"), &data);
+    // A root-only file outside the lower dir, of a size found nowhere else.
+    let secret = d.join("host/shadow");
+    mkdirs(secret.parent().unwrap());
+    write(&secret, "s".repeat(40961));
+    chmod(&secret, 0o600);
+    let f = upper.join("home/work/f");
+    write(&f, "");
+    xattr::set(&f, "user.overlay.metacopy", b"").expect("setxattr");
+    let commit = |n: &str| {
+        let archive = d.join(format!("{n}.tar"));
+        let out = OfflineCommit::new(&upper)
+            .lower(&lower)
+            .userxattr()
+            .compression("none")
+            .output(&archive)
+            .run();
+        (out, archive)
+    };
+
+    for (n, redirect, size) in [
+        ("climb", &b"../../../host/shadow"[..], 40961),
+        ("absolute-climb", b"/home/../../host/shadow", 40961),
+        ("wrong-size", b"/../host/shadow", 1),
+        ("nul", b"/home/work/da\0ta", 54321),
+    ] {
+        nix::unistd::truncate(&f, size).expect("truncate");
+        xattr::set(&f, "user.overlay.redirect", redirect).expect("setxattr");
+        let (out, archive) = commit(n);
+        assert!(
+            !out.success() && out.status.code() == Some(1),
+            "{n}: not a clean failure:\n{out}"
+        );
+        assert!(
+            out.stderr.contains("home/work/f")
+                && out.stderr.contains("user.overlay.redirect")
+                && out.stderr.contains("beneath the lower dirs"),
+            "{n}: the error does not say what was refused:\n{out}"
+        );
+        assert!(
+            !out.stderr.contains("40961") && !out.stderr.contains("panicked"),
+            "{n}:\n{out}"
+        );
+        assert!(!archive.exists(), "{n}: an archive was written");
+    }
+
+    // Inside the lower dir, the data is read; a wrong size tells no other.
+    xattr::set(&f, "user.overlay.redirect", b"data").expect("setxattr");
+    nix::unistd::truncate(&f, 7).expect("truncate");
+    let (out, _) = commit("inside-wrong-size");
+    assert!(
+        !out.success() && out.stderr.contains("has size 7") && !out.stderr.contains("54321"),
+        "{out}"
+    );
+    nix::unistd::truncate(&f, 54321).expect("truncate");
+    let (out, archive) = commit("inside");
+    out.ok();
+    inspect(&archive).ok();
+    let bytes = fs::read(&archive).expect("read the archive");
+    assert!(
+        bytes.windows(data.len()).any(|w| w == data.as_bytes()),
+        "the lower's data is not in the archive"
+    );
 }
