@@ -5,10 +5,13 @@
 //! |---|---|
 //! | home seeding made device nodes, setuid files, file capabilities and `trusted.*` attributes on the host, and gave the scratch directory the image's owner and mode | [`home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir`] |
 //! | a metacopy redirect with `..` read any host file into the archive, and its size-mismatch error told the size of the file; a NUL byte in a redirect panicked | [`metacopy_redirects_are_resolved_beneath_the_lower_dirs_only`] |
+//! | archives and sidecars were 0644 in 0755 directories: a home's `~/.ssh/id_rsa` was readable by every local user | [`archives_are_private_unless_the_config_shares_them_with_a_group`] |
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use freezeframe_tests::containers::*;
 use freezeframe_tests::*;
@@ -223,5 +226,116 @@ fn metacopy_redirects_are_resolved_beneath_the_lower_dirs_only() {
     assert!(
         bytes.windows(data.len()).any(|w| w == data.as_bytes()),
         "the lower's data is not in the archive"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Item 6: who may read an archive
+
+/// Whether `uid:gid` may read `path` (std drops root's supplementary groups
+/// as it sets the uid).
+fn readable_as(uid: u32, gid: u32, path: &Path) -> bool {
+    Command::new("cat")
+        .arg(path)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("run cat")
+        .status
+        .success()
+}
+
+/// A home holding `~/.ssh/id_rsa` (0600) is committed. Before, the archive and
+/// its sidecar were 0644, so every local user could read the key out of it.
+/// Now they are 0600 by default; `[storage] archive_mode` and `archive_group`
+/// share them with one group (the platform's agent), and no one else.
+#[test]
+fn archives_are_private_unless_the_config_shares_them_with_a_group() {
+    if !root_or_skip("archives_are_private_unless_the_config_shares_them_with_a_group") {
+        return;
+    }
+    let dir = tempdir("hd-modes");
+    let d = dir.path();
+    // Other users may search the way to the archives, as a save location's.
+    chmod(d, 0o755);
+    let (upper, home) = (d.join("upper"), d.join("home"));
+    mkdirs(&upper.join("etc"));
+    write(&upper.join("etc/motd"), "hello\n");
+    mkdirs(&home.join(".ssh"));
+    write(
+        &home.join(".ssh/id_rsa"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    );
+    chmod(&home.join(".ssh/id_rsa"), 0o600);
+    chown(&home.join(".ssh/id_rsa"), 1000, 1000);
+    let (nobody, nogroup, agents) = (65534, 65534, 65533);
+
+    let default = d.join("default.tar");
+    OfflineCommit::new(&upper)
+        .home(&home)
+        .output(&default)
+        .run()
+        .ok();
+    let sidecar = d.join("default.tar.sha256");
+    assert_eq!(owner_mode(&default), (0, 0, 0o600));
+    assert_eq!(owner_mode(&sidecar), (0, 0, 0o600));
+    assert!(readable_as(0, 0, &default));
+    assert!(
+        !readable_as(nobody, nogroup, &default),
+        "another user reads the archive"
+    );
+    assert!(!readable_as(nobody, nogroup, &sidecar));
+
+    // Shared with the agent's group, by configuration.
+    let config = d.join("config.toml");
+    write(
+        &config,
+        format!(
+            "[storage]\nsave_location = {:?}\narchive_mode = \"0640\"\narchive_group = {agents}\n",
+            d.join("save").display().to_string()
+        ),
+    );
+    let shared = d.join("shared.tar");
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("commit")
+        .arg("--upper")
+        .arg(&upper)
+        .arg("--home")
+        .arg(&home)
+        .arg("-o")
+        .arg(&shared)
+        .env_remove("FREEZEFRAME_CONFIG");
+    run(&mut cmd).ok();
+    assert_eq!(owner_mode(&shared), (0, agents, 0o640));
+    assert_eq!(owner_mode(&d.join("shared.tar.sha256")), (0, agents, 0o640));
+    assert!(
+        readable_as(nobody, agents, &shared),
+        "the agent's group cannot read it"
+    );
+    assert!(
+        !readable_as(nobody, nogroup, &shared),
+        "another user reads the archive"
+    );
+    assert!(
+        !d.join("save").exists(),
+        "an offline commit made the save location"
+    );
+
+    // A mode that would lock the owner out is refused, naming the key.
+    write(&config, "[storage]\narchive_mode = \"0044\"\n");
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["commit", "--upper"])
+        .arg(&upper)
+        .arg("-o")
+        .arg(d.join("refused.tar"))
+        .env_remove("FREEZEFRAME_CONFIG");
+    let refused = run(&mut cmd);
+    assert!(
+        !refused.success() && refused.stderr.contains("storage.archive_mode"),
+        "{refused}"
     );
 }
