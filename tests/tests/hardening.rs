@@ -6,6 +6,7 @@
 //! | home seeding made device nodes, setuid files, file capabilities and `trusted.*` attributes on the host, and gave the scratch directory the image's owner and mode | [`home_seeding_puts_nothing_host_dangerous_in_the_scratch_dir`] |
 //! | a metacopy redirect with `..` read any host file into the archive, and its size-mismatch error told the size of the file; a NUL byte in a redirect panicked | [`metacopy_redirects_are_resolved_beneath_the_lower_dirs_only`] |
 //! | archives and sidecars were 0644 in 0755 directories: a home's `~/.ssh/id_rsa` was readable by every local user | [`archives_are_private_unless_the_config_shares_them_with_a_group`] |
+//! | `inspect` read PAX headers whole: a 1 MB archive made it use 1.1 GB | [`inspect_refuses_a_huge_pax_header_without_reading_it`] |
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -338,4 +339,136 @@ fn archives_are_private_unless_the_config_shares_them_with_a_group() {
         !refused.success() && refused.stderr.contains("storage.archive_mode"),
         "{refused}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Item 12: PAX headers in the reader behind `inspect`
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// An OCI archive of one image whose only layer (gzip) is `layer`.
+fn one_layer_archive(path: &Path, layer: &[u8], diff_id: &str) {
+    let layer_hex = sha256_hex(layer);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+    })
+    .to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", sha256_hex(config.as_bytes())),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{layer_hex}"),
+            "size": layer.len(),
+        }],
+    })
+    .to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", sha256_hex(manifest.as_bytes())),
+            "size": manifest.len(),
+        }],
+    })
+    .to_string();
+    let mut b = tar::Builder::new(fs::File::create(path).expect("create the archive"));
+    let mut add = |name: String, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).expect("append");
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json".into(), index.as_bytes());
+    add(
+        format!("blobs/sha256/{}", sha256_hex(manifest.as_bytes())),
+        manifest.as_bytes(),
+    );
+    add(
+        format!("blobs/sha256/{}", sha256_hex(config.as_bytes())),
+        config.as_bytes(),
+    );
+    add(format!("blobs/sha256/{layer_hex}"), layer);
+    b.into_inner().expect("finish the archive");
+}
+
+/// A layer of about 1 MB, gzip of a tar whose one PAX extended header
+/// declares 256 MiB. Before, `inspect` read the header whole (1.1 GB of RSS
+/// for a 1 GiB one). Now the layer is a problem that names the header, and
+/// `inspect` stays small.
+#[test]
+fn inspect_refuses_a_huge_pax_header_without_reading_it() {
+    if !root_or_skip("inspect_refuses_a_huge_pax_header_without_reading_it") {
+        return;
+    }
+    use std::io::Write as _;
+    const PAX: u64 = 256 << 20;
+    let dir = tempdir("hd-pax");
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/f").expect("path");
+    h.set_size(PAX);
+    h.set_mode(0o644);
+    h.set_cksum();
+    // gzip -1 makes the layer in a second, where a debug build's own
+    // compressor takes a minute.
+    let mut gzip = Command::new("gzip")
+        .args(["-1", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gzip");
+    let mut stdin = gzip.stdin.take().expect("gzip's stdin");
+    let header = h.as_bytes().to_vec();
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&header)?;
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..PAX >> 20 {
+            stdin.write_all(&chunk)?;
+        }
+        stdin.write_all(&[0u8; 1024])
+    });
+    let layer = gzip.wait_with_output().expect("gzip").stdout;
+    feeder.join().expect("feeder").expect("feed gzip");
+    assert!(layer.len() < 2 << 20, "{} bytes", layer.len());
+    // The diffID is not the tar's: that is another problem, not this one.
+    let diff_id = "0".repeat(64);
+    let archive = dir.path().join("pax.tar");
+    one_layer_archive(&archive, &layer, &diff_id);
+
+    let mut time = Command::new("/usr/bin/time");
+    time.args(["-f", "maxrss_kib=%M", "--"])
+        .arg(bin())
+        .args(["--config", "/dev/null", "inspect"])
+        .arg(&archive)
+        .env_remove("FREEZEFRAME_CONFIG");
+    let out = run(&mut time);
+    assert!(
+        !out.success(),
+        "a layer with a huge PAX header verified:\n{out}"
+    );
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("PAX extended header of 268435456 bytes"),
+        "the problem does not name the header:\n{out}"
+    );
+    let rss_kib: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss from GNU time:\n{out}"));
+    assert!(rss_kib < 64 * 1024, "inspect used {rss_kib} KiB:\n{out}");
 }
