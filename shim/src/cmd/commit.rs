@@ -175,6 +175,7 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
         })?;
     }
     let config = Config::load(config_path)?;
+    freezeframe::server::output::set_access(&config.storage)?;
     let json = a.json;
     let output = match &a.output {
         Some(output) => output.clone(),
@@ -259,8 +260,8 @@ fn default_output(config: &Config, a: &Args) -> Result<PathBuf> {
         (None, None) => bail!("--output is needed to commit trees on disk (--upper)"),
     };
     let save = &config.storage.save_location;
-    std::fs::create_dir_all(save)
-        .with_context(|| format!("creating the save location {}", save.display()))?;
+    let access = freezeframe_snapshot::fs::output::output_access();
+    freezeframe::server::output::create_save_location(save, access)?;
     let name = freezeframe::server::output::default_name(
         std::time::SystemTime::now(),
         &session,
