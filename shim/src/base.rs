@@ -2,10 +2,11 @@
 //! runtimes know its containers by: both read from the runtimes' own stores on
 //! disk, never through a daemon.
 //!
-//! A base is, best first: the one the caller named; the one an annotation of
-//! the container names; the image the session's own runtime recorded for it
-//! (Docker's `config.v2.json`, containers-storage's `containers.json`,
-//! containerd's metadata). A runtime that records an image that is gone is an
+//! A base is, best first: the one the caller named; the one the container's
+//! `org.freezeframe.image` annotation names; the image the session's own
+//! runtime recorded for it (Docker's `config.v2.json`, containers-storage's
+//! `containers.json`, containerd's metadata); the one CRI's or the OCI
+//! `base.name` annotation names. A runtime that records an image that is gone is an
 //! error: an image committed without its base would not run. A container no
 //! store records (a bare runc bundle) is committed without a base, and the
 //! report says why.
@@ -27,6 +28,11 @@ type Result<T, E = CommitError> = std::result::Result<T, E>;
 /// name, in containerd's `k8s.io` namespace.
 const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
 const CRI_NAMESPACE: &str = "k8s.io";
+/// What the platform, or freezeframe as the container's runtime, says the
+/// container was created from.
+const OWN_ANNOTATION: &str = "org.freezeframe.image";
+/// The image an image was built on: a hint only.
+const OCI_BASE_ANNOTATION: &str = "org.opencontainers.image.base.name";
 
 /// The base image, opened, and where it came from in words.
 pub struct Chosen {
@@ -43,27 +49,59 @@ pub fn choose(session: &Session, named: Option<&BaseRef>, stores: &Stores) -> Re
             source: "--base".into(),
         });
     }
-    if let Some((key, value)) = session.base_image_annotation() {
-        match annotated(session, key, value) {
-            Some(r) => {
-                let base = open_pinned(session, &r, stores)?;
-                return Ok(Chosen {
-                    source: format!("annotation {key}: {}", base.name),
-                    base: Some(base),
-                });
-            }
-            None => {
-                return Ok(Chosen {
-                    base: None,
-                    source: format!(
-                        "none: annotation {key}={value} names no image freezeframe can read; \
-                         the base config is empty"
-                    ),
-                })
+    let mut passed_over = Vec::new();
+    // What the platform or freezeframe's runtime said the container runs,
+    // then what its runtime recorded, then what other annotations suggest:
+    // podman copies an image's own `base.name` (the image it was built FROM)
+    // into its containers, so that one comes last.
+    let annotation = |key: &'static str| session.annotations.get(key).map(|v| (key, v.as_str()));
+    if let Some(found) = annotation(OWN_ANNOTATION) {
+        if let Some(chosen) = from_annotation(session, found, stores, &mut passed_over)? {
+            return Ok(chosen);
+        }
+    }
+    if let Some(chosen) = recorded(session, stores)? {
+        return Ok(chosen);
+    }
+    for key in [CRI_IMAGE_ANNOTATION, OCI_BASE_ANNOTATION] {
+        if let Some(found) = annotation(key) {
+            if let Some(chosen) = from_annotation(session, found, stores, &mut passed_over)? {
+                return Ok(chosen);
             }
         }
     }
-    recorded(session, stores)
+    passed_over.push(format!(
+        "no store records container {} (docker {}, containers-storage {}, containerd {})",
+        session.id,
+        stores.docker.display(),
+        stores.containers_storage.display(),
+        stores.containerd.display()
+    ));
+    Ok(Chosen {
+        base: None,
+        source: format!("none: {}; the base config is empty", passed_over.join("; ")),
+    })
+}
+
+/// The base an annotation names, opened; `None` (and why, in `passed_over`)
+/// when it names nothing freezeframe reads.
+fn from_annotation(
+    session: &Session,
+    (key, value): (&str, &str),
+    stores: &Stores,
+    passed_over: &mut Vec<String>,
+) -> Result<Option<Chosen>> {
+    let Some(r) = annotated(session, key, value) else {
+        passed_over.push(format!(
+            "annotation {key}={value} names no image freezeframe can read"
+        ));
+        return Ok(None);
+    };
+    let base = open_pinned(session, &r, stores)?;
+    Ok(Some(Chosen {
+        source: format!("annotation {key}: {}", base.name),
+        base: Some(base),
+    }))
 }
 
 /// The base an annotation names: a reference in our syntax, or CRI's image
@@ -85,12 +123,12 @@ fn annotated(session: &Session, key: &str, value: &str) -> Option<BaseRef> {
 
 /// The image the session's runtime recorded for it, in the first store that
 /// records the container.
-fn recorded(session: &Session, stores: &Stores) -> Result<Chosen> {
+fn recorded(session: &Session, stores: &Stores) -> Result<Option<Chosen>> {
     let id = &session.id;
     let docker = DockerStore::new(&stores.docker);
     let image = docker.container(id).map_err(SourceError::from)?;
     if let Some(found) = from_record(image, "docker", stores, BaseRef::Docker)? {
-        return Ok(found);
+        return Ok(Some(found));
     }
     let storage = ContainersStorage::new(&stores.containers_storage);
     let image = storage.container(id).map_err(SourceError::from)?;
@@ -100,7 +138,7 @@ fn recorded(session: &Session, stores: &Stores) -> Result<Chosen> {
         stores,
         BaseRef::ContainersStorage,
     )? {
-        return Ok(found);
+        return Ok(Some(found));
     }
     if let Some(ns) = &session.namespace {
         let containerd = ContainerdStore::new(&stores.containerd);
@@ -113,26 +151,17 @@ fn recorded(session: &Session, stores: &Stores) -> Result<Chosen> {
                 name,
             };
             let base = Base::open(&r, stores).map_err(|e| recorded_but_unreadable(id, &r, e))?;
-            return Ok(Chosen {
+            return Ok(Some(Chosen {
                 source: format!(
                     "containerd {}: image {} of container {ns}/{id}",
                     stores.containerd.display(),
                     base.name
                 ),
                 base: Some(base),
-            });
+            }));
         }
     }
-    Ok(Chosen {
-        base: None,
-        source: format!(
-            "none: no store records container {id} (docker {}, containers-storage {}, containerd {}); \
-             the base config is empty",
-            stores.docker.display(),
-            stores.containers_storage.display(),
-            stores.containerd.display()
-        ),
-    })
+    Ok(None)
 }
 
 fn from_record(

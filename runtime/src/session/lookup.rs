@@ -328,13 +328,6 @@ impl Session {
         }
         out
     }
-
-    /// The image this container was started from, when its runtime recorded it.
-    pub fn base_image_annotation(&self) -> Option<(&str, &str)> {
-        BASE_IMAGE_ANNOTATIONS
-            .iter()
-            .find_map(|k| self.annotations.get(*k).map(|v| (*k, v.as_str())))
-    }
 }
 
 /// Files that `pids` have mapped shared and writable, as their paths in the
