@@ -51,6 +51,7 @@ pub struct Config {
     pub freeze: Freeze,
     pub server: Server,
     pub runtime: Runtime,
+    pub stores: Stores,
 }
 
 /// `[storage]`: where committed images go.
@@ -166,6 +167,30 @@ pub struct Runtime {
     /// When freezeframe runs a container whose image has content at the home
     /// path, copy it into the empty scratch directory mounted there.
     pub seed_home: bool,
+}
+
+/// `[stores]`: the data roots of the runtimes a node runs, where a session's
+/// name and base image are read from disk. A root that does not exist is a
+/// runtime this node does not run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stores {
+    /// Docker's data root (`dockerd --data-root`); its overlay2 image store.
+    pub docker: PathBuf,
+    /// containers-storage's graph root (podman, CRI-O, buildah).
+    pub containers_storage: PathBuf,
+    /// containerd's root (its metadata and content store).
+    pub containerd: PathBuf,
+}
+
+impl Default for Stores {
+    fn default() -> Self {
+        Self {
+            docker: "/var/lib/docker".into(),
+            containers_storage: "/var/lib/containers/storage".into(),
+            containerd: "/var/lib/containerd".into(),
+        }
+    }
 }
 
 impl Config {
@@ -386,6 +411,7 @@ impl Default for Runtime {
                 "/run/runc",
                 "/run/youki",
                 "/run/containerd/runc",
+                "/run/docker/runtime-runc/moby",
             ]
             .map(PathBuf::from)
             .to_vec(),

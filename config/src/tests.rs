@@ -60,11 +60,18 @@ fn defaults() {
             "/run/freezeframe",
             "/run/runc",
             "/run/youki",
-            "/run/containerd/runc"
+            "/run/containerd/runc",
+            "/run/docker/runtime-runc/moby",
         ]
         .map(PathBuf::from)
     );
     assert_eq!(config.runtime.state_root, Path::new("/run/freezeframe"));
+    assert_eq!(config.stores.docker, Path::new("/var/lib/docker"));
+    assert_eq!(
+        config.stores.containers_storage,
+        Path::new("/var/lib/containers/storage")
+    );
+    assert_eq!(config.stores.containerd, Path::new("/var/lib/containerd"));
 }
 
 #[test]
@@ -152,6 +159,11 @@ fn full_file_parses() {
         roots = ["/run/runc"]
         state_root = "/run/ff"
         seed_home = false
+
+        [stores]
+        docker = "/srv/docker"
+        containers_storage = "/srv/storage"
+        containerd = "/srv/containerd"
     "#;
     let expected = Config {
         storage: Storage {
@@ -192,6 +204,11 @@ fn full_file_parses() {
             roots: vec!["/run/runc".into()],
             state_root: "/run/ff".into(),
             seed_home: false,
+        },
+        stores: Stores {
+            docker: "/srv/docker".into(),
+            containers_storage: "/srv/storage".into(),
+            containerd: "/srv/containerd".into(),
         },
     };
     assert_eq!(parse(text).unwrap(), expected);
@@ -365,6 +382,10 @@ fn validation_errors_name_file_and_key() {
         (
             "[server]\nlock_dir = \"locks\"",
             "server.lock_dir: must be an absolute path, got \"locks\"",
+        ),
+        (
+            "[stores]\ndocker = \"docker\"",
+            "stores.docker: must be an absolute path, got \"docker\"",
         ),
         (
             "[runtime]\nroots = []",

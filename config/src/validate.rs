@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{Compression, Config, Freeze, Group, Runtime, Server, Session, Storage};
+use crate::{Compression, Config, Freeze, Group, Runtime, Server, Session, Storage, Stores};
 
 /// A bad value: its key and what is wrong with it.
 #[derive(Debug)]
@@ -27,7 +27,14 @@ pub(crate) fn config(config: &Config) -> Check {
     compression(&config.compression)?;
     freeze(&config.freeze)?;
     server(&config.server)?;
-    runtime(&config.runtime)
+    runtime(&config.runtime)?;
+    stores(&config.stores)
+}
+
+fn stores(stores: &Stores) -> Check {
+    absolute("stores.docker", &stores.docker)?;
+    absolute("stores.containers_storage", &stores.containers_storage)?;
+    absolute("stores.containerd", &stores.containerd)
 }
 
 fn storage(storage: &Storage) -> Check {
