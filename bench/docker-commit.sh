@@ -27,7 +27,10 @@ work=$(mktemp -d "$dir/docker-commit.XXXXXX")
 d=$work/docker
 out=$work/out
 mkdir -p "$d" "$out" "$work/home"
-docker() { /usr/bin/docker -H "unix://$d/sock" "$@"; }
+# The client reads no configuration of the host's.
+docker() {
+  DOCKER_CONFIG=$d/client DOCKER_HOST= DOCKER_CONTEXT= /usr/bin/docker -H "unix://$d/sock" "$@"
+}
 dockerd_pid=
 cleanup() {
   set +e
