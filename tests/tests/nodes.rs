@@ -102,6 +102,23 @@ fn new_layer_entries(layout: &Path, report: &Value, base: usize) -> Vec<LayerEnt
         .collect()
 }
 
+/// A commit with `--base STORE:… --base-blobs omit` of the base a first commit
+/// detected: the same base layers, none of their blobs in the archive, and a
+/// new layer that is.
+fn assert_explicit_base(report: &Value, base: &[(String, String, bool)], store: &str) {
+    let layers = report_layers(report);
+    assert!(layers.len() > base.len(), "no new layer: {layers:?}");
+    let (old, new) = layers.split_at(base.len());
+    let ids = |l: &[(String, String, bool)]| l.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(old), ids(base), "--base {store}: the base diffIDs");
+    assert!(
+        old.iter().all(|l| !l.2) && new.iter().all(|l| l.2),
+        "--base-blobs omit leaves out the base blobs only: {layers:?}"
+    );
+    let source = base_source(report);
+    assert!(source.contains(store), "base_source: {source}");
+}
+
 /// A layer entry's path without `./` or `/` in front.
 fn entry_path(e: &LayerEntry) -> String {
     let p = e.path.strip_prefix(b"./").unwrap_or(&e.path);
@@ -364,6 +381,24 @@ fn a_podman_container_commits_by_name_with_its_base_from_containers_storage() {
     assert_new_layer(&new_layer_entries(&layout, &report, n), "podman");
     assert_inherited_config(&skopeo_config(&archive), "podman");
 
+    // The same base named explicitly, its blobs left out.
+    let omitted = dir.path().join("omitted.tar");
+    let explicit = commit_with(
+        &config,
+        args![
+            &name,
+            "--base",
+            format!("containers-storage:{base}"),
+            "--base-blobs",
+            "omit",
+            "-o",
+            &omitted
+        ],
+        &c.cgroups,
+    );
+    assert_explicit_base(&explicit, &layers[..n], "containers-storage");
+    c.cgroups.assert_thawed("after the second commit");
+
     // podman loads it, shares the base, and runs it with no home mounted.
     let loaded = PodmanImage::load(&archive, report["config_digest"].as_str().unwrap());
     let loaded_layers = podman_diff_ids(&loaded.id);
@@ -584,6 +619,23 @@ fn a_containerd_container_commits_with_its_base_blobs_from_the_content_store() {
     let env = strings(&image_config["config"]["Env"]);
     assert!(env.iter().any(|e| e == "APP_MODE=base"), "Env {env:?}");
     assert_eq!(image_config["config"]["WorkingDir"], "/opt/app");
+
+    // The same base named explicitly, with its namespace, its blobs left out.
+    let explicit = commit_with(
+        &config,
+        args![
+            &name,
+            "--base",
+            format!("containerd:{}/{reference}", ctd.ns),
+            "--base-blobs",
+            "omit",
+            "-o",
+            ctd.scratch("out").join("omitted.tar")
+        ],
+        &cgroups,
+    );
+    assert_explicit_base(&explicit, &layers[..2], "containerd");
+    cgroups.assert_thawed("after the second commit");
 
     // A containerd that never saw the base imports it and runs it.
     let other = Containerd::start("nodes-ctd-import");
