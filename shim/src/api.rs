@@ -26,6 +26,11 @@ pub struct CommitRequest {
     pub compression: Option<Algorithm>,
     pub pause: Option<PauseMode>,
     pub owner: Option<String>,
+    /// The base image, as `freezeframe commit --base` takes it: an image in a
+    /// runtime's store (`docker:`, `containers-storage:`, `containerd:`), or
+    /// an OCI layout or archive beneath the save location. Default: the image
+    /// the session's runtime recorded.
+    pub base: Option<String>,
 }
 
 /// The query of `GET /v1/commits`.

@@ -25,15 +25,25 @@ pub enum CommitError {
 
     /// A base that the runtime pinned at create is no longer the same image.
     #[error(
-        "base image {}: its manifest is {digest}, but container {id} was created from {pinned} \
-         (annotation {IMAGE_MANIFEST_ANNOTATION}); the image was replaced since",
-        path.display()
+        "base image {image}: its manifest is {digest}, but container {id} was created from {pinned} \
+         (annotation {IMAGE_MANIFEST_ANNOTATION}); the image was replaced since"
     )]
     BaseReplaced {
-        path: PathBuf,
+        image: String,
         digest: String,
         id: String,
         pinned: String,
+    },
+
+    /// The session's runtime recorded its image, and that image cannot be
+    /// read (removed since, say): committing without it would make an image
+    /// that does not run.
+    #[error("container {id} was created from {image}, which cannot be read: {source}")]
+    BaseUnreadable {
+        id: String,
+        image: String,
+        #[source]
+        source: Box<freezeframe_snapshot::source::SourceError>,
     },
 
     /// The archive to write is already there.
@@ -76,17 +86,18 @@ impl CommitError {
     pub fn code(&self) -> Code {
         use freezeframe_runtime::Error as R;
         match self {
-            CommitError::Invalid { .. } | CommitError::Lookup(R::BadId { .. }) => {
-                Code::InvalidField
-            }
+            CommitError::Invalid { .. }
+            | CommitError::Lookup(R::BadId { .. } | R::Ambiguous { .. }) => Code::InvalidField,
             CommitError::Lookup(R::NotFound { .. } | R::NotRunning { .. })
             | CommitError::Runtime(R::NotFound { .. } | R::NotRunning { .. }) => {
                 Code::SessionNotFound
             }
+            CommitError::Lookup(R::Names(_)) => Code::CommitFailed,
             CommitError::Lookup(_) => Code::SessionUnsupported,
             CommitError::OutputExists { .. } => Code::OutputExists,
             CommitError::Cancelled => Code::Cancelled,
             CommitError::BaseReplaced { .. }
+            | CommitError::BaseUnreadable { .. }
             | CommitError::CurrentExe(_)
             | CommitError::Runtime(_)
             | CommitError::Freezer(_)
@@ -99,7 +110,10 @@ impl CommitError {
     pub fn field(&self) -> Option<&str> {
         match self {
             CommitError::Invalid { field, .. } => Some(field),
-            CommitError::Lookup(freezeframe_runtime::Error::BadId { .. }) => Some("session"),
+            CommitError::Lookup(
+                freezeframe_runtime::Error::BadId { .. }
+                | freezeframe_runtime::Error::Ambiguous { .. },
+            ) => Some("session"),
             CommitError::OutputExists { .. } => Some("output"),
             _ => None,
         }

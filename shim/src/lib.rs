@@ -5,6 +5,8 @@
 //!   the caller's overrides, converted and validated there and nowhere else;
 //! - [`live`]: a running session committed: found, walked live or frozen, and
 //!   always thawed;
+//! - [`base`]: which base image a session's commit starts from, read from the
+//!   node's runtime stores;
 //! - [`error`]: the pipeline's typed errors and their stable wire codes;
 //! - [`api`]: the service's request and response bodies, shared by the server
 //!   and the client;
@@ -15,6 +17,7 @@
 //! prints.
 
 pub mod api;
+pub mod base;
 pub mod client;
 pub mod error;
 pub mod live;

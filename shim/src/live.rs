@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use freezeframe_config::PauseMode;
-use freezeframe_runtime::oci::IMAGE_MANIFEST_ANNOTATION;
 use freezeframe_runtime::session::freezer::{Cgroup, CgroupVersion};
 use freezeframe_runtime::session::guardian::Guardian;
 use freezeframe_runtime::session::{
@@ -17,11 +16,12 @@ use freezeframe_runtime::Session;
 use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
-use freezeframe_snapshot::source::{ImageRef, ImageSource};
+use freezeframe_snapshot::source::base::{BaseRef, Stores};
 use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
 use serde::Serialize;
 
+use crate::base;
 use crate::error::CommitError;
 
 type Result<T, E = CommitError> = std::result::Result<T, E>;
@@ -34,7 +34,9 @@ pub struct SessionRequest {
     pub include_mounts: Vec<PathBuf>,
     /// The configured and requested patterns; the mounts left out are added.
     pub exclude: Exclude,
-    pub base: Option<ImageRef>,
+    pub base: Option<BaseRef>,
+    /// Where names and bases are read from the runtimes' own stores.
+    pub stores: Stores,
     pub base_blobs: BaseBlobs,
     pub compression: Settings,
     pub meta: ImageMeta,
@@ -100,29 +102,15 @@ pub struct Frozen {
     pub layers_added: usize,
 }
 
-/// A base the runtime pinned at create must still be the same image: layers
-/// carried over from another would not be what the session's rootfs sits on.
-fn check_pinned(session: &Session, image: &ImageRef) -> Result<()> {
-    let Some(pinned) = session.annotations.get(IMAGE_MANIFEST_ANNOTATION) else {
-        return Ok(());
-    };
-    let now = ImageSource::open_ref(image)?.resolve(image.reference())?;
-    let digest = now.manifest_descriptor.digest().to_string();
-    if &digest != pinned {
-        return Err(CommitError::BaseReplaced {
-            path: image.path().to_path_buf(),
-            digest,
-            id: session.id.clone(),
-            pinned: pinned.clone(),
-        });
-    }
-    Ok(())
-}
-
 /// The session `target` names; a failure is a [`CommitError::Lookup`].
-pub fn find(target: &Target, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
+pub fn find(
+    target: &Target,
+    roots: &[PathBuf],
+    stores: &Stores,
+    home_path: &Path,
+) -> Result<Session> {
     match target {
-        Target::Id(id) => Session::find(id, roots, home_path),
+        Target::Id(id) => Session::find(id, roots, || base::container_names(stores), home_path),
         Target::Pid(pid) => Session::from_pid(*pid, home_path),
     }
     .map_err(CommitError::Lookup)
@@ -195,7 +183,7 @@ pub fn commit_session(
 ) -> Result<SessionReport> {
     // Gone since it was admitted, say: a failure of the commit, not of the
     // request.
-    let session = match find(&req.target, &req.roots, &req.home_path) {
+    let session = match find(&req.target, &req.roots, &req.stores, &req.home_path) {
         Err(CommitError::Lookup(e)) => return Err(CommitError::Runtime(e)),
         other => other?,
     };
@@ -205,20 +193,10 @@ pub fn commit_session(
         .map(|t| session.include_mount(t))
         .collect::<Result<Vec<_>, _>>()?;
     let excluded = session.excluded_mounts(&req.include_mounts);
-    let (base, base_source) = match (&req.base, session.base_image_annotation()) {
-        (Some(b), _) => (Some(b.clone()), "--base".to_string()),
-        (None, Some((key, value))) => match value.parse::<ImageRef>() {
-            Ok(r) => {
-                check_pinned(&session, &r)?;
-                (Some(r), format!("annotation {key}"))
-            }
-            Err(_) => (
-                None,
-                format!("none: annotation {key}={value} names no local OCI image; the base config is empty"),
-            ),
-        },
-        (None, None) => (None, "none: the runtime recorded no base image; the base config is empty".into()),
-    };
+    let base::Chosen {
+        base,
+        source: base_source,
+    } = base::choose(&session, req.base.as_ref(), &req.stores)?;
 
     let mut grafts: Vec<Graft> = session
         .home
@@ -262,11 +240,18 @@ pub fn commit_session(
                 name,
                 &req.output,
                 req.overwrite,
-                base.as_ref(),
+                base,
                 req.base_blobs,
+                req.compression,
             )?
         }
-        None => Commit::begin(&req.output, req.overwrite, base.as_ref(), req.base_blobs)?,
+        None => Commit::begin(
+            &req.output,
+            req.overwrite,
+            base,
+            req.base_blobs,
+            req.compression,
+        )?,
     };
     observer.phase(Phase::Writing {
         session: &session,
@@ -435,9 +420,10 @@ fn frozen_commit(
 pub fn thaw(
     target: &Target,
     roots: &[PathBuf],
+    stores: &Stores,
     prefer: Option<CgroupVersion>,
 ) -> Result<PathBuf, CommitError> {
-    let session = find(target, roots, Path::new("/"))?;
+    let session = find(target, roots, stores, Path::new("/"))?;
     let cg = cgroup_of(&session, prefer)?;
     cg.thaw()?;
     Ok(cg.dir().to_path_buf())

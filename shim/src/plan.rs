@@ -13,7 +13,7 @@ use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::{Algorithm, Settings};
 use freezeframe_snapshot::image::ImageMeta;
-use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::source::base::{BaseRef, Stores};
 use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, CommitReport, CommitRequest};
 
@@ -54,7 +54,7 @@ pub struct CommitOverrides {
     pub pause: Option<PauseMode>,
     pub freeze_timeout: Option<Duration>,
     pub cgroup: Option<CgroupVersion>,
-    pub base: Option<ImageRef>,
+    pub base: Option<BaseRef>,
     pub base_blobs: BaseBlobs,
     pub compression: Option<Algorithm>,
     pub level: Option<u32>,
@@ -175,6 +175,7 @@ impl CommitPlan {
                     },
                 },
                 base: o.base,
+                stores: stores(config),
                 base_blobs: o.base_blobs,
                 compression,
                 meta,
@@ -190,6 +191,7 @@ impl CommitPlan {
                 include_mounts: o.include_mounts,
                 exclude,
                 base: o.base,
+                stores: stores(config),
                 base_blobs: o.base_blobs,
                 compression,
                 meta,
@@ -226,6 +228,15 @@ impl CommitPlan {
             CommitPlan::Session(req) => live::commit_session(req, progress, cancel, observer)
                 .map(|r| Committed::Session(Box::new(r))),
         }
+    }
+}
+
+/// The configured data roots of the node's runtimes.
+pub fn stores(config: &Config) -> Stores {
+    Stores {
+        docker: config.stores.docker.clone(),
+        containers_storage: config.stores.containers_storage.clone(),
+        containerd: config.stores.containerd.clone(),
     }
 }
 

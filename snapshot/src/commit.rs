@@ -26,7 +26,8 @@ use crate::error::{IoContext, Result};
 use crate::fs::output::Unnamed;
 use crate::image::{self, BaseInfo, ImageMeta};
 use crate::layer::{write_layer, LayerInfo, SpoolVisitor};
-use crate::source::{ImageRef, ImageSource, ResolvedImage};
+use crate::source::base::{Base, BaseLayer, BaseRef, Stores};
+use crate::source::{SourceError, StoredLayer};
 use crate::walk::{walk_pass, Pass, Progress, TreeSpec, WalkReport};
 
 /// Whether the base image's layer blobs are copied into the archive.
@@ -105,7 +106,9 @@ pub struct CommitReport {
 /// A commit in progress.
 pub struct Commit {
     archive: ArchiveWriter,
-    base: Option<(ImageSource, ResolvedImage, BaseInfo)>,
+    base: Option<(Base, BaseInfo)>,
+    /// The base's layers as the manifest lists them, and as the report does.
+    base_descs: Vec<Descriptor>,
     base_layers: Vec<LayerSummary>,
     layers: Vec<LayerInfo>,
     walk: WalkReport,
@@ -113,15 +116,17 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// Opens the base image (if any), starts the archive at `output` and copies the
-    /// base's layer blobs into it (unless `base_blobs` is `Omit`).
+    /// Starts the archive at `output` and puts the base's layers into it
+    /// (unless `base_blobs` is `Omit`): stored blobs are copied as they are,
+    /// unpacked layers are rebuilt and compressed with `settings`.
     pub fn begin(
         output: &Path,
         overwrite: bool,
-        base: Option<&ImageRef>,
+        base: Option<Base>,
         base_blobs: BaseBlobs,
+        settings: Settings,
     ) -> Result<Self> {
-        Self::begin_with(base, base_blobs, || {
+        Self::begin_with(base, base_blobs, settings, || {
             ArchiveWriter::create(output, overwrite)
         })
     }
@@ -135,60 +140,77 @@ impl Commit {
         name: &OsStr,
         output: &Path,
         overwrite: bool,
-        base: Option<&ImageRef>,
+        base: Option<Base>,
         base_blobs: BaseBlobs,
+        settings: Settings,
     ) -> Result<Self> {
-        Self::begin_with(base, base_blobs, || {
+        Self::begin_with(base, base_blobs, settings, || {
             ArchiveWriter::create_in(dir, name, output, overwrite)
         })
     }
 
     fn begin_with(
-        base: Option<&ImageRef>,
+        base: Option<Base>,
         base_blobs: BaseBlobs,
+        settings: Settings,
         archive: impl FnOnce() -> Result<ArchiveWriter>,
     ) -> Result<Self> {
         let started = Instant::now();
-        let base = match base {
-            None => None,
-            Some(r) => {
-                let src = ImageSource::open_ref(r)?;
-                let resolved = src.resolve(r.reference())?;
-                let info = BaseInfo {
-                    name: r.to_string(),
-                    digest: resolved.manifest_descriptor.digest().to_string(),
-                };
-                Some((src, resolved, info))
-            }
-        };
         let mut archive = archive()?;
+        let mut base_descs = Vec::new();
         let mut base_layers = Vec::new();
-        if let Some((src, resolved, _)) = &base {
-            let diff_ids = resolved.config.rootfs().diff_ids();
-            for (i, desc) in resolved.manifest.layers().iter().enumerate() {
-                let digest = desc.digest().to_string();
-                let included = base_blobs == BaseBlobs::Include && src.has_blob(desc.digest());
-                if included && !archive.has_blob(&digest) {
-                    let tmp = archive.dest().to_path_buf();
-                    archive.stream_blob(|file| {
-                        let mut out = BufWriter::with_capacity(1 << 20, file);
-                        let n = src.copy_blob(desc, &mut out)?;
-                        let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
-                        Ok((file, digest.clone(), n, ()))
-                    })?;
-                }
+        if let Some(base) = &base {
+            for layer in &base.layers {
+                let (desc, included) = match layer {
+                    BaseLayer::Blob { desc, .. } => {
+                        let included = base_blobs == BaseBlobs::Include && base.has_blob(desc);
+                        let digest = desc.digest().to_string();
+                        if included && !archive.has_blob(&digest) {
+                            let tmp = archive.dest().to_path_buf();
+                            archive.stream_blob(|file| {
+                                let mut out = BufWriter::with_capacity(1 << 20, file);
+                                let n = base.copy_blob(desc, &mut out)?;
+                                let file = out.into_inner().map_err(|e| e.into_error()).at(&tmp)?;
+                                Ok((file, digest.clone(), n, ()))
+                            })?;
+                        }
+                        (Descriptor::clone(desc), included)
+                    }
+                    BaseLayer::Unpacked(l) if base_blobs == BaseBlobs::Include => {
+                        (add_unpacked(&mut archive, l, settings)?, true)
+                    }
+                    // Left out, it is named by its tar's digest: a store or
+                    // `docker load` that has the base finds it by its diffID.
+                    BaseLayer::Unpacked(l) => (
+                        image::descriptor(
+                            MediaType::ImageLayer,
+                            l.tar_size().map_err(SourceError::from)?,
+                            &l.diff_id,
+                        )?,
+                        false,
+                    ),
+                };
                 base_layers.push(LayerSummary {
-                    digest,
-                    diff_id: diff_ids.get(i).cloned().unwrap_or_default(),
+                    digest: desc.digest().to_string(),
+                    diff_id: layer.diff_id().to_owned(),
                     size: desc.size(),
                     media_type: desc.media_type().to_string(),
                     included,
                 });
+                base_descs.push(desc);
             }
         }
+        let base = base.map(|b| {
+            let info = BaseInfo {
+                name: b.name.clone(),
+                digest: b.digest.clone(),
+            };
+            (b, info)
+        });
         Ok(Commit {
             archive,
             base,
+            base_descs,
             base_layers,
             layers: Vec::new(),
             walk: WalkReport::default(),
@@ -338,8 +360,7 @@ impl Commit {
 
     /// Writes config, manifest and index, and commits the archive.
     pub fn finish(mut self, meta: &ImageMeta) -> Result<CommitReport> {
-        let base_config: Option<&ImageConfiguration> =
-            self.base.as_ref().map(|(_, r, _)| &r.config);
+        let base_config: Option<&ImageConfiguration> = self.base.as_ref().map(|(b, _)| &b.config);
         let config = image::build_config(base_config, &self.layers, meta)?;
         let config_json = image::canonical_json(&config)?;
         let config_digest = self.archive.add_blob(&config_json)?;
@@ -349,10 +370,7 @@ impl Commit {
             &config_digest,
         )?;
 
-        let mut layer_descs: Vec<Descriptor> = match &self.base {
-            Some((_, r, _)) => r.manifest.layers().clone(),
-            None => Vec::new(),
-        };
+        let mut layer_descs = std::mem::take(&mut self.base_descs);
         for l in &self.layers {
             layer_descs.push(image::descriptor(
                 MediaType::from(l.media_type.as_str()),
@@ -360,7 +378,9 @@ impl Commit {
                 &l.digest,
             )?);
         }
-        let base_info = self.base.as_ref().map(|(_, _, b)| b.clone());
+        let base_info = self.base.as_ref().map(|(_, b)| b.clone());
+        let layer_digests: Vec<String> =
+            layer_descs.iter().map(|d| d.digest().to_string()).collect();
         let manifest = image::build_manifest(config_desc, layer_descs, base_info.as_ref(), meta)?;
         let manifest_json = image::canonical_json(&manifest)?;
         let manifest_digest = self.archive.add_blob(&manifest_json)?;
@@ -372,6 +392,15 @@ impl Commit {
         let index = image::build_index(manifest_desc, meta.tag.as_deref())?;
         self.archive
             .add_file("index.json", &image::canonical_json(&index)?)?;
+        let layer_digests: Vec<&str> = layer_digests.iter().map(String::as_str).collect();
+        let tag = meta.tag.as_deref();
+        self.archive.add_file(
+            "manifest.json",
+            &image::docker_manifest(&config_digest, &layer_digests, tag)?,
+        )?;
+        if let Some(repos) = image::docker_repositories(layer_digests.last().copied(), tag)? {
+            self.archive.add_file("repositories", &repos)?;
+        }
 
         let Committed { path, size, sha256 } = self.archive.commit()?;
         let mut layers = std::mem::take(&mut self.base_layers);
@@ -398,6 +427,29 @@ impl Commit {
     }
 }
 
+/// Rebuilds an unpacked base layer's tar stream and compresses it into the
+/// archive; returns its descriptor.
+fn add_unpacked(
+    archive: &mut ArchiveWriter,
+    layer: &StoredLayer,
+    settings: Settings,
+) -> Result<Descriptor> {
+    let dest = archive.dest().to_path_buf();
+    let (digest, size) = archive.stream_blob(|file: File| {
+        let out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let mut enc = Encoder::new(settings, out).at(&dest)?;
+        layer.write_tar(&mut enc).map_err(SourceError::from)?;
+        let (out, digest, size) = enc.finish().at(&dest)?.finish();
+        let file = out.into_inner().map_err(|e| e.into_error()).at(&dest)?;
+        Ok((file, digest.clone(), size, (digest, size)))
+    })?;
+    image::descriptor(
+        MediaType::from(settings.algorithm.media_type()),
+        size,
+        &digest,
+    )
+}
+
 fn merge_reports(into: &mut WalkReport, r: &WalkReport) {
     into.files += r.files;
     into.dirs += r.dirs;
@@ -420,7 +472,9 @@ fn merge_reports(into: &mut WalkReport, r: &WalkReport) {
 #[derive(Debug, Clone)]
 pub struct CommitRequest {
     pub trees: TreeSpec,
-    pub base: Option<ImageRef>,
+    pub base: Option<BaseRef>,
+    /// Where `docker:`, `containers-storage:` and `containerd:` bases are read.
+    pub stores: Stores,
     pub base_blobs: BaseBlobs,
     pub compression: Settings,
     pub meta: ImageMeta,
@@ -434,11 +488,16 @@ pub fn commit(
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<CommitReport> {
+    let base = match &req.base {
+        Some(r) => Some(Base::open(r, &req.stores)?),
+        None => None,
+    };
     let mut c = Commit::begin(
         &req.output,
         req.overwrite,
-        req.base.as_ref(),
+        base,
         req.base_blobs,
+        req.compression,
     )?;
     c.add_layer(&req.trees, req.compression, progress, cancel)?;
     c.finish(&req.meta)

@@ -440,7 +440,7 @@ mod tests {
             include_str!("tar.rs"),
             include_str!("layer.rs"),
             include_str!("inspect.rs"),
-            include_str!("source.rs"),
+            include_str!("source/oci.rs"),
         ];
         let mut out = Vec::with_capacity(n + 100_000);
         for i in 0.. {

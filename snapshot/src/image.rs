@@ -160,6 +160,80 @@ pub fn build_index(manifest: Descriptor, tag: Option<&str>) -> Result<ImageIndex
         .map_err(invalid)
 }
 
+/// The docker-archive `manifest.json` for one image whose config and layers
+/// are blobs of the same archive, as Docker 25's `docker save` writes beside
+/// the OCI layout: every `docker load` since 1.10 reads it, where older ones
+/// cannot read an OCI layout. `tag` becomes its `RepoTags` when it is a Docker
+/// reference (`NAME[:TAG]`, the tag `latest` when none is given).
+pub fn docker_manifest(config: &str, layers: &[&str], tag: Option<&str>) -> Result<Vec<u8>> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry {
+        config: String,
+        repo_tags: Vec<String>,
+        layers: Vec<String>,
+    }
+    let entry = Entry {
+        config: crate::archive::blob_name(config),
+        repo_tags: tag.and_then(docker_tag).into_iter().collect(),
+        layers: layers
+            .iter()
+            .map(|d| crate::archive::blob_name(d))
+            .collect(),
+    };
+    canonical_json(&[entry])
+}
+
+/// The legacy `repositories` file of a tagged docker archive: `{NAME: {TAG:
+/// ID}}`, with the top layer's digest as its id. `None` untagged.
+pub fn docker_repositories(top_layer: Option<&str>, tag: Option<&str>) -> Result<Option<Vec<u8>>> {
+    let (Some(layer), Some(tag)) = (top_layer, tag.and_then(docker_tag)) else {
+        return Ok(None);
+    };
+    let (name, tag) = tag.rsplit_once(':').expect("docker_tag always has a tag");
+    let id = layer.split_once(':').map_or(layer, |(_, hex)| hex);
+    let doc = serde_json::json!({ name: { tag: id } });
+    canonical_json(&doc).map(Some)
+}
+
+/// `tag` as a Docker `NAME:TAG` reference, if it is one: path components of
+/// lower-case letters, digits and separators (`.`, `_`, `-`), an optional
+/// registry host (with a port) first, and an optional tag.
+pub fn docker_tag(tag: &str) -> Option<String> {
+    let (name, tag) = match tag.rsplit_once(':') {
+        Some((name, t)) if !t.contains('/') => (name, Some(t)),
+        _ => (tag, None),
+    };
+    let tag = tag.unwrap_or("latest");
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let mut parts = name.split('/').peekable();
+    let mut ok = !name.is_empty() && name.len() <= 255;
+    let mut first = true;
+    while let Some(part) = parts.next() {
+        let host =
+            first && parts.peek().is_some() && (part.contains(['.', ':']) || part == "localhost");
+        first = false;
+        let component_ok = if host {
+            part.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+        } else {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        };
+        ok &= component_ok;
+    }
+    (ok && tag_ok).then(|| format!("{name}:{tag}"))
+}
+
 /// Serialises with object keys sorted, so equal documents have equal digests.
 pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let v = serde_json::to_value(value).map_err(invalid)?;
@@ -228,6 +302,44 @@ mod tests {
         assert_eq!(c.history().as_ref().unwrap().len(), 2);
         let rc = c.config().as_ref().unwrap();
         assert_eq!(rc.cmd().as_deref(), Some(&["sh".to_string()][..]));
+    }
+
+    #[test]
+    fn docker_tags_are_docker_references_or_nothing() {
+        for (tag, want) in [
+            ("v1", Some("v1:latest")),
+            ("busybox", Some("busybox:latest")),
+            ("sess/img:2", Some("sess/img:2")),
+            ("localhost:5000/a/b:c", Some("localhost:5000/a/b:c")),
+            ("registry.local/x", Some("registry.local/x:latest")),
+            ("Upper:1", None),
+            ("a:b:c", None),
+            ("a//b", None),
+            ("a:-x", None),
+            ("", None),
+        ] {
+            assert_eq!(docker_tag(tag).as_deref(), want, "{tag}");
+        }
+    }
+
+    #[test]
+    fn docker_manifest_points_at_the_blobs() {
+        let m = docker_manifest(&layer(1).digest, &[&layer(2).digest], Some("x:1")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        assert_eq!(
+            v[0]["Config"],
+            format!("blobs/sha256/{}", hex::encode([1u8; 32]))
+        );
+        assert_eq!(v[0]["RepoTags"], serde_json::json!(["x:1"]));
+        assert_eq!(v[0]["Layers"].as_array().unwrap().len(), 1);
+        let r = docker_repositories(Some(&layer(2).digest), Some("x:1"))
+            .unwrap()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(r["x"]["1"], hex::encode([2u8; 32]));
+        assert!(docker_repositories(Some(&layer(2).digest), None)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -19,6 +19,17 @@ pub enum Error {
     #[error("no container {id:?} in the runtime state roots {looked}")]
     NotFound { id: String, looked: String },
 
+    #[error("{target:?} is {what}: {matches}; give the full id")]
+    Ambiguous {
+        target: String,
+        what: String,
+        matches: String,
+    },
+
+    /// A runtime's record of container names could not be read.
+    #[error("{0}")]
+    Names(String),
+
     #[error("container {id}: not running: {detail}")]
     NotRunning { id: String, detail: String },
 

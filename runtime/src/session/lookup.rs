@@ -23,6 +23,129 @@ pub const BASE_IMAGE_ANNOTATIONS: &[&str] = &[
     "io.kubernetes.cri.image-name",
 ];
 
+/// The shortest id prefix a container is found by.
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// A name a runtime recorded for a container (Docker's `config.v2.json`,
+/// containers-storage's `containers.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedContainer {
+    pub name: String,
+    pub id: String,
+}
+
+/// A container's state file under a root.
+#[derive(Debug)]
+struct StateFile {
+    id: String,
+    file: PathBuf,
+    namespace: Option<String>,
+}
+
+/// The state file of container `id`, if a root has one.
+fn state_file_of(id: &str, roots: &[PathBuf]) -> Option<StateFile> {
+    state_files(roots, Some(id)).into_iter().next()
+}
+
+/// Every container state file under `roots`, or only those of container
+/// `only`, in root order.
+fn state_files(roots: &[PathBuf], only: Option<&str>) -> Vec<StateFile> {
+    let is_state = |dir: &Path| dir.join("state.json").is_file();
+    let wanted = |name: &str| only.is_none_or(|id| id == name);
+    let mut out = Vec::new();
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let path = entry.path();
+            if wanted(&name) && is_state(&path) {
+                out.push(StateFile {
+                    id: name,
+                    file: path.join("state.json"),
+                    namespace: None,
+                });
+                continue;
+            }
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(inner) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for c in inner.flatten() {
+                let Ok(id) = c.file_name().into_string() else {
+                    continue;
+                };
+                if wanted(&id) && is_state(&c.path()) {
+                    out.push(StateFile {
+                        id,
+                        file: c.path().join("state.json"),
+                        namespace: Some(name.clone()),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A name, else a unique id prefix, among the containers of `roots`.
+fn resolve(target: &str, roots: &[PathBuf], names: Vec<NamedContainer>) -> Result<StateFile> {
+    let looked = || {
+        roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all = state_files(roots, None);
+    let describe = |m: &StateFile| match names.iter().find(|n| n.id == m.id) {
+        Some(n) => format!("{} ({})", m.id, n.name),
+        None => m.id.clone(),
+    };
+    let ambiguous = |what: &str, matches: &[StateFile]| Error::Ambiguous {
+        target: target.to_string(),
+        what: what.to_string(),
+        matches: matches.iter().map(describe).collect::<Vec<_>>().join(", "),
+    };
+    let named: Vec<&NamedContainer> = names.iter().filter(|n| n.name == target).collect();
+    if let Some(first) = named.first() {
+        let mut running: Vec<StateFile> = all
+            .into_iter()
+            .filter(|s| named.iter().any(|n| n.id == s.id))
+            .collect();
+        running.dedup_by(|a, b| a.id == b.id);
+        return match running.len() {
+            1 => Ok(running.remove(0)),
+            0 => Err(Error::NotRunning {
+                id: format!("{target} ({})", first.id),
+                detail: format!("no runtime state for it in {}", looked()),
+            }),
+            _ => Err(ambiguous("the name of several containers", &running)),
+        };
+    }
+    let mut matches: Vec<StateFile> = if target.len() >= MIN_ID_PREFIX {
+        all.into_iter()
+            .filter(|s| s.id.starts_with(target))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    matches.dedup_by(|a, b| a.id == b.id);
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(Error::NotFound {
+            id: target.to_string(),
+            looked: looked(),
+        }),
+        _ => Err(ambiguous("a prefix of several container ids", &matches)),
+    }
+}
+
 /// A running container, ready to be committed.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -30,6 +153,9 @@ pub struct Session {
     pub pid: i32,
     /// The runtime state file it was found through, if any.
     pub state_file: Option<PathBuf>,
+    /// The namespace dir its state file sits in (`ROOT/NAMESPACE/ID`), as
+    /// containerd's runc shim keeps them.
+    pub namespace: Option<String>,
     pub annotations: BTreeMap<String, String>,
     /// cgroup dirs the runtime recorded: the v1 freezer and the v2 (unified) one.
     pub cgroup_v1_freezer: Option<PathBuf>,
@@ -72,30 +198,26 @@ pub struct ExcludedMount {
 }
 
 impl Session {
-    /// Finds container `id` in the given runtime state roots. A root holds
-    /// `ID/state.json` (runc, youki, freezeframe) or `NAMESPACE/ID/state.json`
+    /// Finds the container `target` names, as an admin types it: its full id,
+    /// a name a runtime recorded for it (from `names`, asked only when no
+    /// container has that id), or a unique prefix of at least
+    /// [`MIN_ID_PREFIX`] characters of its id. A root holds `ID/state.json`
+    /// (runc, youki, freezeframe, Docker's runc) or `NAMESPACE/ID/state.json`
     /// (containerd's runc shim).
-    pub fn find(id: &str, roots: &[PathBuf], home_path: &Path) -> Result<Session> {
-        check_id(id)?;
-        let mut looked = Vec::new();
-        for root in roots {
-            let mut candidates = vec![root.join(id).join("state.json")];
-            if let Ok(dir) = std::fs::read_dir(root) {
-                for ns in dir.flatten() {
-                    candidates.push(ns.path().join(id).join("state.json"));
-                }
-            }
-            for c in candidates {
-                if c.is_file() {
-                    return Session::from_state_file(id, &c, home_path);
-                }
-            }
-            looked.push(root.display().to_string());
-        }
-        Err(Error::NotFound {
-            id: id.to_string(),
-            looked: looked.join(", "),
-        })
+    pub fn find(
+        target: &str,
+        roots: &[PathBuf],
+        names: impl FnOnce() -> Result<Vec<NamedContainer>>,
+        home_path: &Path,
+    ) -> Result<Session> {
+        check_id(target)?;
+        let found = match state_file_of(target, roots) {
+            Some(found) => found,
+            None => resolve(target, roots, names()?)?,
+        };
+        let mut session = Session::from_state_file(&found.id, &found.file, home_path)?;
+        session.namespace = found.namespace;
+        Ok(session)
     }
 
     fn from_state_file(id: &str, file: &Path, home_path: &Path) -> Result<Session> {
@@ -164,6 +286,7 @@ impl Session {
             id: id.to_string(),
             pid,
             state_file: None,
+            namespace: None,
             annotations: BTreeMap::new(),
             cgroup_v1_freezer: None,
             cgroup_v2: None,
@@ -398,4 +521,84 @@ fn open_in_root(pid: i32, path: &Path) -> Result<File> {
         source: e.into(),
     })?;
     Ok(File::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Roots holding state files for `ids` (`ROOT/ID` or `ROOT/NS/ID`).
+    fn roots(layout: &[(&str, Option<&str>)]) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = vec![dir.path().join("moby"), dir.path().join("containerd")];
+        for (id, ns) in layout {
+            let d = match ns {
+                None => roots[0].join(id),
+                Some(ns) => roots[1].join(ns).join(id),
+            };
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("state.json"), "{}").unwrap();
+        }
+        (dir, roots)
+    }
+
+    fn named(name: &str, id: &str) -> NamedContainer {
+        NamedContainer {
+            name: name.into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn a_full_id_is_found_in_either_layout() {
+        let (_d, roots) = roots(&[("abcdef01", None), ("ctr1", Some("k8s.io"))]);
+        let s = state_file_of("ctr1", &roots).unwrap();
+        assert_eq!(s.namespace.as_deref(), Some("k8s.io"));
+        assert!(s.file.ends_with("containerd/k8s.io/ctr1/state.json"));
+        assert!(state_file_of("abcdef01", &roots)
+            .unwrap()
+            .namespace
+            .is_none());
+        assert!(state_file_of("abcdef", &roots).is_none());
+    }
+
+    #[test]
+    fn names_and_unique_prefixes_resolve() {
+        let (_d, roots) = roots(&[("abcdef01", None), ("abcd9999", None), ("0123ff", None)]);
+        let names = vec![named("sess1", "abcdef01"), named("gone", "dead0000")];
+        assert_eq!(
+            resolve("sess1", &roots, names.clone()).unwrap().id,
+            "abcdef01"
+        );
+        assert_eq!(
+            resolve("abcde", &roots, names.clone()).unwrap().id,
+            "abcdef01"
+        );
+        assert_eq!(resolve("0123", &roots, names.clone()).unwrap().id, "0123ff");
+
+        let e = resolve("abcd", &roots, names.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("abcdef01 (sess1)") && e.contains("abcd9999"),
+            "{e}"
+        );
+        assert!(e.contains("prefix of several"), "{e}");
+
+        // Too short to be a prefix, and no such name.
+        let e = resolve("abc", &roots, names.clone()).unwrap_err();
+        assert!(matches!(e, Error::NotFound { .. }), "{e}");
+        // A name whose container has no runtime state is not running.
+        let e = resolve("gone", &roots, names).unwrap_err();
+        assert!(matches!(e, Error::NotRunning { .. }), "{e}");
+        assert!(e.to_string().contains("dead0000"), "{e}");
+    }
+
+    #[test]
+    fn a_name_two_runtimes_use_is_ambiguous() {
+        let (_d, roots) = roots(&[("aaaa1111", None), ("bbbb2222", None)]);
+        let names = vec![named("web", "aaaa1111"), named("web", "bbbb2222")];
+        let e = resolve("web", &roots, names).unwrap_err().to_string();
+        assert!(e.contains("name of several"), "{e}");
+    }
 }

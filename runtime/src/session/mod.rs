@@ -15,6 +15,6 @@ pub mod mountinfo;
 
 pub use error::{Error, Result};
 pub use lookup::{
-    shared_writable_mappings, ExcludedMount, HostMount, OverlayRoot, Session,
-    BASE_IMAGE_ANNOTATIONS,
+    shared_writable_mappings, ExcludedMount, HostMount, NamedContainer, OverlayRoot, Session,
+    BASE_IMAGE_ANNOTATIONS, MIN_ID_PREFIX,
 };

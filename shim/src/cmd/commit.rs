@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args as ClapArgs;
 use freezeframe::api::CommitRequest;
@@ -18,7 +18,7 @@ use freezeframe_config::{Config, PauseMode};
 use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::Algorithm;
-use freezeframe_snapshot::source::ImageRef;
+use freezeframe_snapshot::source::base::BaseRef;
 use freezeframe_snapshot::walk::Progress;
 use freezeframe_snapshot::BaseBlobs;
 
@@ -74,9 +74,11 @@ pub struct Args {
     #[arg(
         long,
         value_name = "REF",
-        help = "The base image: oci-layout:DIR[:REF] or oci-archive:FILE[:REF]"
+        help = "The base image: oci-layout:DIR[:REF], oci-archive:FILE[:REF], docker:NAME|ID, \
+                containers-storage:NAME|ID or containerd:[NAMESPACE/]NAME \
+                (default: the image the session's runtime recorded)"
     )]
-    base: Option<ImageRef>,
+    base: Option<BaseRef>,
     /// Copy the base image's layer blobs into the archive, or leave them out.
     #[arg(long, value_name = "MODE", default_value = "include")]
     base_blobs: BaseBlobs,
@@ -113,13 +115,14 @@ pub struct Args {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
-    /// The archive to write.
+    /// The archive to write [default: a session's commit goes to the save
+    /// location, named as the service names it].
     #[arg(long, short = 'o', value_name = "FILE")]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// Commit through the service (`freezeframe serve`) and follow it: FILE is
     /// then a name inside the service's save location.
     #[arg(long, requires = "session", conflicts_with_all = [
-        "pid", "upper", "base", "excludes", "level", "threads", "force",
+        "pid", "upper", "excludes", "level", "threads", "force",
         "home_path", "cgroup", "freeze_timeout",
     ])]
     via_daemon: bool,
@@ -165,7 +168,11 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     }
     let config = Config::load(config_path)?;
     let json = a.json;
-    let plan = CommitPlan::resolve(&config, a.overrides(root)).map_err(with_flags)?;
+    let output = match &a.output {
+        Some(output) => output.clone(),
+        None => default_output(&config, &a)?,
+    };
+    let plan = CommitPlan::resolve(&config, a.overrides(root, output)).map_err(with_flags)?;
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))
@@ -186,8 +193,27 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where a commit goes when no --output is given: the save location, under
+/// the name the service would give it.
+fn default_output(config: &Config, a: &Args) -> Result<PathBuf> {
+    let session = match (&a.session, a.pid) {
+        (Some(s), _) => s.clone(),
+        (None, Some(pid)) => format!("pid-{pid}"),
+        (None, None) => bail!("--output is needed to commit trees on disk (--upper)"),
+    };
+    let save = &config.storage.save_location;
+    std::fs::create_dir_all(save)
+        .with_context(|| format!("creating the save location {}", save.display()))?;
+    let name = freezeframe::server::output::default_name(
+        std::time::SystemTime::now(),
+        &session,
+        a.tag.as_deref(),
+    );
+    Ok(save.join(name))
+}
+
 impl Args {
-    fn overrides(self, root: Option<&Path>) -> CommitOverrides {
+    fn overrides(self, root: Option<&Path>, output: PathBuf) -> CommitOverrides {
         let source = match (self.upper, self.session, self.pid) {
             (Some(upper), _, _) => Source::Offline {
                 upper,
@@ -217,7 +243,7 @@ impl Args {
             author: self.author,
             tag: self.tag,
             overwrite: self.force,
-            ..CommitOverrides::new(source, self.output)
+            ..CommitOverrides::new(source, output)
         }
     }
 
@@ -225,13 +251,16 @@ impl Args {
     fn request(self, root: Option<&Path>) -> Result<CommitRequest> {
         let output = self
             .output
-            .into_os_string()
-            .into_string()
-            .map_err(|o| anyhow!("{}: not UTF-8", Path::new(&o).display()))?;
+            .map(|o| {
+                o.into_os_string()
+                    .into_string()
+                    .map_err(|o| anyhow!("{}: not UTF-8", Path::new(&o).display()))
+            })
+            .transpose()?;
         Ok(CommitRequest {
             session: self.session.context("--via-daemon needs a session")?,
             runtime_root: root.map(Path::to_path_buf),
-            output: Some(output),
+            output,
             tag: self.tag,
             author: self.author,
             message: self.message,
@@ -240,6 +269,7 @@ impl Args {
             compression: self.compression.map(config_algorithm),
             pause: self.pause,
             owner: None,
+            base: self.base.map(|b| b.to_string()),
         })
     }
 }
@@ -298,7 +328,7 @@ mod tests {
             "/x.tar: already exists (pass --force to overwrite it)"
         );
         assert!(said(CommitError::BaseReplaced {
-            path: "/img".into(),
+            image: "oci-archive:/img".into(),
             digest: "sha256:a".into(),
             id: "c".into(),
             pinned: "sha256:b".into(),

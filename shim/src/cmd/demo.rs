@@ -77,6 +77,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 ..TreeSpec::default()
             },
             base: None,
+            stores: Default::default(),
             base_blobs: BaseBlobs::Include,
             compression: Settings {
                 algorithm: a.compression,

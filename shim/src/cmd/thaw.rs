@@ -13,6 +13,7 @@ use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_runtime::session::guardian;
 
 use freezeframe::live::{self, Target};
+use freezeframe::plan;
 
 #[derive(ClapArgs)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["session", "pid"])))]
@@ -37,7 +38,7 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     let roots = root
         .map(Path::to_path_buf)
         .map_or_else(|| config.runtime.roots.clone(), |r| vec![r]);
-    let dir = live::thaw(&target, &roots, a.cgroup)?;
+    let dir = live::thaw(&target, &roots, &plan::stores(&config), a.cgroup)?;
     println!("thawed {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use freezeframe_config::Config;
 use freezeframe_runtime::Session;
+use freezeframe_snapshot::source::base::BaseRef;
+use freezeframe_snapshot::source::SourceError;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -288,10 +290,12 @@ impl App {
             .as_deref()
             .map(|r| self.check_root(r))
             .transpose()?;
+        let base = b.base.as_deref().map(|r| self.check_base(r)).transpose()?;
         let plan = CommitPlan::resolve(
             cfg,
             CommitOverrides {
                 runtime_root,
+                base,
                 include_mounts: b.include_mounts.clone(),
                 pause: b.pause,
                 compression: b.compression.map(engine_algorithm),
@@ -312,7 +316,12 @@ impl App {
             unreachable!("a session was asked for");
         };
 
-        let session = live::find(&request.target, &request.roots, &request.home_path)?;
+        let session = live::find(
+            &request.target,
+            &request.roots,
+            &request.stores,
+            &request.home_path,
+        )?;
         self.check_owner(&session, b.owner.as_deref())?;
         for (i, m) in b.include_mounts.iter().enumerate() {
             if !session.mounts.iter().any(|x| &x.target == m) {
@@ -368,6 +377,35 @@ impl App {
             )));
         }
         Ok(root.to_path_buf())
+    }
+
+    /// A base a caller names: any image of the node's stores, or an OCI
+    /// layout or archive beneath the save location (the service reads as
+    /// root; a caller may not have it read elsewhere).
+    fn check_base(&self, reference: &str) -> Result<BaseRef, ApiError> {
+        let r: BaseRef = reference
+            .parse()
+            .map_err(|e: SourceError| ApiError::invalid("base", e.to_string()))?;
+        if let BaseRef::Oci(image) = &r {
+            let save = &self.config.storage.save_location;
+            let path = image.path();
+            let inside = path.is_absolute()
+                && !path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+                && path.starts_with(save);
+            if !inside {
+                return Err(ApiError::invalid(
+                    "base",
+                    format!(
+                        "{} is not beneath the save location {}",
+                        path.display(),
+                        save.display()
+                    ),
+                ));
+            }
+        }
+        Ok(r)
     }
 
     /// With `server.owner_label` set, a request that names an owner must name

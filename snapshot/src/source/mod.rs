@@ -8,14 +8,24 @@
 //!
 //! | module | reads |
 //! |---|---|
+//! | [`base`] | a commit's base, wherever it is: the one entry point |
 //! | [`oci`] | OCI image layout directories and archives, and blob directories laid out as one (containerd's content store) |
+//! | [`docker`] | Docker's overlay2 image store and its container records |
+//! | [`storage`] | containers-storage (podman): images, layers and container records |
+//! | [`tarsplit`] | an unpacked layer's tar stream, rebuilt byte for byte from tar-split metadata |
+//! | [`containerd`] | containerd's metadata (images, containers) and content store |
+//! | [`stored`] | the records the store readers return |
 //!
 //! It reads images; it never writes one, and knows nothing of walks or layers
 //! being made.
 
+pub mod base;
+pub mod containerd;
+pub mod docker;
 pub mod oci;
+pub mod storage;
+pub mod stored;
+pub mod tarsplit;
 
 pub use oci::*;
-pub mod stored;
-
 pub use stored::{ContainerRecord, StoredImage, StoredLayer};

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_spec::image::{
-    Arch, Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest,
-    MediaType, OciLayout, Os, ANNOTATION_REF_NAME,
+    Arch, Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageIndexBuilder,
+    ImageManifest, MediaType, OciLayout, Os, ANNOTATION_REF_NAME,
 };
 use serde::de::DeserializeOwned;
 use sha2::Digest as _;
@@ -34,7 +34,8 @@ pub(crate) const DOCKER_MANIFEST_LIST: &str =
 pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub(crate) const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
-const ACCEPTED_FORMS: &str = "expected oci-layout:DIR[:REF] or oci-archive:FILE[:REF]";
+const ACCEPTED_FORMS: &str = "expected oci-layout:DIR[:REF], oci-archive:FILE[:REF], \
+     docker:NAME|ID, containers-storage:NAME|ID or containerd:[NAMESPACE/]NAME";
 
 /// Errors from opening and reading OCI images.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,16 @@ pub enum SourceError {
     },
     #[error("image indexes in {path} are nested more than {MAX_INDEX_DEPTH} deep")]
     TooDeep { path: PathBuf },
+    #[error(transparent)]
+    Docker(#[from] super::docker::Error),
+    #[error(transparent)]
+    ContainersStorage(#[from] super::storage::Error),
+    #[error(transparent)]
+    Containerd(#[from] super::containerd::Error),
+    /// An unpacked layer's tar stream could not be rebuilt as its store
+    /// recorded it.
+    #[error(transparent)]
+    Layer(#[from] super::tarsplit::Error),
 }
 
 pub type Result<T, E = SourceError> = std::result::Result<T, E>;
@@ -357,6 +368,10 @@ impl ImageSource {
                 return Err(bad("it points outside the image layout"));
             };
             let kind = classify(&name);
+            let offset = entry.raw_file_position();
+            if offset.checked_add(entry.size()).is_none_or(|end| end > len) {
+                return Err(bad("the archive is truncated"));
+            }
             if matches!(kind, EntryKind::Other) {
                 tracing::debug!(archive = %path.display(), entry = %shown, "ignoring archive entry");
                 continue;
@@ -374,10 +389,6 @@ impl ImageSource {
             let size = entry.size();
             let (what, slot) = match kind {
                 EntryKind::Blob(digest) => {
-                    let offset = entry.raw_file_position();
-                    if offset.checked_add(size).is_none_or(|end| end > len) {
-                        return Err(bad("the archive is truncated"));
-                    }
                     if blobs.insert(digest, BlobEntry { offset, size }).is_some() {
                         return Err(bad("the blob appears twice"));
                     }
@@ -411,6 +422,39 @@ impl ImageSource {
         Ok(ImageSource {
             path: path.to_owned(),
             store: Store::Archive { file, blobs },
+            index,
+        })
+    }
+
+    /// Opens a blob directory laid out as an image layout's `blobs/` (a
+    /// containerd content store, say) with `target` as its one image, named
+    /// `name`: [`Self::resolve`] then follows it as if `index.json` held it.
+    pub fn open_content(dir: &Path, target: Descriptor, name: &str) -> Result<Self> {
+        let meta = std::fs::metadata(dir).map_err(|source| SourceError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(SourceError::WrongKind {
+                path: dir.to_owned(),
+                expected: "a directory of blobs",
+            });
+        }
+        let mut target = target;
+        let mut annotations = target.annotations().clone().unwrap_or_default();
+        annotations.insert(ANNOTATION_REF_NAME.to_owned(), name.to_owned());
+        target.set_annotations(Some(annotations));
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![target])
+            .build()
+            .map_err(|e| SourceError::NotLayout {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(ImageSource {
+            path: dir.to_owned(),
+            store: Store::Dir,
             index,
         })
     }
