@@ -14,12 +14,14 @@
 //! | [`storage`] | containers-storage (podman): images, layers and container records |
 //! | [`tarsplit`] | an unpacked layer's tar stream, rebuilt byte for byte from tar-split metadata |
 //! | [`containerd`] | containerd's metadata (images, containers) and content store |
+//! | [`bolt`] | bbolt files (containerd's `meta.db`), read-only, from the file on disk |
 //! | [`stored`] | the records the store readers return |
 //!
 //! It reads images; it never writes one, and knows nothing of walks or layers
 //! being made.
 
 pub mod base;
+pub mod bolt;
 pub mod containerd;
 pub mod docker;
 pub mod oci;

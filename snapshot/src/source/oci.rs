@@ -134,15 +134,33 @@ pub enum SourceError {
     #[error("image indexes in {path} are nested more than {MAX_INDEX_DEPTH} deep")]
     TooDeep { path: PathBuf },
     #[error(transparent)]
-    Docker(#[from] super::docker::Error),
+    Docker(Box<super::docker::Error>),
     #[error(transparent)]
-    ContainersStorage(#[from] super::storage::Error),
+    ContainersStorage(Box<super::storage::Error>),
     #[error(transparent)]
-    Containerd(#[from] super::containerd::Error),
+    Containerd(Box<super::containerd::Error>),
     /// An unpacked layer's tar stream could not be rebuilt as its store
     /// recorded it.
     #[error(transparent)]
-    Layer(#[from] super::tarsplit::Error),
+    Layer(Box<super::tarsplit::Error>),
+}
+
+/// The store readers' errors, boxed: they are large and rare.
+macro_rules! boxed_from {
+    ($($error:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$error> for SourceError {
+            fn from(e: $error) -> Self {
+                SourceError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from! {
+    super::docker::Error => Docker,
+    super::storage::Error => ContainersStorage,
+    super::containerd::Error => Containerd,
+    super::tarsplit::Error => Layer,
 }
 
 pub type Result<T, E = SourceError> = std::result::Result<T, E>;
