@@ -27,6 +27,7 @@ use tempfile::TempDir;
 pub use serde_json::Value;
 
 pub mod containers;
+pub mod docker;
 pub mod live;
 pub mod server;
 

@@ -37,42 +37,7 @@ const MAX_SMALL_FILE: u64 = 4096;
 /// Shortest image id prefix looked up.
 pub const MIN_PREFIX: usize = 4;
 
-/// Errors from reading Docker's store; each names the file at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("failed to read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("invalid {path}: {source}")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("invalid {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("no image {reference:?} in the docker store {root}")]
-    NoImage { root: PathBuf, reference: String },
-    #[error("image id prefix {reference:?} is ambiguous in the docker store {root}: {matches}")]
-    Ambiguous {
-        root: PathBuf,
-        reference: String,
-        matches: String,
-    },
-    #[error("image config {path} is corrupt: its content hashes to sha256:{actual}")]
-    ConfigDigest { path: PathBuf, actual: String },
-    #[error("layer {layer} of image {image}: {path} records diffID {found}, the image config says {expected}")]
-    DiffId {
-        layer: String,
-        image: String,
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-}
+pub use super::stored::StoreError as Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -204,6 +169,7 @@ impl DockerStore {
     /// cache id.
     pub fn image(&self, reference: &str) -> Result<StoredImage> {
         let no_image = || Error::NoImage {
+            store: "docker",
             root: self.root.clone(),
             reference: reference.to_owned(),
         };
@@ -369,6 +335,7 @@ impl DockerStore {
             0 => Ok(None),
             1 => Ok(matches.pop().map(|id| (id, None))),
             _ => Err(Error::Ambiguous {
+                store: "docker",
                 root: self.root.clone(),
                 reference: reference.to_owned(),
                 matches: matches.join(", "),

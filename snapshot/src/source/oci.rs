@@ -133,10 +133,9 @@ pub enum SourceError {
     },
     #[error("image indexes in {path} are nested more than {MAX_INDEX_DEPTH} deep")]
     TooDeep { path: PathBuf },
+    /// Docker's store or containers-storage.
     #[error(transparent)]
-    Docker(Box<super::docker::Error>),
-    #[error(transparent)]
-    ContainersStorage(Box<super::storage::Error>),
+    Store(Box<super::stored::StoreError>),
     #[error(transparent)]
     Containerd(Box<super::containerd::Error>),
     /// An unpacked layer's tar stream could not be rebuilt as its store
@@ -157,8 +156,7 @@ macro_rules! boxed_from {
 }
 
 boxed_from! {
-    super::docker::Error => Docker,
-    super::storage::Error => ContainersStorage,
+    super::stored::StoreError => Store,
     super::containerd::Error => Containerd,
     super::tarsplit::Error => Layer,
 }

@@ -39,42 +39,7 @@ pub const MAX_LIST_SIZE: u64 = 64 << 20;
 /// Largest image config read.
 const MAX_CONFIG_SIZE: u64 = super::oci::MAX_JSON_SIZE;
 
-/// Errors from reading containers-storage; each names the file at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("failed to read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("invalid {path}: {source}")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("invalid {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("no image {reference:?} in the containers-storage store {root}")]
-    NoImage { root: PathBuf, reference: String },
-    #[error("image reference {reference:?} is ambiguous in the containers-storage store {root}: {matches}")]
-    Ambiguous {
-        root: PathBuf,
-        reference: String,
-        matches: String,
-    },
-    #[error("image config {path} is corrupt: its content hashes to sha256:{actual}")]
-    ConfigDigest { path: PathBuf, actual: String },
-    #[error("layer {layer} of image {image}: {path} records diffID {found}, the image config says {expected}")]
-    DiffId {
-        layer: String,
-        image: String,
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-}
+pub use super::stored::StoreError as Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -171,6 +136,7 @@ impl ContainersStorage {
     /// in `layers.json`, each checked against the config's diffID.
     pub fn image(&self, reference: &str) -> Result<StoredImage> {
         let no_image = || Error::NoImage {
+            store: "containers-storage",
             root: self.root.clone(),
             reference: reference.to_owned(),
         };
@@ -367,6 +333,7 @@ impl ContainersStorage {
 
     fn ambiguous(&self, reference: &str, matches: String) -> Error {
         Error::Ambiguous {
+            store: "containers-storage",
             root: self.root.clone(),
             reference: reference.to_owned(),
             matches,

@@ -1,6 +1,7 @@
 //! What a runtime's own store says of an image or a container, whichever
 //! store it is: the records the Docker and containers-storage readers return.
 
+use std::io;
 use std::path::PathBuf;
 
 use oci_spec::image::ImageConfiguration;
@@ -47,4 +48,47 @@ pub struct StoredLayer {
     pub tar_split: PathBuf,
     /// The layer's unpacked directory.
     pub diff_dir: PathBuf,
+}
+
+/// Errors from reading a store of unpacked layers (Docker's,
+/// containers-storage); each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("no image {reference:?} in the {store} store {root}")]
+    NoImage {
+        store: &'static str,
+        root: PathBuf,
+        reference: String,
+    },
+    #[error("image reference {reference:?} is ambiguous in the {store} store {root}: {matches}")]
+    Ambiguous {
+        store: &'static str,
+        root: PathBuf,
+        reference: String,
+        matches: String,
+    },
+    #[error("image config {path} is corrupt: its content hashes to sha256:{actual}")]
+    ConfigDigest { path: PathBuf, actual: String },
+    #[error("layer {layer} of image {image}: {path} records diffID {found}, the image config says {expected}")]
+    DiffId {
+        layer: String,
+        image: String,
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
