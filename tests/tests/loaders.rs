@@ -1,5 +1,6 @@
 //! One archive, every loader: a committed image (a base of its own plus a new
-//! layer, tagged) is one file that `podman load`, `skopeo` (as an OCI archive
+//! layer, tagged) is one file that `docker load` (Docker 20.10, which reads
+//! only the docker-archive format), `podman load`, `skopeo` (as an OCI archive
 //! and as a docker archive), `umoci unpack` and `ctr images import` all read,
 //! because it holds a docker-archive `manifest.json` (and `repositories`) next
 //! to the OCI layout, pointing at the same blobs, as Docker 25's `docker save`
@@ -12,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use freezeframe_tests::containers::*;
+use freezeframe_tests::docker::Dockerd;
 use freezeframe_tests::*;
 
 /// A committed, tagged archive in a temp dir of its own.
@@ -311,4 +313,37 @@ fn ctr_images_import_reads_it_and_runs_it() {
         CHECK_SCRIPT,
     ]);
     assert_eq!(check.stdout, CHECK_OUTPUT);
+}
+
+#[test]
+fn docker_load_reads_it_and_runs_it() {
+    if !root_or_skip("docker_load_reads_it_and_runs_it") {
+        return;
+    }
+    let b = committed_archive("loaders-docker", true);
+    let dockerd = Dockerd::start("loaders-dockerd");
+    let loaded = dockerd.load(&b.archive);
+    assert!(loaded.success(), "{loaded}");
+    assert!(
+        loaded.stdout.contains(&b.tag),
+        "docker load did not name the image {}: {loaded}",
+        b.tag
+    );
+    assert_eq!(dockerd.image_layers(&b.tag), b.diff_ids());
+    assert_eq!(
+        dockerd.image_inspect(&b.tag)["Id"],
+        b.config_digest(),
+        "the image id is the config's digest"
+    );
+    let out = dockerd.docker([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &b.tag,
+        "sh",
+        "-c",
+        CHECK_SCRIPT,
+    ]);
+    assert_eq!(out.stdout, CHECK_OUTPUT);
 }
