@@ -55,6 +55,8 @@ enum Command {
     Commit(Box<cmd::commit::Args>),
     /// Print an archive's manifest, config and layers, verifying every digest.
     Inspect(cmd::inspect::Args),
+    /// Push an OCI image archive to a registry; prints the manifest digest.
+    Push(cmd::push::Args),
     /// Run a session with freezeframe as its runtime, commit it live, start another from the image.
     Demo(cmd::demo::Args),
     /// Thaw a session's cgroup by hand (after a crash, say).
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Commit(a) => cmd::commit::run(cli.config.as_deref(), cli.root.as_deref(), *a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Push(a) => cmd::push::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Thaw(a) => cmd::thaw::run(cli.config.as_deref(), cli.root.as_deref(), a),
         Command::Serve(a) => cmd::serve::run(cli.config.as_deref(), a),

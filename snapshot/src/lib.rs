@@ -17,6 +17,7 @@
 //! | [`image`], [`changes`] | the image's config, manifest and index |
 //! | [`archive`], [`commit`](mod@commit) | the OCI layout archive, and a commit start to end |
 //! | [`source`], [`inspect`] | reading images back |
+//! | [`registry`] | pushing images to a registry |
 //! | [`fs`] | every fd-relative syscall on untrusted trees |
 
 pub mod archive;
@@ -30,6 +31,7 @@ pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod layer;
+pub mod registry;
 pub mod source;
 pub mod tar;
 pub mod walk;

@@ -5,6 +5,7 @@ pub mod commit;
 pub mod demo;
 pub mod inspect;
 pub mod oci;
+pub mod push;
 pub mod serve;
 pub mod status;
 pub mod tasks;

@@ -1,0 +1,99 @@
+//! `freezeframe push ARCHIVE REF`: pushes an OCI archive to a registry and
+//! prints the pushed manifest's digest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use freezeframe_snapshot::registry::{self, BlobOutcome, Credentials, PushOptions, Reference};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// The OCI image layout archive (or layout directory) to push.
+    archive: PathBuf,
+    /// Where to: HOST[:PORT]/REPO[:TAG] (the tag defaults to latest).
+    reference: String,
+    /// A repository of the same registry to mount blobs from instead of
+    /// uploading them (default: the base image's repository, when the image's
+    /// org.opencontainers.image.base.name names one of this registry).
+    #[arg(long, value_name = "REPO")]
+    from: Option<String>,
+    /// Speak plain HTTP to the registry.
+    #[arg(long)]
+    insecure: bool,
+    /// USER:PASSWORD for the registry (default: $REGISTRY_AUTH_FILE, then
+    /// Docker's config.json).
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "FREEZEFRAME_REGISTRY_CREDS",
+        hide_env_values = true
+    )]
+    creds: Option<String>,
+    /// A directory laid out as /etc/docker/certs.d (HOST:PORT/*.crt CAs), in
+    /// place of /etc/docker/certs.d and /etc/containers/certs.d; repeatable.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Vec<PathBuf>,
+    /// The image in the archive, when it holds several (its ref name).
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
+    /// Blobs up to this many bytes go in one request, larger ones in chunks of it.
+    #[arg(long, value_name = "BYTES", default_value_t = registry::upload::DEFAULT_CHUNK_SIZE)]
+    chunk_size: u64,
+    /// Times a request is repeated after a broken connection or a 502/503/504;
+    /// an upload resumes where the registry got to.
+    #[arg(long, value_name = "N", default_value_t = registry::client::DEFAULT_RETRIES)]
+    retries: u32,
+    /// The first wait before a repeat, doubled each time (at most 30s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    retry_delay: Duration,
+    /// Print the push report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let reference: Reference = a.reference.parse()?;
+    let credentials = match a.creds.as_deref() {
+        Some(text) => Some(
+            Credentials::parse(text).context("--creds must be USER:PASSWORD with a user name")?,
+        ),
+        None => None,
+    };
+    let options = PushOptions {
+        client: registry::ClientOptions {
+            insecure: a.insecure,
+            cert_dirs: a.cert_dir,
+            credentials,
+            retries: a.retries,
+            retry_delay: a.retry_delay,
+        },
+        from: a.from,
+        image: a.image,
+        chunk_size: a.chunk_size,
+        ..PushOptions::default()
+    };
+    let report = registry::push_archive(&a.archive, &reference, &options)
+        .with_context(|| format!("pushing {} to {reference}", a.archive.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let count = |o: BlobOutcome| report.blobs.iter().filter(|b| b.outcome == o).count();
+        let mounted = match &report.mount_source {
+            Some(from) => format!(" from {from}"),
+            None => String::new(),
+        };
+        eprintln!(
+            "pushed {}: {} blobs uploaded ({} bytes), {} mounted{mounted}, {} already there",
+            report.reference,
+            count(BlobOutcome::Uploaded),
+            report.uploaded_bytes,
+            count(BlobOutcome::Mounted),
+            count(BlobOutcome::Existing),
+        );
+        println!("{}", report.manifest_digest);
+    }
+    Ok(ExitCode::SUCCESS)
+}

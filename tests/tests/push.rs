@@ -1,0 +1,956 @@
+//! `freezeframe push` against a real registry: Debian's `docker-registry`
+//! (distribution 2.8) started by each test on a loopback port, with TLS from a
+//! CA the test makes, htpasswd (basic) auth, and its access log read back to see
+//! which requests were made. skopeo reads what was pushed.
+//!
+//! Basic auth is htpasswd; bearer tokens come from a token server of a few
+//! lines of Python (`TOKEN_SERVER`) that signs them with `openssl`.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use freezeframe_tests::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const USER: &str = "pusher";
+const PASSWORD: &str = "correct-horse-battery";
+
+/// A registry of our own, killed (it is our child) and its storage removed
+/// when dropped.
+struct Registry {
+    child: Child,
+    token_server: Option<Child>,
+    host: String,
+    port: u16,
+    /// Laid out as /etc/docker/certs.d: `HOST/ca.crt`.
+    certs_d: PathBuf,
+    log: PathBuf,
+    dir: TempDir,
+    starts: u32,
+}
+
+/// How the registry authenticates.
+enum Auth {
+    /// htpasswd: basic auth.
+    Htpasswd,
+    /// Bearer tokens from a token server of the test's own, which signs them
+    /// with a key the registry trusts; it writes the scopes asked for to
+    /// `scopes.log` in the registry's directory.
+    Token,
+    /// No auth, and plain HTTP: a registry an admin lists as insecure.
+    PlainHttp,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until something listens on `port`, or panics with `log`.
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}):\n{}", read(log));
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not listen on port {port}:\n{}", read(log));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process's stdout and stderr, both to `log`.
+fn logged(cmd: &mut Command, log: &Path) -> Child {
+    let out = fs::File::create(log).expect("creating a log");
+    let err = out.try_clone().expect("cloning the log fd");
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?} (scripts/deps.sh test installs it): {e}"))
+}
+
+/// The token server: checks basic credentials, grants every scope asked for
+/// (but push to `readonly/…`), and signs an RS256 JWT with `openssl dgst`, its certificate in `x5c`.
+const TOKEN_SERVER: &str = r#"
+import base64, json, ssl, subprocess, sys, time, uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlparse, parse_qs
+
+port, tls_cert, tls_key, sign_key, sign_cert_b64, issuer, user, password, log = sys.argv[1:10]
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+class Handler(BaseHTTPRequestHandler):
+    def answer(self, status, doc):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        query = parse_qs(urlparse(self.path).query)
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if self.headers.get("Authorization", "") != expected:
+            self.answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+            return
+        scopes = query.get("scope", [])
+        with open(log, "a") as f:
+            f.write(" ".join(scopes) + "\n")
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            granted = [a for a in actions.split(",") if a != "push" or not name.startswith("readonly/")]
+            access.append({"type": kind, "name": name, "actions": granted})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [sign_cert_b64]}
+        claims = {"iss": issuer, "sub": user, "aud": query.get("service", [""])[0],
+                  "exp": now + 600, "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex,
+                  "access": access}
+        signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sign_key],
+                                   input=signing_input.encode(), capture_output=True, check=True).stdout
+        self.answer(200, {"token": signing_input + "." + b64url(signature), "expires_in": 600})
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("127.0.0.1", int(port)), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(tls_cert, tls_key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+impl Registry {
+    fn start() -> Registry {
+        Self::start_with(Auth::Htpasswd)
+    }
+
+    fn start_with(auth: Auth) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let ca_key = d.join("ca.key");
+        let ca = d.join("ca.crt");
+        tool(
+            "openssl",
+            args![
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=freezeframe test CA"
+            ],
+        );
+        let key = d.join("server.key");
+        let csr = d.join("server.csr");
+        let cert = d.join("server.crt");
+        let ext = d.join("ext.cnf");
+        tool(
+            "openssl",
+            args![
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                "/CN=127.0.0.1"
+            ],
+        );
+        write(&ext, "subjectAltName=IP:127.0.0.1\n");
+        tool(
+            "openssl",
+            args![
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext
+            ],
+        );
+        let certs_d = d.join("certs.d");
+        mkdirs(&certs_d.join(&host));
+        fs::copy(&ca, certs_d.join(&host).join("ca.crt")).expect("copying the CA");
+        let mut token_server = None;
+        let tls_config = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        let (tls_config, auth_config) = match auth {
+            Auth::PlainHttp => (String::new(), String::new()),
+            auth => (
+                tls_config,
+                Self::auth_config(auth, d, &cert, &key, &mut token_server),
+            ),
+        };
+        let config = d.join("config.yml");
+        write(
+            &config,
+            format!(
+                "version: 0.1\n\
+                 log:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {data}\n\
+                 http:\n  addr: {host}\n  secret: freezeframe-test-upload-state\n{tls_config}\
+                 {auth}",
+                data = d.join("data").display(),
+                auth = if auth_config.is_empty() {
+                    String::new()
+                } else {
+                    format!("auth:\n{auth_config}")
+                },
+            ),
+        );
+        let log = d.join("registry.log");
+        let mut child = logged(
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &log,
+        );
+        wait_for_port(port, &mut child, "docker-registry", &log);
+        Registry {
+            child,
+            token_server,
+            host,
+            port,
+            certs_d,
+            log,
+            dir,
+            starts: 1,
+        }
+    }
+
+    /// The `auth:` section of the config for basic or token auth (starting the
+    /// token server).
+    fn auth_config(
+        auth: Auth,
+        d: &Path,
+        cert: &Path,
+        key: &Path,
+        token_server: &mut Option<Child>,
+    ) -> String {
+        match auth {
+            Auth::Htpasswd => {
+                let htpasswd = tool("htpasswd", args!["-Bbn", USER, PASSWORD]);
+                write(&d.join("htpasswd"), htpasswd.stdout);
+                format!(
+                    "  htpasswd:\n    realm: freezeframe-test\n    path: {}\n",
+                    d.join("htpasswd").display()
+                )
+            }
+            Auth::Token => {
+                let sign_key = d.join("signer.key");
+                let sign_cert = d.join("signer.crt");
+                tool(
+                    "openssl",
+                    args![
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-keyout",
+                        &sign_key,
+                        "-out",
+                        &sign_cert,
+                        "-days",
+                        "2",
+                        "-subj",
+                        "/CN=freezeframe token signer"
+                    ],
+                );
+                // The certificate's DER in base64: its PEM body on one line.
+                let sign_cert_b64: String = read(&sign_cert)
+                    .lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect();
+                let script = d.join("token_server.py");
+                write(&script, TOKEN_SERVER);
+                let token_port = free_port();
+                let token_log = d.join("token-server.log");
+                let mut child = logged(
+                    Command::new("python3").arg(&script).args(args![
+                        token_port.to_string(),
+                        cert,
+                        key,
+                        &sign_key,
+                        sign_cert_b64,
+                        "freezeframe-test-issuer",
+                        USER,
+                        PASSWORD,
+                        d.join("scopes.log")
+                    ]),
+                    &token_log,
+                );
+                wait_for_port(token_port, &mut child, "the token server", &token_log);
+                *token_server = Some(child);
+                format!(
+                    "  token:\n    realm: https://127.0.0.1:{token_port}/token\n    \
+                     service: freezeframe-test\n    issuer: freezeframe-test-issuer\n    \
+                     rootcertbundle: {}\n",
+                    sign_cert.display()
+                )
+            }
+            Auth::PlainHttp => String::new(),
+        }
+    }
+
+    /// Kills the registry (SIGKILL: no graceful end of requests in flight).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the registry and, after `down`, starts it again on the same port and storage
+    /// (the upload state secret is in the config, so sessions survive); its
+    /// access log starts afresh.
+    fn restart(&mut self, down: Duration) {
+        self.kill();
+        std::thread::sleep(down);
+        self.starts += 1;
+        self.log = self
+            .dir
+            .path()
+            .join(format!("registry-{}.log", self.starts));
+        let config = self.dir.path().join("config.yml");
+        self.child = logged(
+            Command::new("docker-registry").arg("serve").arg(&config),
+            &self.log,
+        );
+        wait_for_port(self.port, &mut self.child, "docker-registry", &self.log);
+    }
+
+    /// The scopes the token server was asked for, one request a line.
+    fn token_scopes(&self) -> String {
+        fs::read_to_string(self.dir.path().join("scopes.log")).unwrap_or_default()
+    }
+
+    fn reference(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.host)
+    }
+
+    /// The access log's request lines (`METHOD PATH`) so far.
+    fn requests(&self) -> Vec<String> {
+        // The access log is written once a response is sent.
+        std::thread::sleep(Duration::from_millis(300));
+        self.requests_now()
+    }
+
+    fn requests_now(&self) -> Vec<String> {
+        read(&self.log)
+            .lines()
+            .filter_map(|line| {
+                let start = line.find("] \"")? + 3;
+                let rest = &line[start..];
+                let end = rest.find(" HTTP/")?;
+                Some(rest[..end].to_owned())
+            })
+            .collect()
+    }
+
+    /// `freezeframe push ARCHIVE REF --cert-dir … ARGS`.
+    fn push(&self, archive: &Path, repo_tag: &str, extra: &[&str]) -> Outcome {
+        run(&mut self.push_cmd(archive, repo_tag, extra))
+    }
+
+    fn push_cmd(&self, archive: &Path, repo_tag: &str, extra: &[&str]) -> Command {
+        let mut a = args![
+            "push",
+            archive,
+            self.reference(repo_tag),
+            "--cert-dir",
+            &self.certs_d
+        ];
+        a.extend(extra.iter().map(Into::into));
+        let mut cmd = freezeframe_cmd(a);
+        // No credentials from the host's files.
+        cmd.env("DOCKER_CONFIG", self.certs_d.join("no-docker-config"))
+            .env("REGISTRY_AUTH_FILE", self.certs_d.join("no-auth-file"))
+            .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+        cmd
+    }
+
+    fn creds() -> String {
+        format!("{USER}:{PASSWORD}")
+    }
+
+    /// `skopeo inspect docker://…` as JSON.
+    fn skopeo_inspect(&self, repo_tag: &str) -> Value {
+        tool(
+            "skopeo",
+            args![
+                "inspect",
+                "--cert-dir",
+                self.certs_d.join(&self.host),
+                "--creds",
+                Self::creds(),
+                format!("docker://{}", self.reference(repo_tag))
+            ],
+        )
+        .json()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.child).chain(self.token_server.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Bytes gzip cannot shrink, so a layer is about as large as its files.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(path).expect("reading the archive")))
+}
+
+/// A base image from umoci and a commit over it: two layers, the new one
+/// `size` bytes of noise.
+fn commit_over_base(dir: &Path, name: &str, size: usize, base_blobs: &str) -> (PathBuf, Value) {
+    commit_over_base_as(dir, name, size, base_blobs, "gzip")
+}
+
+fn commit_over_base_as(
+    dir: &Path,
+    name: &str,
+    size: usize,
+    base_blobs: &str,
+    compression: &str,
+) -> (PathBuf, Value) {
+    let base_dir = dir.join("base");
+    if !base_dir.exists() {
+        mkdirs(&base_dir);
+        BaseImage::build(&base_dir, |r| {
+            mkdirs(&r.join("etc"));
+            write(&r.join("etc/base.conf"), "from the base\n");
+        });
+    }
+    let base = BaseImage {
+        layout: base_dir.join("base-layout"),
+        tag: "base".into(),
+        rootfs: base_dir.join("lower-bundle/rootfs"),
+    };
+    let upper = dir.join(format!("upper-{name}"));
+    mkdirs(&upper.join("data"));
+    write(&upper.join("data/noise"), noise(size, size as u64));
+    write(&upper.join("data/name"), name);
+    let archive = dir.join(format!("{name}.tar"));
+    let report = OfflineCommit::new(&upper)
+        .base(base.reference())
+        .base_blobs(base_blobs)
+        .compression(compression)
+        .tag("t")
+        .output(&archive)
+        .commit();
+    (archive, report)
+}
+
+fn layer_digests(report: &Value) -> Vec<String> {
+    report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_owned())
+        .collect()
+}
+
+fn outcomes(push: &Value) -> Vec<String> {
+    push["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["outcome"].as_str().expect("outcome").to_owned())
+        .collect()
+}
+
+#[test]
+fn push_reads_back_with_skopeo_and_a_second_repository_mounts() {
+    if !root_or_skip("push_reads_back_with_skopeo_and_a_second_repository_mounts") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let (archive, report) = commit_over_base(dir.path(), "img", 300_000, "include");
+    let layers = layer_digests(&report);
+    assert_eq!(layers.len(), 2, "{report}");
+
+    // Small chunks, so the layer goes in PATCHes and the config in one PUT.
+    let creds = Registry::creds();
+    let out = registry
+        .push(
+            &archive,
+            "team/app:v1",
+            &["--creds", &creds, "--chunk-size", "65536"],
+        )
+        .ok();
+    let digest = out.stdout.trim();
+    assert_eq!(digest, report["manifest_digest"], "{out}");
+    let first = registry.requests();
+    assert!(
+        first
+            .iter()
+            .any(|r| r.starts_with("PATCH /v2/team/app/blobs/uploads/")),
+        "{first:#?}"
+    );
+
+    let inspected = registry.skopeo_inspect("team/app:v1");
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+
+    // skopeo copies it back into an archive: the same manifest, byte for byte.
+    let back = dir.path().join("back.tar");
+    tool(
+        "skopeo",
+        args![
+            "--insecure-policy",
+            "copy",
+            "--src-cert-dir",
+            registry.certs_d.join(&registry.host),
+            "--src-creds",
+            &creds,
+            format!("docker://{}", registry.reference("team/app:v1")),
+            format!("oci-archive:{}:back", back.display())
+        ],
+    );
+    let copied = tool(
+        "skopeo",
+        args!["inspect", format!("oci-archive:{}:back", back.display())],
+    )
+    .json();
+    assert_eq!(copied["Digest"], report["manifest_digest"]);
+    assert_eq!(copied["Layers"], serde_json::json!(layers));
+
+    // The same archive to another repository, mounting from the first: no blob
+    // travels again.
+    let before = registry.requests().len();
+    let out = registry
+        .push(
+            &archive,
+            "other/app:v2",
+            &["--from", "team/app", "--creds", &creds, "--json"],
+        )
+        .ok();
+    let pushed = out.json();
+    assert_eq!(pushed["manifest_digest"], report["manifest_digest"]);
+    assert_eq!(
+        outcomes(&pushed),
+        ["mounted", "mounted", "mounted"],
+        "{out}"
+    );
+    assert_eq!(pushed["uploaded_bytes"], 0);
+    let second = registry.requests().split_off(before);
+    assert!(
+        second
+            .iter()
+            .any(|r| r.starts_with("POST /v2/other/app/blobs/uploads/?mount=")),
+        "{second:#?}"
+    );
+    let uploads: Vec<_> = second
+        .iter()
+        .filter(|r| r.starts_with("PUT /v2/other/app/blobs/") || r.starts_with("PATCH "))
+        .collect();
+    assert!(uploads.is_empty(), "blobs were sent again: {uploads:#?}");
+    assert_eq!(
+        registry.skopeo_inspect("other/app:v2")["Digest"],
+        report["manifest_digest"]
+    );
+
+    // Once more to the first repository: everything is there already.
+    let out = registry
+        .push(&archive, "team/app:v1", &["--creds", &creds, "--json"])
+        .ok();
+    assert_eq!(outcomes(&out.json()), ["existing", "existing", "existing"]);
+}
+
+#[test]
+fn push_of_an_archive_without_base_blobs_needs_them_in_the_registry() {
+    if !root_or_skip("push_of_an_archive_without_base_blobs_needs_them_in_the_registry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let creds = Registry::creds();
+    let (full, _) = commit_over_base(dir.path(), "full", 1000, "include");
+    registry
+        .push(&full, "base/app:1", &["--creds", &creds])
+        .ok();
+    let (thin, report) = commit_over_base(dir.path(), "thin", 2000, "omit");
+    let layers = layer_digests(&report);
+    let base_layer = &layers[0];
+
+    // Nowhere to take the base layer from.
+    let out = registry
+        .push(&thin, "fresh/app:1", &["--creds", &creds])
+        .failed();
+    assert!(out.stderr.contains(base_layer.as_str()), "{out}");
+    assert!(out.stderr.contains("is not in"), "{out}");
+
+    // Mounted from where the base was pushed; only the new blobs travel.
+    let out = registry
+        .push(
+            &thin,
+            "fresh/app:1",
+            &["--creds", &creds, "--from", "base/app", "--json"],
+        )
+        .ok();
+    let pushed = out.json();
+    let blobs = pushed["blobs"].as_array().unwrap();
+    let base_blob = blobs.iter().find(|b| b["digest"] == *base_layer).unwrap();
+    assert_eq!(base_blob["outcome"], "mounted", "{out}");
+    let new_blob = blobs.iter().find(|b| b["digest"] == layers[1]).unwrap();
+    assert_eq!(new_blob["outcome"], "uploaded", "{out}");
+    let inspected = registry.skopeo_inspect("fresh/app:1");
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+}
+
+#[test]
+fn push_fails_clearly_on_bad_credentials_and_leaves_the_archive() {
+    if !root_or_skip("push_fails_clearly_on_bad_credentials_and_leaves_the_archive") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let (archive, report) = commit_over_base(dir.path(), "img", 1000, "include");
+    let before = sha256_file(&archive);
+
+    let wrong = format!("{USER}:not-{PASSWORD}");
+    let out = registry
+        .push(&archive, "app:1", &["--creds", &wrong])
+        .failed();
+    assert!(out.stderr.contains("401 unauthorized"), "{out}");
+    assert!(out.stderr.contains("refused the credentials"), "{out}");
+    assert!(!out.stderr.contains(PASSWORD), "{out}");
+
+    let out = registry.push(&archive, "app:1", &[]).failed();
+    assert!(out.stderr.contains("401 unauthorized"), "{out}");
+    assert!(
+        out.stderr.contains("no credentials were given or found"),
+        "{out}"
+    );
+
+    // Without the test's CA, TLS fails and says where CAs are looked for.
+    let mut cmd = freezeframe_cmd(args![
+        "push",
+        &archive,
+        registry.reference("app:1"),
+        "--cert-dir",
+        dir.path()
+    ]);
+    let out = run(cmd.env("FREEZEFRAME_REGISTRY_CREDS", Registry::creds())).failed();
+    assert!(out.stderr.contains("certificate"), "{out}");
+
+    assert_eq!(sha256_file(&archive), before, "the archive changed");
+    assert!(inspect(&archive).success());
+    let writes: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT ") || r.starts_with("PATCH ") || r.starts_with("POST "))
+        .collect();
+    assert!(writes.is_empty(), "a refused push wrote: {writes:#?}");
+
+    // Credentials from Docker's config.json ($DOCKER_CONFIG) are used.
+    let docker_config = dir.path().join("docker-config");
+    mkdirs(&docker_config);
+    write(
+        &docker_config.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+            registry.host,
+            base64(Registry::creds().as_bytes())
+        ),
+    );
+    let mut cmd = freezeframe_cmd(args![
+        "push",
+        &archive,
+        registry.reference("app:1"),
+        "--cert-dir",
+        &registry.certs_d
+    ]);
+    cmd.env("DOCKER_CONFIG", &docker_config)
+        .env("REGISTRY_AUTH_FILE", registry.certs_d.join("no-auth-file"))
+        .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+    let out = run(&mut cmd).ok();
+    assert_eq!(out.stdout.trim(), report["manifest_digest"], "{out}");
+}
+
+#[test]
+fn push_with_bearer_tokens_asks_for_push_and_mount_scopes() {
+    if !root_or_skip("push_with_bearer_tokens_asks_for_push_and_mount_scopes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with(Auth::Token);
+    let (archive, report) = commit_over_base(dir.path(), "img", 5000, "include");
+    let creds = Registry::creds();
+    let out = registry
+        .push(&archive, "team/app:v1", &["--creds", &creds])
+        .ok();
+    assert_eq!(out.stdout.trim(), report["manifest_digest"], "{out}");
+    assert_eq!(
+        registry.skopeo_inspect("team/app:v1")["Digest"],
+        report["manifest_digest"]
+    );
+
+    let out = registry
+        .push(
+            &archive,
+            "other/app:v1",
+            &["--creds", &creds, "--from", "team/app", "--json"],
+        )
+        .ok();
+    assert_eq!(
+        outcomes(&out.json()),
+        ["mounted", "mounted", "mounted"],
+        "{out}"
+    );
+    let scopes = registry.token_scopes();
+    assert!(scopes.contains("repository:team/app:pull,push"), "{scopes}");
+    assert!(
+        scopes.contains("repository:other/app:pull,push repository:team/app:pull"),
+        "{scopes}"
+    );
+
+    // A repository the user may pull from but not push to.
+    let out = registry
+        .push(&archive, "readonly/app:v1", &["--creds", &creds])
+        .failed();
+    assert!(out.stderr.contains("do not allow this"), "{out}");
+
+    let wrong = format!("{USER}:not-{PASSWORD}");
+    let out = registry
+        .push(&archive, "third/app:v1", &["--creds", &wrong])
+        .failed();
+    assert!(out.stderr.contains("getting a token from"), "{out}");
+    assert!(out.stderr.contains("401 unauthorized"), "{out}");
+    assert!(!out.stderr.contains(PASSWORD), "{out}");
+}
+
+#[test]
+fn push_resumes_after_the_registry_is_killed_and_fails_cleanly_when_it_stays_down() {
+    if !root_or_skip(
+        "push_resumes_after_the_registry_is_killed_and_fails_cleanly_when_it_stays_down",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start();
+    let creds = Registry::creds();
+    // 48 MiB, uncompressed, in 256 KiB chunks: about 190 PATCHes.
+    let (archive, report) = commit_over_base_as(dir.path(), "big", 48 << 20, "include", "none");
+    let layers = layer_digests(&report);
+    let before = sha256_file(&archive);
+
+    let out_path = dir.path().join("push.out");
+    let err_path = dir.path().join("push.err");
+    let mut push = registry
+        .push_cmd(
+            &archive,
+            "resumed/app:1",
+            &[
+                "--creds",
+                &creds,
+                "--chunk-size",
+                "262144",
+                "--retries",
+                "6",
+                "--retry-delay",
+                "200ms",
+                "--json",
+            ],
+        )
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("starting freezeframe push");
+    let patch = "PATCH /v2/resumed/app/blobs/uploads/";
+    let start = Instant::now();
+    while registry
+        .requests_now()
+        .iter()
+        .filter(|r| r.starts_with(patch))
+        .count()
+        < 5
+    {
+        if let Ok(Some(status)) = push.try_wait() {
+            panic!(
+                "the push ended ({status}) before the registry could be killed:\n{}{}",
+                read(&out_path),
+                read(&err_path)
+            );
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no PATCH seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Down long enough for the push's next request to fail.
+    registry.restart(Duration::from_millis(500));
+    let status = wait_or_kill(&mut push, "freezeframe push");
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let pushed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        pushed["manifest_digest"], report["manifest_digest"],
+        "{stderr}"
+    );
+
+    // The restarted registry was asked where the upload was, and got the rest:
+    // from there when the session survived (the kill fell between requests),
+    // else in a new session (distribution drops one whose size is not what
+    // its last answer said, as after a PATCH cut short).
+    let after = registry.requests();
+    assert!(
+        after
+            .iter()
+            .any(|r| r.starts_with("GET /v2/resumed/app/blobs/uploads/")),
+        "{after:#?}"
+    );
+    assert!(after.iter().any(|r| r.starts_with(patch)), "{after:#?}");
+    let started_over = after
+        .iter()
+        .any(|r| r.starts_with("POST /v2/resumed/app/blobs/uploads/"));
+    eprintln!(
+        "after the restart the upload {}",
+        if started_over {
+            "started over"
+        } else {
+            "resumed"
+        }
+    );
+    let inspected = registry.skopeo_inspect("resumed/app:1");
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+    assert_eq!(inspected["Layers"], serde_json::json!(layers));
+
+    // A registry that stays down: the push gives up after its retries.
+    registry.kill();
+    let started = Instant::now();
+    let out = registry
+        .push(
+            &archive,
+            "down/app:1",
+            &[
+                "--creds",
+                &creds,
+                "--retries",
+                "2",
+                "--retry-delay",
+                "100ms",
+            ],
+        )
+        .failed();
+    assert!(out.stderr.contains("failed"), "{out}");
+    assert!(out.stderr.contains(&registry.host), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{out}");
+    assert_eq!(sha256_file(&archive), before, "the archive changed");
+}
+
+#[test]
+fn push_speaks_plain_http_only_to_a_registry_marked_insecure() {
+    if !root_or_skip("push_speaks_plain_http_only_to_a_registry_marked_insecure") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with(Auth::PlainHttp);
+    let (archive, report) = commit_over_base(dir.path(), "img", 1000, "include");
+
+    // TLS is spoken unless the registry is marked insecure: it fails here.
+    let out = registry
+        .push(&archive, "app:1", &["--retries", "0"])
+        .failed();
+    assert!(
+        out.stderr
+            .contains(&format!("https://{}/v2/", registry.host)),
+        "{out}"
+    );
+
+    let out = registry
+        .push(&archive, "app:1", &["--insecure", "--json"])
+        .ok();
+    let pushed = out.json();
+    assert_eq!(pushed["manifest_digest"], report["manifest_digest"]);
+    assert_eq!(
+        outcomes(&pushed),
+        ["uploaded", "uploaded", "uploaded"],
+        "{out}"
+    );
+    let inspected = tool(
+        "skopeo",
+        args![
+            "inspect",
+            "--tls-verify=false",
+            format!("docker://{}", registry.reference("app:1"))
+        ],
+    )
+    .json();
+    assert_eq!(inspected["Digest"], report["manifest_digest"]);
+}
+
+/// Standard base64, padded.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
