@@ -427,6 +427,88 @@ fn a_podman_container_commits_by_name_with_its_base_from_containers_storage() {
     drop(tags);
 }
 
+/// A podman session of an image freezeframe committed is committed on that
+/// image: its base is what containers-storage records for the container, all
+/// of the image's layers. The image's manifest names its own base
+/// (org.opencontainers.image.base.name, here an archive that still exists),
+/// and podman copies that annotation into the container's spec; taking it for
+/// the container's image would drop the first commit's layer.
+#[test]
+fn a_podman_session_of_a_committed_image_is_committed_on_that_image() {
+    if !root_or_skip("a_podman_session_of_a_committed_image_is_committed_on_that_image") {
+        return;
+    }
+    let dir = tempdir("nodes-recommit");
+    let name = unique_id("recommit");
+    let root = dir.path().join("layer1-rootfs");
+    populate_layer1(&root);
+    let grandparent = dir.path().join("layer1.tar");
+    OfflineCommit::new(&root)
+        .tag("layer1")
+        .change(r#"CMD ["sleep", "100000"]"#)
+        .output(&grandparent)
+        .commit();
+    let upper = dir.path().join("first-upper");
+    mkdirs(&upper.join("opt/app"));
+    write(&upper.join("opt/app/app.txt"), "app layer\n");
+    let first = dir.path().join("first.tar");
+    let tag = format!("localhost/{name}:first");
+    let made = OfflineCommit::new(&upper)
+        .base(oci_archive_ref(&grandparent))
+        .tag(&tag)
+        .output(&first)
+        .commit();
+    let image = PodmanImage::load(&first, made["config_digest"].as_str().unwrap());
+    let image_layers = podman_diff_ids(&image.id);
+    assert_eq!(image_layers.len(), 2, "{image_layers:?}");
+
+    let c = PodmanContainer::run(&name, &[], &image.id, &["sleep", "100000"]);
+    c.exec("echo second > /opt/second.txt");
+    let graph_root = tool("podman", ["info", "--format", "{{.Store.GraphRoot}}"])
+        .stdout
+        .trim()
+        .to_string();
+    let config = node_config(
+        dir.path(),
+        &[],
+        &[("containers_storage", Path::new(&graph_root))],
+    );
+    let archive = dir.path().join("second.tar");
+    let report = commit_with(
+        &config,
+        args![&name, "--tag", "second", "-o", &archive],
+        &c.cgroups,
+    );
+    c.cgroups.assert_thawed("after the commit");
+    let source = base_source(&report);
+    let layers = report_layers(&report);
+    assert!(
+        layers.len() > 2,
+        "base from {source}: the first commit's layer is missing: {layers:?}"
+    );
+    assert_eq!(
+        layers[..2].iter().map(|l| l.0.clone()).collect::<Vec<_>>(),
+        image_layers,
+        "base from {source}: the base is the container's image"
+    );
+    let rootfs = unpack_archive(&archive, &ref_name(&archive), &dir.path().join("unpacked"));
+    assert_eq!(read(&rootfs.join("opt/app/app.txt")), "app layer\n");
+    assert_eq!(read(&rootfs.join("opt/second.txt")), "second\n");
+    drop(c);
+    drop(image);
+}
+
+/// The `org.opencontainers.image.ref.name` of an archive's one image.
+fn ref_name(archive: &Path) -> String {
+    let dir = tempdir("nodes-index");
+    let layout = extract_archive(archive, dir.path());
+    let index: Value = serde_json::from_str(&read(&layout.join("index.json"))).expect("index.json");
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ref.name in index.json: {index}"))
+        .to_string()
+}
+
 // ---------------------------------------------------------------------------
 // containerd
 
