@@ -140,7 +140,7 @@ for round in $(seq "$runs"); do
   if [[ $round == 1 ]] && ! python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["base"] is None)' "$work/ff.json"; then
     echo "freezeframe committed no base, so its archive is not the image docker saves:" >&2
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["session"]["base_source"])' "$work/ff.json" >&2
-    [[ -n ${BENCH_ALLOW_NO_BASE:-} ]] || exit 1
+    exit 1
   fi
   measure gzip bash -c 'docker_pipeline gzip gzip "$0"' "$out/gzip.tar.gz"
   size_gzip=$(stat -c %s "$out/gzip.tar.gz")
