@@ -54,12 +54,19 @@ pub struct Config {
     pub stores: Stores,
 }
 
-/// `[storage]`: where committed images go.
+/// `[storage]`: where committed images go, and who may read them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     /// Directory that receives image archives. Absolute.
     pub save_location: PathBuf,
+    /// Permission bits of archives and their sidecars, at most `0o777`; the
+    /// directories freezeframe creates for them let in whoever may read them.
+    #[serde(deserialize_with = "de::mode")]
+    pub archive_mode: u32,
+    /// Group owning archives, sidecars and the directories created for them;
+    /// unchanged when `None`.
+    pub archive_group: Option<Group>,
 }
 
 /// `[session]`: what of a session's filesystem goes into the image.
@@ -352,6 +359,8 @@ impl Default for Storage {
     fn default() -> Self {
         Self {
             save_location: "/var/lib/freezeframe/images".into(),
+            archive_mode: 0o600,
+            archive_group: None,
         }
     }
 }

@@ -27,6 +27,8 @@ fn defaults() {
         config.storage.save_location,
         Path::new("/var/lib/freezeframe/images")
     );
+    assert_eq!(config.storage.archive_mode, 0o600);
+    assert_eq!(config.storage.archive_group, None);
     assert_eq!(config.session.home_path, Path::new("/home/work"));
     assert!(config.session.excludes.is_empty());
     assert_eq!(config.compression.algorithm, Algorithm::Gzip);
@@ -111,8 +113,15 @@ fn example_file_commented_keys_parse() {
             }
         })
         .collect();
-    assert_eq!(uncommented, 4, "level, socket_group, owner_label, lock_dir");
+    assert_eq!(
+        uncommented, 5,
+        "archive_group, level, socket_group, owner_label, lock_dir"
+    );
     let config = parse(&text).unwrap();
+    assert_eq!(
+        config.storage.archive_group,
+        Some(Group::Name("freezeframe-agent".into()))
+    );
     assert_eq!(config.compression.level, Some(5));
     assert_eq!(
         config.server.socket_group,
@@ -127,6 +136,8 @@ fn full_file_parses() {
     let text = r#"
         [storage]
         save_location = "/srv/images"
+        archive_mode = "0640"
+        archive_group = "agent"
 
         [session]
         home_path = "/home/user"
@@ -168,6 +179,8 @@ fn full_file_parses() {
     let expected = Config {
         storage: Storage {
             save_location: "/srv/images".into(),
+            archive_mode: 0o640,
+            archive_group: Some(Group::Name("agent".into())),
         },
         session: Session {
             home_path: "/home/user".into(),
@@ -290,6 +303,18 @@ fn validation_errors_name_file_and_key() {
         (
             "[storage]\nsave_location = \"images\"",
             "storage.save_location: must be an absolute path, got \"images\"",
+        ),
+        (
+            "[storage]\narchive_mode = \"01600\"",
+            "storage.archive_mode: 0o1600 is out of range (at most 0o777); write the mode as \"0600\" or 0o600",
+        ),
+        (
+            "[storage]\narchive_mode = \"0440\"",
+            "storage.archive_mode: 0o440 must let the owner read and write (0o600)",
+        ),
+        (
+            "[storage]\narchive_group = \"\"",
+            "storage.archive_group: must not be empty",
         ),
         (
             "[session]\nhome_path = \"home/work\"",

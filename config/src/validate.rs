@@ -38,7 +38,29 @@ fn stores(stores: &Stores) -> Check {
 }
 
 fn storage(storage: &Storage) -> Check {
-    absolute("storage.save_location", &storage.save_location)
+    absolute("storage.save_location", &storage.save_location)?;
+    if storage.archive_mode > 0o777 {
+        return Err(invalid(
+            "storage.archive_mode",
+            format!(
+                r#"{:#o} is out of range (at most 0o777); write the mode as "0600" or 0o600"#,
+                storage.archive_mode
+            ),
+        ));
+    }
+    if storage.archive_mode & 0o600 != 0o600 {
+        return Err(invalid(
+            "storage.archive_mode",
+            format!(
+                "{:#o} must let the owner read and write (0o600)",
+                storage.archive_mode
+            ),
+        ));
+    }
+    if storage.archive_group == Some(Group::Name(String::new())) {
+        return Err(invalid("storage.archive_group", "must not be empty"));
+    }
+    Ok(())
 }
 
 fn session(session: &Session) -> Check {

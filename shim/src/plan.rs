@@ -112,6 +112,16 @@ pub enum Committed {
     Session(Box<SessionReport>),
 }
 
+impl Committed {
+    /// The commit's report, whichever kind of commit it was.
+    pub fn report(&self) -> &CommitReport {
+        match self {
+            Committed::Offline(r) => r,
+            Committed::Session(r) => &r.commit,
+        }
+    }
+}
+
 impl CommitPlan {
     /// Resolves `o` against `config`. Options are checked in a fixed order
     /// (changes, include mounts, tag, level, excludes), so that a request with

@@ -4,14 +4,24 @@
 use anyhow::Result;
 use freezeframe::api::Task;
 use freezeframe::plan::Committed;
+use freezeframe_snapshot::registry::PushReport;
 use freezeframe_snapshot::CommitReport;
 use indicatif::HumanBytes;
 
-/// A commit's report: as one JSON object with `json`, else as a summary.
-pub fn committed(done: &Committed, json: bool) -> Result<()> {
+/// A commit's report, and its push's if it was pushed: as one JSON object
+/// with `json` (the push under `push`), else as a summary.
+pub fn committed(done: &Committed, pushed: Option<&PushReport>, json: bool) -> Result<()> {
+    if let (Some(p), false) = (pushed, json) {
+        crate::cmd::push::summary(p);
+        println!("pushed    {}@{}", p.reference, p.manifest_digest);
+    }
     match (done, json) {
         (Committed::Offline(r), true) => {
-            println!("{}", serde_json::to_string_pretty(&json_report(r))?)
+            let mut v = json_report(r);
+            if let Some(p) = pushed {
+                v["push"] = serde_json::to_value(p)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?)
         }
         (Committed::Offline(r), false) => summary(r),
         (Committed::Session(r), true) => {
@@ -20,6 +30,9 @@ pub fn committed(done: &Committed, json: bool) -> Result<()> {
             v["frozen"] = serde_json::to_value(&r.frozen)?;
             v["session"] = serde_json::to_value(&r.session)?;
             v["excluded_mounts"] = serde_json::to_value(&r.excluded_mounts)?;
+            if let Some(p) = pushed {
+                v["push"] = serde_json::to_value(p)?;
+            }
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         (Committed::Session(r), false) => {

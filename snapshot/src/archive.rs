@@ -8,7 +8,10 @@
 //! rewritten once the digest and size are known. On [`ArchiveWriter::commit`]
 //! the file is fsynced and linked into place, a `NAME.sha256` sidecar likewise,
 //! and the directory fsynced. Before that, nothing is under the final name, and
-//! a writer dropped or a process killed leaves nothing behind.
+//! a writer dropped or a process killed leaves nothing behind. Archive and
+//! sidecar are their owner's alone (`0600`) unless the process's
+//! [`output_access`] or
+//! [`ArchiveWriter::set_access`] says otherwise.
 //!
 //! It knows the OCI layout's file names and the tar framing of blobs, not what
 //! the blobs hold: layers, configs and manifests are made elsewhere.
@@ -26,7 +29,7 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::sha256_digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::open::{open_root, stat_at};
-use crate::fs::output::Unnamed;
+use crate::fs::output::{output_access, Access, Unnamed};
 use crate::tar::{finish_checksum, padding, ustar, Header, BLOCK};
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -42,6 +45,8 @@ pub struct ArchiveWriter {
     /// The directory's path, for messages.
     dir_path: PathBuf,
     overwrite: bool,
+    /// What the archive and its sidecar get as they are named.
+    access: Access,
     blobs: HashSet<String>,
     /// Blobs in the order they were written, for [`ArchiveWriter::rollback`].
     order: Vec<String>,
@@ -112,6 +117,7 @@ impl ArchiveWriter {
             name: name.to_os_string(),
             dir_path: dir_path.to_path_buf(),
             overwrite,
+            access: output_access(),
             blobs: HashSet::new(),
             order: Vec::new(),
         };
@@ -119,6 +125,13 @@ impl ArchiveWriter {
         w.dir_entry("blobs/sha256")?;
         w.add_file("oci-layout", OCI_LAYOUT)?;
         Ok(w)
+    }
+
+    /// Sets the [`Access`] of the archive and its sidecar, in place of the
+    /// process's [`output_access`].
+    pub fn set_access(&mut self, access: Access) {
+        self.access = access;
+        self.out.set_access(access);
     }
 
     /// The temporary file's path, when the filesystem needed one (for cleanup
@@ -265,6 +278,7 @@ impl ArchiveWriter {
         let sidecar_name = format!("{name}.sha256");
         let sidecar = dir.join(&sidecar_name);
         let mut side = Unnamed::new_in(self.out.dir(), &dir, &sidecar_name).at(&dir)?;
+        side.set_access(self.access);
         let line = format!("{}  {name}\n", sha256.trim_start_matches("sha256:"));
         side.file().write_all(line.as_bytes()).at(&sidecar)?;
         side.file().sync_all().at(&sidecar)?;
@@ -325,6 +339,31 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         drop(w);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn archive_and_sidecar_are_private_unless_given_an_access() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str| {
+            let m = std::fs::metadata(dir.path().join(name)).unwrap();
+            (m.mode() & 0o7777, m.gid())
+        };
+        let me = rustix::process::getegid().as_raw();
+        ArchiveWriter::create(&dir.path().join("a.tar"), false)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(mode("a.tar"), (0o600, me));
+        assert_eq!(mode("a.tar.sha256"), (0o600, me));
+        let mut w = ArchiveWriter::create(&dir.path().join("b.tar"), false).unwrap();
+        w.set_access(Access {
+            mode: 0o640,
+            gid: Some(me),
+        });
+        w.commit().unwrap();
+        assert_eq!(mode("b.tar"), (0o640, me));
+        assert_eq!(mode("b.tar.sha256"), (0o640, me));
     }
 
     #[test]

@@ -30,6 +30,11 @@ use crate::source::{
 /// Deepest chain of image indexes followed.
 const MAX_INDEX_DEPTH: usize = 4;
 
+/// Most bytes of one PAX extended header, GNU long name or GNU long link
+/// that are read: the tar crate would read one whole, and a small compressed
+/// layer can declare gigabytes of one.
+pub const MAX_TAR_META: u64 = 1 << 20;
+
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const DOCKER_FOREIGN_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
@@ -419,8 +424,7 @@ pub fn layer_entries(path: &Path, layer_digest: &str) -> Result<Vec<String>, Ins
     };
     let mut archive = tar::Archive::new(stream);
     let mut lines = Vec::new();
-    for entry in archive.entries().map_err(|e| layer_error(path, desc, e))? {
-        let entry = entry.map_err(|e| layer_error(path, desc, e))?;
+    for_each_entry(&mut archive, |entry, meta| {
         let h = entry.header();
         let kind = match h.entry_type() {
             tar::EntryType::Directory => 'd',
@@ -431,20 +435,139 @@ pub fn layer_entries(path: &Path, layer_digest: &str) -> Result<Vec<String>, Ins
             tar::EntryType::Fifo => 'p',
             _ => '-',
         };
+        let id = |key, header: io::Result<u64>| {
+            meta.pax_number(key).unwrap_or_else(|| header.unwrap_or(0))
+        };
+        let path = meta.path().unwrap_or_else(|| entry.path_bytes());
         let mut line = format!(
             "{kind} {:04o} {}:{} {}",
             h.mode().unwrap_or(0) & 0o7777,
-            h.uid().unwrap_or(0),
-            h.gid().unwrap_or(0),
-            String::from_utf8_lossy(&entry.path_bytes()).trim_end_matches('/')
+            id("uid", h.uid()),
+            id("gid", h.gid()),
+            String::from_utf8_lossy(&path).trim_end_matches('/')
         );
-        if let Some(target) = entry.link_name_bytes() {
+        if let Some(target) = meta.link().or_else(|| entry.link_name_bytes()) {
             line.push_str(" -> ");
             line.push_str(&String::from_utf8_lossy(&target));
         }
         lines.push(line);
-    }
+        Ok(())
+    })
+    .map_err(|e| layer_error(path, desc, e))?;
     Ok(lines)
+}
+
+/// What the extension headers before an entry said: PAX records, a GNU long
+/// name and a GNU long link, each read bounded by [`MAX_TAR_META`].
+#[derive(Default)]
+struct TarMeta {
+    pax: Option<Vec<u8>>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
+impl TarMeta {
+    /// The first well-formed PAX record `key`, as the tar crate takes it.
+    fn pax_value(&self, key: &str) -> Option<&[u8]> {
+        tar::PaxExtensions::new(self.pax.as_deref()?)
+            .map_while(Result::ok)
+            .find(|r| r.key() == Ok(key))
+            .map(|r| r.value_bytes())
+    }
+
+    fn pax_number(&self, key: &str) -> Option<u64> {
+        std::str::from_utf8(self.pax_value(key)?).ok()?.parse().ok()
+    }
+
+    fn path(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let long = self
+            .long_name
+            .as_deref()
+            .map(|n| n.strip_suffix(b"\0").unwrap_or(n));
+        self.pax_value("path").or(long).map(Into::into)
+    }
+
+    fn link(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let long = self
+            .long_link
+            .as_deref()
+            .map(|n| n.strip_suffix(b"\0").unwrap_or(n));
+        self.pax_value("linkpath").or(long).map(Into::into)
+    }
+}
+
+fn invalid_tar(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Calls `f` with each entry of `archive` and what its extension headers
+/// said. The entries are iterated raw, and the extension headers (PAX `x`,
+/// GNU `L` and `K`) read here, each refused when it declares more than
+/// [`MAX_TAR_META`] bytes, so that no header is read whole into memory. As
+/// the tar crate would, a PAX `size` gives the entry's size: one that
+/// disagrees with the entry's header is refused, so that the raw framing is
+/// the one any reader sees.
+fn for_each_entry<R: Read>(
+    archive: &mut tar::Archive<R>,
+    mut f: impl FnMut(&mut tar::Entry<'_, R>, &TarMeta) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut meta = TarMeta::default();
+    let mut pending = false;
+    for entry in archive.entries()?.raw(true) {
+        let mut entry = entry?;
+        let kind = entry.header().entry_type();
+        let size = entry.header().entry_size()?;
+        let slot = if kind.is_pax_local_extensions() {
+            Some((&mut meta.pax, "PAX extended header"))
+        } else if kind.is_gnu_longname() {
+            Some((&mut meta.long_name, "GNU long name"))
+        } else if kind.is_gnu_longlink() {
+            Some((&mut meta.long_link, "GNU long link"))
+        } else {
+            None
+        };
+        if let Some((slot, what)) = slot {
+            if size > MAX_TAR_META {
+                return Err(invalid_tar(format!(
+                    "a {what} of {size} bytes, more than the {MAX_TAR_META} read"
+                )));
+            }
+            if slot.is_some() {
+                return Err(invalid_tar(format!("two {what}s describe one entry")));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            (&mut entry).take(MAX_TAR_META).read_to_end(&mut data)?;
+            *slot = Some(data);
+            pending = true;
+            continue;
+        }
+        let shown = || String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if kind.is_gnu_sparse() && entry.header().as_gnu().is_some_and(|g| g.is_extended()) {
+            return Err(invalid_tar(format!(
+                "{}: GNU sparse entries with extension headers are not read",
+                shown()
+            )));
+        }
+        // The tar crate gives a PAX size to no extension header.
+        let sized = !kind.is_pax_global_extensions();
+        if let Some(pax_size) = meta.pax_number("size").filter(|_| sized) {
+            if pax_size != size {
+                return Err(invalid_tar(format!(
+                    "{}: its PAX size {pax_size} disagrees with its header's {size}",
+                    shown()
+                )));
+            }
+        }
+        f(&mut entry, &meta)?;
+        meta = TarMeta::default();
+        pending = false;
+    }
+    if pending {
+        return Err(invalid_tar(
+            "extension headers describe an entry that never comes".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn layer_error(path: &Path, desc: &Descriptor, e: io::Error) -> InspectError {
@@ -470,10 +593,10 @@ fn scan_tar(reader: impl Read) -> io::Result<Scan> {
     let mut entries = 0;
     {
         let mut archive = tar::Archive::new(&mut hashed);
-        for entry in archive.entries()? {
-            entry?;
+        for_each_entry(&mut archive, |_, _| {
             entries += 1;
-        }
+            Ok(())
+        })?;
     }
     // The diffID covers the whole stream, padding after the end blocks included.
     io::copy(&mut hashed, &mut io::sink())?;
@@ -873,5 +996,102 @@ mod tests {
         assert_eq!(human_size(0), "0 B");
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(5 << 30), "5.0 GiB");
+    }
+}
+
+#[cfg(test)]
+mod tar_meta_tests {
+    use super::*;
+
+    fn header(kind: tar::EntryType, path: &str, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(path).unwrap();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        h
+    }
+
+    #[test]
+    fn a_huge_extension_header_is_refused_before_it_is_read() {
+        for (kind, what) in [
+            (tar::EntryType::XHeader, "PAX extended header"),
+            (tar::EntryType::GNULongName, "GNU long name"),
+            (tar::EntryType::GNULongLink, "GNU long link"),
+        ] {
+            let h = header(kind, "meta", 1 << 30);
+            // A gigabyte of header data that must not be read (or stored).
+            let stream =
+                io::Cursor::new(h.as_bytes().to_vec()).chain(io::repeat(b'a').take(1 << 30));
+            let mut counted = HashingReader::new(
+                stream,
+                DigestHasher::new(&oci_spec::image::DigestAlgorithm::Sha256).unwrap(),
+            );
+            let err = scan_tar(&mut counted).err().unwrap().to_string();
+            assert!(
+                err.contains(what) && err.contains("1073741824 bytes"),
+                "{err}"
+            );
+            assert!(counted.count < 1 << 20, "{} bytes read", counted.count);
+        }
+    }
+
+    #[test]
+    fn long_names_and_pax_records_name_the_entry_they_precede() {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("dir/{}", "n".repeat(150));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append_data(&mut h, &long, &b"x"[..]).unwrap();
+        b.append_pax_extensions([("path", &b"pax/name"[..]), ("uid", b"4242")])
+            .unwrap();
+        let mut h = header(tar::EntryType::Regular, "short", 2);
+        b.append(&h, &b"yy"[..]).unwrap();
+        b.append_pax_extensions([("size", &b"3"[..])]).unwrap();
+        h.set_size(3);
+        h.set_cksum();
+        b.append(&h, &b"zzz"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let mut seen = Vec::new();
+        for_each_entry(&mut tar::Archive::new(&bytes[..]), |entry, meta| {
+            let path = meta
+                .path()
+                .unwrap_or_else(|| entry.path_bytes())
+                .into_owned();
+            seen.push((String::from_utf8(path).unwrap(), meta.pax_number("uid")));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (long.clone(), None),
+                ("pax/name".into(), Some(4242)),
+                ("short".into(), None)
+            ]
+        );
+
+        // A PAX size that disagrees with the header is refused.
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("size", &b"1000"[..])]).unwrap();
+        b.append(&header(tar::EntryType::Regular, "f", 2), &b"yy"[..])
+            .unwrap();
+        let bytes = b.into_inner().unwrap();
+        let err = for_each_entry(&mut tar::Archive::new(&bytes[..]), |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f: its PAX size 1000 disagrees"), "{err}");
+
+        // So are headers that describe no entry.
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("path", &b"x"[..])]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let err = for_each_entry(&mut tar::Archive::new(&bytes[..]), |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("never comes"), "{err}");
     }
 }

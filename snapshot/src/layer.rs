@@ -79,26 +79,126 @@ pub fn event_header<'a>(event: &Event<'a>) -> Cow<'a, Header> {
 
 /// How file data gets from the file the walk opened into the tar stream.
 pub trait DataCopy<W> {
+    /// Called before the first [`DataCopy::chunk`] of each file.
+    fn start(&mut self, _src: &File) {}
+
     /// Moves at most `max` bytes from `src` to `out`; returns how many, 0 when
     /// `src` has ended.
     fn chunk(&mut self, src: &mut File, out: &mut W, max: u64) -> Result<u64, CopyError>;
 }
 
-/// Copies through a buffer: read, then write.
+/// Copies through a buffer: read, then write. The holes of a sparse file are
+/// found with `SEEK_DATA`/`SEEK_HOLE` and written as zeros without being
+/// read.
 pub struct ReadWrite {
     buf: Vec<u8>,
+    /// Where the current file's data and holes are, when it is sparse.
+    holes: Option<Holes>,
+    /// Bytes read from files, holes not included.
+    read: u64,
+}
+
+/// A sparse file being read: the offset reached, and the extent it is in.
+#[derive(Debug, Clone, Copy)]
+struct Holes {
+    pos: u64,
+    /// The file's size when it was opened: no data is looked for past it.
+    size: u64,
+    /// Below this, from `pos`, the file is a hole.
+    hole_end: u64,
+    /// Below this, from `pos` (at or past `hole_end`), the file has data.
+    data_end: u64,
+}
+
+/// Zeros written for a hole, a buffer at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl Holes {
+    /// `Some` when `file` has fewer blocks than its size needs, and so holes.
+    fn of(file: &File) -> Option<Holes> {
+        let st = rustix::fs::fstat(file).ok()?;
+        let size = u64::try_from(st.st_size).ok()?;
+        let allocated = u64::try_from(st.st_blocks).ok()?.saturating_mul(512);
+        if allocated >= size {
+            return None;
+        }
+        let pos = rustix::fs::seek(file, rustix::fs::SeekFrom::Current(0)).ok()?;
+        Some(Holes {
+            pos,
+            size,
+            hole_end: pos,
+            data_end: pos,
+        })
+    }
+
+    /// Finds the extent at `pos` once the last one is used up: a hole until
+    /// the next data (or the size), or data until the next hole. `None` when
+    /// the filesystem cannot tell; the file is then read as it is.
+    fn advance(&mut self, file: &File) -> Option<()> {
+        use rustix::fs::{seek, SeekFrom};
+        if self.pos < self.hole_end || self.pos < self.data_end {
+            return Some(());
+        }
+        let data = match seek(file, SeekFrom::Data(self.pos)) {
+            Ok(d) => d.min(self.size.max(self.pos)),
+            // No data at or past `pos`: a hole up to the end.
+            Err(rustix::io::Errno::NXIO) => self.size.max(self.pos),
+            Err(_) => return None,
+        };
+        self.hole_end = data;
+        if data > self.pos {
+            self.data_end = data;
+            return Some(());
+        }
+        self.data_end = seek(file, SeekFrom::Hole(self.pos)).ok()?;
+        seek(file, SeekFrom::Start(self.pos)).ok()?;
+        Some(())
+    }
 }
 
 impl<W: Write> DataCopy<W> for ReadWrite {
+    fn start(&mut self, src: &File) {
+        self.holes = Holes::of(src);
+    }
+
     fn chunk(&mut self, src: &mut File, out: &mut W, max: u64) -> Result<u64, CopyError> {
-        let want = self
+        let mut want = self
             .buf
             .len()
             .min(usize::try_from(max).unwrap_or(usize::MAX));
+        let at = |src: &File, pos| {
+            rustix::fs::seek(src, rustix::fs::SeekFrom::Start(pos))
+                .map_err(|e| CopyError::Read(e.into()))
+        };
+        if let Some(holes) = &mut self.holes {
+            if holes.advance(src).is_none() {
+                // Read on from where the copy is, as for any file.
+                at(src, holes.pos)?;
+                self.holes = None;
+            } else if holes.pos < holes.hole_end {
+                let n = (holes.hole_end - holes.pos)
+                    .min(max)
+                    .min(ZEROS.len() as u64);
+                out.write_all(&ZEROS[..n as usize])
+                    .map_err(CopyError::Write)?;
+                holes.pos += n;
+                if holes.pos == holes.hole_end {
+                    at(src, holes.pos)?;
+                }
+                return Ok(n);
+            } else {
+                let extent = holes.data_end.saturating_sub(holes.pos);
+                want = want.min(usize::try_from(extent).unwrap_or(usize::MAX));
+            }
+        }
         loop {
             match src.read(&mut self.buf[..want]) {
                 Ok(n) => {
                     out.write_all(&self.buf[..n]).map_err(CopyError::Write)?;
+                    self.read += n as u64;
+                    if let Some(holes) = &mut self.holes {
+                        holes.pos += n as u64;
+                    }
                     return Ok(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -175,6 +275,8 @@ impl<W: Write> LayerWriter<W, ReadWrite> {
     pub fn new(out: W, out_path: &Path) -> Self {
         let copy = ReadWrite {
             buf: vec![0; COPY_BUF],
+            holes: None,
+            read: 0,
         };
         LayerWriter::with_copy(out, copy, out_path, None)
     }
@@ -211,6 +313,7 @@ impl<W: Write, C: DataCopy<W>> Visitor for LayerWriter<W, C> {
         self.tar.header(&header).at(&self.out_path)?;
         let Some(src) = data else { return Ok(0) };
         let copy = &mut self.copy;
+        copy.start(src);
         self.tar
             .data_with(size, |out, max| copy.chunk(src, out, max))
             .map_err(|e| match e {
@@ -257,4 +360,88 @@ pub fn write_layer<W: Write + Send + 'static>(
         media_type: settings.algorithm.media_type().to_string(),
     };
     Ok((out, info, report, entries))
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+
+    /// Copies `file` as the layer writer does, returning what came out and
+    /// how many bytes were read from the file.
+    fn copy(file: &mut File, size: u64) -> (Vec<u8>, u64) {
+        let mut rw = ReadWrite {
+            buf: vec![0; COPY_BUF],
+            holes: None,
+            read: 0,
+        };
+        let mut out = Vec::new();
+        DataCopy::<Vec<u8>>::start(&mut rw, file);
+        let mut left = size;
+        while left > 0 {
+            match rw.chunk(file, &mut out, left).unwrap() {
+                0 => break,
+                n => left -= n,
+            }
+        }
+        (out, rw.read)
+    }
+
+    #[test]
+    fn holes_are_written_as_zeros_without_being_read() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("sparse");
+        let mut f = File::create(&path).unwrap();
+        const MIB: u64 = 1 << 20;
+        let size = 64 * MIB + 123;
+        f.set_len(size).unwrap();
+        let extents = [(0, b"head"), (20 * MIB + 5, b"mid!"), (63 * MIB, b"tail")];
+        for (at, data) in extents {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(data).unwrap();
+        }
+        f.sync_all().unwrap();
+        let mut want = vec![0u8; size as usize];
+        for (at, data) in extents {
+            want[at as usize..at as usize + 4].copy_from_slice(data);
+        }
+        let mut f = File::open(&path).unwrap();
+        if Holes::of(&f).is_none() {
+            eprintln!(
+                "skipping: the filesystem of {} made no holes",
+                path.display()
+            );
+            return;
+        }
+        let (out, read) = copy(&mut f, size);
+        assert!(out == want, "the copy differs from the file");
+        // Only the data blocks are read: a few pages around each extent.
+        assert!(read <= 3 * MIB, "{read} bytes read for 12 bytes of data");
+
+        // A file that is one hole, and a header size past the file's end:
+        // zeros, and no more than the file.
+        let hole = t.path().join("hole");
+        File::create(&hole).unwrap().set_len(10 * MIB).unwrap();
+        let (out, read) = copy(&mut File::open(&hole).unwrap(), 10 * MIB);
+        assert_eq!((out.len() as u64, read), (10 * MIB, 0));
+        assert!(out.iter().all(|&b| b == 0));
+        let (out, _) = copy(&mut File::open(&path).unwrap(), size + 10);
+        assert!(
+            out == want,
+            "a header size past the end gave more than the file"
+        );
+    }
+
+    #[test]
+    fn dense_files_are_read_as_they_are() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("dense");
+        let data: Vec<u8> = (0..3 * COPY_BUF + 7).map(|i| i as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut f = File::open(&path).unwrap();
+        assert!(Holes::of(&f).is_none());
+        let (out, read) = copy(&mut f, data.len() as u64);
+        assert!(out == data);
+        assert_eq!(read, data.len() as u64);
+    }
 }

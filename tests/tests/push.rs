@@ -954,3 +954,79 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn commit_push_sends_a_running_session_and_leaves_no_archive_without_output() {
+    if !root_or_skip("commit_push_sends_a_running_session_and_leaves_no_archive_without_output") {
+        return;
+    }
+    use freezeframe_tests::containers::{populate_busybox, RuncOptions, RuncSession};
+    let registry = Registry::start();
+    let s = RuncSession::start("push-session", populate_busybox, RuncOptions::default());
+    s.exec("echo changed > /etc/pushed");
+    let save = s.scratch("save");
+    let config = s.scratch("config").join("config.toml");
+    fs::write(
+        &config,
+        format!("[storage]\nsave_location = {:?}\n", save.to_str().unwrap()),
+    )
+    .unwrap();
+    let reference = registry.reference("session:live");
+    let commit = |extra: &[&str]| {
+        let mut a = args!["--config", &config, "commit"];
+        a.extend(s.target());
+        a.extend(args![
+            "--push",
+            &reference,
+            "--cert-dir",
+            &registry.certs_d,
+            "--json"
+        ]);
+        a.extend(extra.iter().map(Into::into));
+        let mut cmd = Command::new(bin());
+        cmd.args(a)
+            .env_remove("FREEZEFRAME_CONFIG")
+            .env("DOCKER_CONFIG", registry.certs_d.join("no-docker-config"))
+            .env("REGISTRY_AUTH_FILE", registry.certs_d.join("no-auth-file"))
+            .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+        run(&mut cmd)
+    };
+
+    // A wrong password: the commit is kept, and the error says where.
+    let o = commit(&["--creds", "pusher:wrong"]).failed();
+    assert!(o.stderr.contains("401"), "{o}");
+    assert!(o.stderr.contains("the commit is kept in"), "{o}");
+    assert!(!o.stderr.contains("wrong"), "the password is shown:\n{o}");
+    let kept: Vec<_> = fs::read_dir(&save).unwrap().flatten().collect();
+    assert!(
+        kept.iter()
+            .any(|e| e.path().extension().is_some_and(|x| x == "tar")),
+        "no archive kept after a failed push: {kept:?}"
+    );
+    for e in kept {
+        fs::remove_file(e.path()).unwrap();
+    }
+    s.assert_running_and_thawed("after a failed push");
+
+    // Pushed with no --output: nothing is left in the save location.
+    let report = commit(&["--creds", &Registry::creds()]).ok().json();
+    let pushed = report["push"]["manifest_digest"]
+        .as_str()
+        .expect("push digest");
+    assert_eq!(
+        registry.skopeo_inspect("session:live")["Digest"],
+        pushed,
+        "{report}"
+    );
+    assert_eq!(
+        report["manifest_digest"], pushed,
+        "the manifest went as written"
+    );
+    let left: Vec<_> = fs::read_dir(&save)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    s.assert_running_and_thawed("after the push");
+}

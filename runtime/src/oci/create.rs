@@ -155,6 +155,27 @@ fn seed_home(id: &str, bundle: &Path, spec: &Spec, home: &Path) -> Result<SeedRe
         target: scratch.clone(),
         source,
     })?;
+    if let Seeded::Copied { devices, .. } = &seeded {
+        if devices.count > 0 {
+            let listed: Vec<String> = devices
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let more = if devices.count > listed.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            };
+            tracing::warn!(
+                id,
+                scratch = %scratch.display(),
+                "home seeding left out {} device node(s) of the image: {}{more}",
+                devices.count,
+                listed.join(", "),
+            );
+        }
+    }
     Ok(Some((scratch, seeded)))
 }
 

@@ -12,16 +12,18 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args as ClapArgs;
 use freezeframe::api::CommitRequest;
 use freezeframe::live::{Quiet, Target};
-use freezeframe::plan::{config_algorithm, Source};
+use freezeframe::plan::{config_algorithm, Committed, Source};
 use freezeframe::{CommitError, CommitOverrides, CommitPlan};
 use freezeframe_config::{Config, PauseMode};
 use freezeframe_runtime::session::freezer::CgroupVersion;
 use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::Algorithm;
+use freezeframe_snapshot::registry::{self, PushOptions, PushReport, Reference};
 use freezeframe_snapshot::source::base::BaseRef;
 use freezeframe_snapshot::walk::Progress;
 use freezeframe_snapshot::BaseBlobs;
 
+use crate::cmd::push::RegistryArgs;
 use crate::progress::Bar;
 use crate::remote;
 
@@ -119,10 +121,16 @@ pub struct Args {
     /// location, named as the service names it].
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Push the image to HOST[:PORT]/REPO[:TAG] once committed. Without
+    /// --output, the archive is removed after a push that succeeds.
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Commit through the service (`freezeframe serve`) and follow it: FILE is
     /// then a name inside the service's save location.
     #[arg(long, requires = "session", conflicts_with_all = [
-        "pid", "upper", "excludes", "level", "threads", "force",
+        "pid", "upper", "excludes", "level", "threads", "force", "push",
         "home_path", "cgroup", "freeze_timeout",
     ])]
     via_daemon: bool,
@@ -167,10 +175,20 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
         })?;
     }
     let config = Config::load(config_path)?;
+    freezeframe::server::output::set_access(&config.storage)?;
     let json = a.json;
     let output = match &a.output {
         Some(output) => output.clone(),
         None => default_output(&config, &a)?,
+    };
+    // A bad reference or flag fails before anything is frozen or written.
+    let push = match &a.push {
+        Some(r) => {
+            let reference: Reference = r.parse().context("--push")?;
+            let options = a.registry.options(None)?;
+            Some((reference, options, a.output.is_none()))
+        }
+        None => None,
     };
     let plan = CommitPlan::resolve(&config, a.overrides(root, output)).map_err(with_flags)?;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -183,7 +201,15 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     let result = plan.run(&progress, &cancel, &Quiet);
     drop(bar);
     match result {
-        Ok(done) => crate::show::committed(&done, json)?,
+        Ok(done) => {
+            let pushed = match push {
+                Some((reference, options, scratch)) => {
+                    Some(push_committed(&done, &reference, &options, scratch)?)
+                }
+                None => None,
+            };
+            crate::show::committed(&done, pushed.as_ref(), json)?
+        }
         Err(CommitError::Cancelled) => {
             eprintln!("freezeframe: cancelled; nothing was written");
             return Ok(ExitCode::from(130));
@@ -191,6 +217,38 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
         Err(e) => return Err(with_flags(e)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes a committed archive. An archive made only to be pushed is removed
+/// after the push; one that fails to push is kept, and the error says where.
+fn push_committed(
+    done: &Committed,
+    reference: &Reference,
+    options: &PushOptions,
+    scratch: bool,
+) -> Result<PushReport> {
+    let archive = done.report().archive.clone();
+    let report = registry::push_archive(&archive, reference, options).with_context(|| {
+        format!(
+            "pushing to {reference} (the commit is kept in {})",
+            archive.display()
+        )
+    })?;
+    if scratch {
+        for path in [archive.clone(), sidecar_of(&archive)] {
+            if let Err(e) = std::fs::remove_file(&path) {
+                eprintln!("freezeframe: removing {}: {e}", path.display());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The `NAME.sha256` written beside an archive.
+fn sidecar_of(archive: &Path) -> PathBuf {
+    let mut name = archive.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
 }
 
 /// Where a commit goes when no --output is given: the save location, under
@@ -202,8 +260,8 @@ fn default_output(config: &Config, a: &Args) -> Result<PathBuf> {
         (None, None) => bail!("--output is needed to commit trees on disk (--upper)"),
     };
     let save = &config.storage.save_location;
-    std::fs::create_dir_all(save)
-        .with_context(|| format!("creating the save location {}", save.display()))?;
+    let access = freezeframe_snapshot::fs::output::output_access();
+    freezeframe::server::output::create_save_location(save, access)?;
     let name = freezeframe::server::output::default_name(
         std::time::SystemTime::now(),
         &session,

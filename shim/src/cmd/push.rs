@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use freezeframe_snapshot::registry::{self, BlobOutcome, Credentials, PushOptions, Reference};
+use freezeframe_snapshot::registry::{
+    self, BlobOutcome, Credentials, PushOptions, PushReport, Reference,
+};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -15,6 +17,19 @@ pub struct Args {
     archive: PathBuf,
     /// Where to: HOST[:PORT]/REPO[:TAG] (the tag defaults to latest).
     reference: String,
+    /// The image in the archive, when it holds several (its ref name).
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Print the push report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How to reach a registry: shared by `push` and `commit --push`.
+#[derive(ClapArgs)]
+pub struct RegistryArgs {
     /// A repository of the same registry to mount blobs from instead of
     /// uploading them (default: the base image's repository, when the image's
     /// org.opencontainers.image.base.name names one of this registry).
@@ -36,9 +51,6 @@ pub struct Args {
     /// place of /etc/docker/certs.d and /etc/containers/certs.d; repeatable.
     #[arg(long, value_name = "DIR")]
     cert_dir: Vec<PathBuf>,
-    /// The image in the archive, when it holds several (its ref name).
-    #[arg(long, value_name = "NAME")]
-    image: Option<String>,
     /// Blobs up to this many bytes go in one request, larger ones in chunks of it.
     #[arg(long, value_name = "BYTES", default_value_t = registry::upload::DEFAULT_CHUNK_SIZE)]
     chunk_size: u64,
@@ -49,51 +61,61 @@ pub struct Args {
     /// The first wait before a repeat, doubled each time (at most 30s).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     retry_delay: Duration,
-    /// Print the push report as one JSON object.
-    #[arg(long)]
-    json: bool,
+}
+
+impl RegistryArgs {
+    /// The push options these flags give, for the image named `image`.
+    pub fn options(&self, image: Option<String>) -> Result<PushOptions> {
+        let credentials = match self.creds.as_deref() {
+            Some(text) => Some(
+                Credentials::parse(text)
+                    .context("--creds must be USER:PASSWORD with a user name")?,
+            ),
+            None => None,
+        };
+        Ok(PushOptions {
+            client: registry::ClientOptions {
+                insecure: self.insecure,
+                cert_dirs: self.cert_dir.clone(),
+                credentials,
+                retries: self.retries,
+                retry_delay: self.retry_delay,
+            },
+            from: self.from.clone(),
+            image,
+            chunk_size: self.chunk_size,
+            ..PushOptions::default()
+        })
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let reference: Reference = a.reference.parse()?;
-    let credentials = match a.creds.as_deref() {
-        Some(text) => Some(
-            Credentials::parse(text).context("--creds must be USER:PASSWORD with a user name")?,
-        ),
-        None => None,
-    };
-    let options = PushOptions {
-        client: registry::ClientOptions {
-            insecure: a.insecure,
-            cert_dirs: a.cert_dir,
-            credentials,
-            retries: a.retries,
-            retry_delay: a.retry_delay,
-        },
-        from: a.from,
-        image: a.image,
-        chunk_size: a.chunk_size,
-        ..PushOptions::default()
-    };
+    let options = a.registry.options(a.image)?;
     let report = registry::push_archive(&a.archive, &reference, &options)
         .with_context(|| format!("pushing {} to {reference}", a.archive.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let count = |o: BlobOutcome| report.blobs.iter().filter(|b| b.outcome == o).count();
-        let mounted = match &report.mount_source {
-            Some(from) => format!(" from {from}"),
-            None => String::new(),
-        };
-        eprintln!(
-            "pushed {}: {} blobs uploaded ({} bytes), {} mounted{mounted}, {} already there",
-            report.reference,
-            count(BlobOutcome::Uploaded),
-            report.uploaded_bytes,
-            count(BlobOutcome::Mounted),
-            count(BlobOutcome::Existing),
-        );
+        summary(&report);
         println!("{}", report.manifest_digest);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on stderr: what travelled and what did not.
+pub fn summary(report: &PushReport) {
+    let count = |o: BlobOutcome| report.blobs.iter().filter(|b| b.outcome == o).count();
+    let mounted = match &report.mount_source {
+        Some(from) => format!(" from {from}"),
+        None => String::new(),
+    };
+    eprintln!(
+        "pushed {}: {} blobs uploaded ({} bytes), {} mounted{mounted}, {} already there",
+        report.reference,
+        count(BlobOutcome::Uploaded),
+        report.uploaded_bytes,
+        count(BlobOutcome::Mounted),
+        count(BlobOutcome::Existing),
+    );
 }

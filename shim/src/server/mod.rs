@@ -51,8 +51,8 @@ pub enum ServeError {
         source: io::Error,
     },
 
-    #[error("creating the save location {}: {source}", path.display())]
-    SaveLocation { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Output(#[from] output::AccessError),
 
     #[error("{}: {source}", path.display())]
     Socket { path: PathBuf, source: io::Error },
@@ -105,11 +105,7 @@ async fn run(config: Config) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).map_err(handler("SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(handler("SIGINT"))?;
 
-    let save = &config.storage.save_location;
-    std::fs::create_dir_all(save).map_err(|source| ServeError::SaveLocation {
-        path: save.clone(),
-        source,
-    })?;
+    output::configure(&config.storage)?;
     let store = Store::open(&s.state_dir)?;
     let manager = Arc::new(Manager::new(
         store,

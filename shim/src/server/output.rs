@@ -5,14 +5,25 @@
 //! The directory is resolved once, at admission, into an fd that the commit
 //! writes through (archive and sidecar alike): what happens to the path
 //! afterwards (a component replaced by a symlink, say) cannot move the output.
+//!
+//! Who may read the output is `[storage]`'s `archive_mode` and
+//! `archive_group` ([`configure`]): archives and sidecars `0600` by default,
+//! and the directories made for them (the save location, missing
+//! subdirectories of an `output`) let in only whoever may read them.
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use freezeframe_snapshot::fs::open::{open_beneath, proc_path, stat_at};
+use freezeframe_config::{Group, Storage};
+use freezeframe_snapshot::fs::open::{
+    open_beneath, open_root_nofollow, proc_path, stat, stat_at, BENEATH,
+};
+use freezeframe_snapshot::fs::output::{output_access, set_output_access, Access};
 use freezeframe_snapshot::fs::Errno;
 use rustix::fs::{mkdirat, Mode, OFlags, ResolveFlags, CWD};
 
@@ -27,6 +38,90 @@ const DIR: OFlags = OFlags::PATH.union(OFlags::DIRECTORY);
 /// How a path below the save location is resolved: never outside it, and never
 /// through a `/proc` magic link; a symlink that stays inside is followed.
 const INSIDE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Why the configured access of the output cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("storage.archive_group: no group named {name:?}")]
+    NoGroup { name: String },
+    #[error("storage.archive_group: looking up group {name:?}: {source}")]
+    Lookup { name: String, source: nix::Error },
+    #[error("creating the save location {}: {source}", path.display())]
+    SaveLocation { path: PathBuf, source: io::Error },
+}
+
+/// The [`Access`] that `[storage]` gives archives and sidecars, its group
+/// looked up by name if need be.
+pub fn access(storage: &Storage) -> Result<Access, AccessError> {
+    let gid = match &storage.archive_group {
+        None => None,
+        Some(Group::Gid(gid)) => Some(*gid),
+        Some(Group::Name(name)) => Some(
+            nix::unistd::Group::from_name(name)
+                .map_err(|source| AccessError::Lookup {
+                    name: name.clone(),
+                    source,
+                })?
+                .ok_or_else(|| AccessError::NoGroup { name: name.clone() })?
+                .gid
+                .as_raw(),
+        ),
+    };
+    Ok(Access {
+        mode: storage.archive_mode,
+        gid,
+    })
+}
+
+/// Makes `[storage]`'s access the process's ([`set_output_access`]), for
+/// every archive and sidecar it writes.
+pub fn set_access(storage: &Storage) -> Result<Access, AccessError> {
+    let access = access(storage)?;
+    set_output_access(access);
+    Ok(access)
+}
+
+/// [`set_access`], and creates the save location if it is missing (see
+/// [`create_save_location`]): the service's start.
+pub fn configure(storage: &Storage) -> Result<Access, AccessError> {
+    let access = set_access(storage)?;
+    create_save_location(&storage.save_location, access)?;
+    Ok(access)
+}
+
+/// Creates `save` and its missing parents, if it is missing, with
+/// [`Access::dir_mode`], and gives `save` itself `access`'s group. An
+/// existing save location is the operator's, and is left as it is.
+pub fn create_save_location(save: &Path, access: Access) -> Result<(), AccessError> {
+    let err = |source| AccessError::SaveLocation {
+        path: save.to_path_buf(),
+        source,
+    };
+    if save.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(access.dir_mode())
+        .create(save)
+        .map_err(err)?;
+    let dir = open_root_nofollow(save).map_err(|e| err(e.into()))?;
+    access.apply(dir.as_fd(), access.dir_mode()).map_err(err)
+}
+
+/// Gives the directory `name` that was just made in `parent` the mode and
+/// group of `access`, unless it is no longer ours (replaced meanwhile, by
+/// whoever may write to `parent`).
+fn apply_to_new_dir(parent: BorrowedFd<'_>, name: &OsStr, access: Access) -> Result<(), Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+    let dir = open_beneath(parent, Path::new(name), flags, BENEATH)?;
+    if stat(&dir)?.st_uid != rustix::process::geteuid().as_raw() {
+        return Ok(());
+    }
+    access
+        .apply(dir.as_fd(), access.dir_mode())
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+}
 
 /// An output resolved inside the save location.
 #[derive(Debug)]
@@ -94,8 +189,11 @@ pub fn resolve(save: &Path, rel: &str) -> Result<Resolved, ApiError> {
         dir = match open_beneath(root.as_fd(), &prefix, DIR, INSIDE) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => {
-                match mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
+                let access = output_access();
+                match mkdirat(&dir, part, Mode::from_raw_mode(access.dir_mode())) {
+                    Ok(()) => apply_to_new_dir(dir.as_fd(), part, access)
+                        .map_err(|e| component_error(&prefix, e))?,
+                    Err(Errno::EXIST) => {}
                     Err(e) => return Err(component_error(&prefix, e)),
                 }
                 open_beneath(root.as_fd(), &prefix, DIR, INSIDE)
@@ -204,6 +302,70 @@ mod tests {
             default_name(t, "s", Some("..")),
             "2024-05-01T12H34M56S_s_image.tar"
         );
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn directories_made_for_outputs_let_in_only_who_may_read_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let save = tmp.path().join("save");
+        std::fs::create_dir(&save).unwrap();
+        std::fs::create_dir(save.join("theirs")).unwrap();
+        std::fs::set_permissions(
+            save.join("theirs"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        // The process's access is the default one here: private.
+        assert_eq!(output_access(), Access::PRIVATE);
+        resolve(&save, "new/deeper/a.tar").unwrap();
+        resolve(&save, "theirs/b.tar").unwrap();
+        assert_eq!(mode(&save.join("new")), 0o700);
+        assert_eq!(mode(&save.join("new/deeper")), 0o700);
+        assert_eq!(mode(&save.join("theirs")), 0o755, "an existing dir changed");
+
+        // A missing save location, and its parents, are made likewise; an
+        // existing one is left as it is.
+        let fresh = tmp.path().join("a/b/save");
+        let shared = Access {
+            mode: 0o640,
+            gid: Some(rustix::process::getegid().as_raw()),
+        };
+        create_save_location(&fresh, shared).unwrap();
+        assert_eq!(mode(&fresh), 0o750);
+        std::fs::set_permissions(&fresh, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .unwrap();
+        create_save_location(&fresh, Access::PRIVATE).unwrap();
+        assert_eq!(mode(&fresh), 0o711);
+    }
+
+    #[test]
+    fn the_configured_group_is_looked_up_by_name_or_taken_as_a_gid() {
+        let mut storage = Storage {
+            archive_mode: 0o640,
+            archive_group: Some(Group::Gid(4321)),
+            ..Storage::default()
+        };
+        assert_eq!(
+            access(&storage).unwrap(),
+            Access {
+                mode: 0o640,
+                gid: Some(4321)
+            }
+        );
+        storage.archive_group = Some(Group::Name("root".into()));
+        assert_eq!(access(&storage).unwrap().gid, Some(0));
+        storage.archive_group = Some(Group::Name("no-such-group-ff".into()));
+        let err = access(&storage).unwrap_err().to_string();
+        assert!(
+            err.contains("storage.archive_group") && err.contains("no-such-group-ff"),
+            "{err}"
+        );
+        assert_eq!(access(&Storage::default()).unwrap(), Access::PRIVATE);
     }
 
     #[test]

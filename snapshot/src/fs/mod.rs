@@ -7,7 +7,8 @@
 //!   verified open (`O_PATH`, `fstat`, reopen through `/proc/self/fd`) that
 //!   reads the inode that was checked and no other;
 //! - [`xattr`]: extended attributes read through fds, and the one policy
-//!   ([`xattr::CONTAINER_XATTRS`]) of which ones travel with a file;
+//!   ([`xattr::CONTAINER_XATTRS`]) of which ones travel with a file, and
+//!   its host variant ([`xattr::HOST_XATTRS`]);
 //! - [`links`]: hard links found by `(st_dev, st_ino)`;
 //! - [`output`]: files that get their name only when complete (`O_TMPFILE`
 //!   and `linkat`), made in a directory given as an fd.

@@ -11,6 +11,11 @@
 //! Every step works on the directory's fd, so a directory the caller resolved
 //! safely (beneath a save location, say) is the one written to, whatever
 //! happens to its path meanwhile. It does not know what the file holds.
+//!
+//! A file is created readable and writable by its owner only, and takes its
+//! [`Access`] (the process's [`output_access`] unless set otherwise) just
+//! before it gets its name: an image may hold a home's private keys, so no
+//! other user reads it unless the configuration says so.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -18,13 +23,71 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use rustix::fs::{
-    linkat, openat, renameat_with, unlinkat, AtFlags, Mode, OFlags, RenameFlags, CWD,
+    fchmod, fchown, linkat, openat, renameat_with, unlinkat, AtFlags, Gid, Mode, OFlags,
+    RenameFlags, CWD,
 };
 
 use super::open::{open_root, proc_path, read_names};
 use super::Errno;
+
+/// Who may read what freezeframe writes out: the permission bits of its
+/// files and the group that owns them (unchanged when `None`). Directories it
+/// creates for them get [`Access::dir_mode`] and the same group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// Permission bits of a file, at most `0o777`.
+    pub mode: u32,
+    pub gid: Option<u32>,
+}
+
+impl Access {
+    /// The owner's alone: files `0600`, directories `0700`.
+    pub const PRIVATE: Access = Access {
+        mode: 0o600,
+        gid: None,
+    };
+
+    /// The mode of a directory that holds such files: whoever may read the
+    /// files may also list and enter it (`0600` gives `0700`, `0640` gives
+    /// `0750`), and the owner always may.
+    pub const fn dir_mode(&self) -> u32 {
+        let read = self.mode & 0o444;
+        0o700 | read | (read >> 2)
+    }
+
+    /// Gives the open file or directory `fd` the group, then the `mode`.
+    pub fn apply(&self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+        if let Some(gid) = self.gid {
+            fchown(fd, None, Some(Gid::from_raw(gid)))?;
+        }
+        fchmod(fd, Mode::from_raw_mode(mode & 0o777))?;
+        Ok(())
+    }
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access::PRIVATE
+    }
+}
+
+/// The [`Access`] files get unless their writer is told otherwise: the
+/// process's configuration, set once at start like a umask.
+static OUTPUT_ACCESS: RwLock<Access> = RwLock::new(Access::PRIVATE);
+
+/// Sets the [`Access`] of the files this process writes out from now on.
+pub fn set_output_access(access: Access) {
+    *OUTPUT_ACCESS.write().unwrap_or_else(|e| e.into_inner()) = access;
+}
+
+/// The [`Access`] files written out get by default ([`Access::PRIVATE`]
+/// unless [`set_output_access`] said otherwise).
+pub fn output_access() -> Access {
+    *OUTPUT_ACCESS.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A file being written in a directory, not yet under its final name.
 pub struct Unnamed {
@@ -33,6 +96,8 @@ pub struct Unnamed {
     /// The temporary name and its path, when the filesystem has no
     /// `O_TMPFILE`.
     named: Option<(String, PathBuf)>,
+    /// What the file gets as it is named.
+    access: Access,
 }
 
 impl Unnamed {
@@ -55,7 +120,7 @@ impl Unnamed {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mode = Mode::from_raw_mode(0o644);
+        let mode = Mode::from_raw_mode(0o600);
         let anonymous = openat(
             &dir,
             ".",
@@ -78,7 +143,18 @@ impl Unnamed {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(Unnamed { file, dir, named })
+        Ok(Unnamed {
+            file,
+            dir,
+            named,
+            access: output_access(),
+        })
+    }
+
+    /// Sets the [`Access`] the file gets as it is named, in place of the
+    /// process's [`output_access`].
+    pub fn set_access(&mut self, access: Access) {
+        self.access = access;
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -95,10 +171,11 @@ impl Unnamed {
         self.named.as_ref().map(|(_, path)| path.as_path())
     }
 
-    /// Gives the file its final name `name` in its directory. Without
-    /// `overwrite`, an existing file of that name is left alone and the error
-    /// is `AlreadyExists`.
+    /// Gives the file its [`Access`], then its final name `name` in its
+    /// directory. Without `overwrite`, an existing file of that name is left
+    /// alone and the error is `AlreadyExists`.
     pub fn persist(mut self, name: &OsStr, overwrite: bool) -> io::Result<()> {
+        self.access.apply(self.file.as_fd(), self.access.mode)?;
         let flags = if overwrite {
             RenameFlags::empty()
         } else {
@@ -195,6 +272,50 @@ mod tests {
         let dest = dir.path().join("a.tar");
         u.persist(OsStr::new("a.tar"), false).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"data");
+    }
+
+    #[test]
+    fn files_are_private_unless_given_an_access() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().mode() & 0o7777;
+        let u = Unnamed::new(dir.path(), "a.tar").unwrap();
+        assert_eq!(u.access, output_access());
+        u.persist(OsStr::new("a.tar"), false).unwrap();
+        assert_eq!(mode("a.tar"), 0o600);
+        let mut u = Unnamed::new(dir.path(), "b.tar").unwrap();
+        let gid = rustix::process::getegid().as_raw();
+        u.set_access(Access {
+            mode: 0o640,
+            gid: Some(gid),
+        });
+        u.persist(OsStr::new("b.tar"), false).unwrap();
+        assert_eq!(mode("b.tar"), 0o640);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("b.tar")).unwrap().gid(),
+            gid
+        );
+    }
+
+    #[test]
+    fn directories_may_be_entered_by_whoever_may_read_the_files() {
+        for (file, dir) in [
+            (0o600, 0o700),
+            (0o640, 0o750),
+            (0o644, 0o755),
+            (0o660, 0o750),
+            (0o200, 0o700),
+        ] {
+            assert_eq!(
+                Access {
+                    mode: file,
+                    gid: None
+                }
+                .dir_mode(),
+                dir,
+                "{file:o}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Which extended attributes travel with a file: a name is kept when no
 /// `drop_prefixes` entry matches it and it is in `keep` or matches a
-/// `keep_prefixes` entry. Every other name stays behind.
+/// `keep_prefixes` entry. Every other name stays behind. A policy made
+/// [`for the host`](XattrPolicy::on_host) also leaves out every name that
+/// `privileged` matches.
 #[derive(Debug, Clone, Copy)]
 pub struct XattrPolicy {
     /// Names kept as they are.
@@ -27,6 +29,13 @@ pub struct XattrPolicy {
     pub keep_prefixes: &'static [&'static [u8]],
     /// Prefixes dropped even inside a kept namespace.
     pub drop_prefixes: &'static [&'static [u8]],
+    /// Prefixes (whole names among them) of the attributes that give a file
+    /// power on the machine that holds it: an image may carry them, where the
+    /// container's runtime confines them, a host directory may not.
+    pub privileged: &'static [&'static [u8]],
+    /// Whether the files land on the host, where `privileged` names stay
+    /// behind.
+    pub host: bool,
 }
 
 /// What a container's files carry into an image:
@@ -37,18 +46,35 @@ pub struct XattrPolicy {
 ///   which the layer says in its own way), `trusted.*` (the host's, overlay
 ///   metadata among them), `security.selinux` and every other `security.*`
 ///   label (the host's policy), and `system.*` (ACLs, which layers do not
-///   carry).
+///   carry);
+/// - privileged: `security.capability` and `trusted.*`, which
+///   [`HOST_XATTRS`] leaves out.
 pub const CONTAINER_XATTRS: XattrPolicy = XattrPolicy {
     keep: &[b"security.capability"],
     keep_prefixes: &[b"user."],
     drop_prefixes: &[b"user.overlay."],
+    privileged: &[b"security.capability", b"trusted."],
+    host: false,
 };
 
+/// What an image's files carry onto the host, as home seeding copies them
+/// into a host directory: [`CONTAINER_XATTRS`] without its privileged names,
+/// so `user.*` but `user.overlay.*` only. A file capability on the host would
+/// raise whoever runs the file there, outside any container.
+pub const HOST_XATTRS: XattrPolicy = CONTAINER_XATTRS.on_host();
+
 impl XattrPolicy {
+    /// The same policy for files that land on the host: its `privileged`
+    /// names stay behind.
+    pub const fn on_host(self) -> Self {
+        XattrPolicy { host: true, ..self }
+    }
+
     /// Whether the attribute `name` travels with its file.
     pub fn keeps(&self, name: &[u8]) -> bool {
-        !self.drop_prefixes.iter().any(|p| name.starts_with(p))
-            && (self.keep.contains(&name) || self.keep_prefixes.iter().any(|p| name.starts_with(p)))
+        let any = |prefixes: &[&[u8]]| prefixes.iter().any(|p| name.starts_with(p));
+        let dropped = any(self.drop_prefixes) || (self.host && any(self.privileged));
+        !dropped && (self.keep.contains(&name) || any(self.keep_prefixes))
     }
 }
 
@@ -186,6 +212,31 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(name)
             );
+        }
+    }
+
+    #[test]
+    fn the_host_policy_leaves_privileged_attributes_behind() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"security.capability", false),
+            (b"trusted.overlay.opaque", false),
+            (b"trusted.foo", false),
+            (b"user.mime_type", true),
+            (b"user.overlay.opaque", false),
+            (b"security.selinux", false),
+            (b"system.posix_acl_access", false),
+        ];
+        for &(name, want) in cases {
+            assert_eq!(
+                HOST_XATTRS.keeps(name),
+                want,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        // Nothing the host keeps is something an image would not.
+        for &(name, _) in cases {
+            assert!(!HOST_XATTRS.keeps(name) || CONTAINER_XATTRS.keeps(name));
         }
     }
 

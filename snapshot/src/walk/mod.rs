@@ -267,7 +267,12 @@ fn split_last(rel: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-fn bytes_cstring(name: &[u8]) -> CString {
-    // Names from getdents never hold NUL.
-    CString::new(name).expect("directory entry names hold no NUL byte")
+/// `name` as a C string, for `*at` calls. Names from getdents never hold a
+/// NUL byte, but no content of a tree may reach a panic: one that does is
+/// refused, at `host`.
+fn bytes_cstring(name: &[u8], host: &std::path::Path) -> Result<CString> {
+    CString::new(name).map_err(|_| crate::Error::Refused {
+        path: host.to_path_buf(),
+        message: "name holds a NUL byte".into(),
+    })
 }

@@ -6,7 +6,7 @@
 //! It answers questions about one entry at a time, through fds the traversal
 //! opened; it does not walk, and does not know how a layer writes a whiteout.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{FileStat, SFlag};
 
 use super::traverse::open_root;
-use super::{bytes_cstring, display_path, split_last};
+use super::{display_path, split_last};
 use crate::error::{Error, IoContext, Result};
-use crate::fs::open::{open_dir_at, open_file_at, stat, stat_at};
+use crate::fs::open::{open_dir_beneath, open_verified, stat, stat_at};
 use crate::fs::{xattr, Errno};
 
 /// Which xattr namespace carries overlayfs metadata in the upper dir.
@@ -118,7 +118,9 @@ impl Overlay {
         Ok(FileData::Own)
     }
 
-    /// Finds the data of a metacopy file in the lower dirs.
+    /// Finds the data of a metacopy file in the lower dirs, beneath their
+    /// roots only: a redirect that would climb out of them is refused, and
+    /// the error says nothing of what is outside.
     fn metacopy_data(
         &self,
         rel: &[u8],
@@ -131,19 +133,15 @@ impl Overlay {
                 path: host.to_path_buf(),
             });
         }
-        let origin: Vec<u8> = match redirect {
-            Some(r) if r.starts_with(b"/") => r[1..].to_vec(),
-            Some(r) => {
-                let (parent, _) = split_last(rel);
-                let mut p = parent.to_vec();
-                if !p.is_empty() {
-                    p.push(b'/');
-                }
-                p.extend_from_slice(r);
-                p
-            }
-            None => rel.to_vec(),
-        };
+        let origin = metacopy_origin(rel, redirect).map_err(|why| Error::Refused {
+            path: host.to_path_buf(),
+            message: format!(
+                "metacopy redirect {}={:?} {why}: a metacopy file's data is looked up \
+                 beneath the lower dirs only",
+                self.ns.name("redirect"),
+                String::from_utf8_lossy(redirect.unwrap_or_default())
+            ),
+        })?;
         let file = self
             .lower_lookup(&origin, true)?
             .and_then(|(fd, _)| fd)
@@ -159,8 +157,9 @@ impl Overlay {
             return Err(Error::Refused {
                 path: host.to_path_buf(),
                 message: format!(
-                    "metacopy file has size {} but its lower data has {}",
-                    st.st_size, lst.st_size
+                    "metacopy file has size {} but its lower data /{} has another",
+                    st.st_size,
+                    display_path(&origin)
                 ),
             });
         }
@@ -175,22 +174,31 @@ impl Overlay {
             .filter(|st| kind(st) == SFlag::S_IFDIR))
     }
 
-    /// Looks `rel` up through the lower dirs as overlayfs would. With `open`, a
-    /// regular file found is opened; otherwise only its stat is returned.
+    /// Looks `rel` up through the lower dirs as overlayfs would, each
+    /// component a name beneath the one before (`RESOLVE_BENEATH`, no symlink,
+    /// no `.` or `..`). With `open`, a regular file found is opened (the inode
+    /// that was stat'ed, and no other); otherwise only its stat is returned.
     fn lower_lookup(&self, rel: &[u8], open: bool) -> Result<Option<(Option<File>, FileStat)>> {
-        let comps: Vec<&[u8]> = rel
+        let comps = rel
             .split(|&b| b == b'/')
             .filter(|c| !c.is_empty())
-            .collect();
+            .map(|c| plain_name(c).ok_or(c))
+            .collect::<std::result::Result<Vec<CString>, &[u8]>>()
+            .map_err(|c| Error::Refused {
+                path: PathBuf::from(OsStr::from_bytes(rel)),
+                message: format!(
+                    "{:?} is no name of an entry beneath the lower dirs",
+                    String::from_utf8_lossy(c)
+                ),
+            })?;
         let ns = self.ns;
         'layers: for (lower, root) in &self.lowers {
             let host = root.join(OsStr::from_bytes(rel));
             let mut cur: Option<OwnedFd> = None;
             let mut opaque_above = false;
-            for (k, comp) in comps.iter().enumerate() {
+            for (k, c) in comps.iter().enumerate() {
                 let at = cur.as_ref().unwrap_or(lower).as_fd();
-                let c = bytes_cstring(comp);
-                let st = match stat_at(at, &c) {
+                let st = match stat_at(at, c) {
                     Ok(st) => st,
                     Err(Errno::NOENT | Errno::NOTDIR) => {
                         if opaque_above {
@@ -208,7 +216,12 @@ impl Overlay {
                     if !open || kind(&st) != SFlag::S_IFREG {
                         return Ok(Some((None, st)));
                     }
-                    let f = open_file_at(at, &c).at(&host)?;
+                    let Some((f, st)) = open_verified(at, c, &st).at(&host)? else {
+                        return Err(Error::Refused {
+                            path: host,
+                            message: "changed while it was being looked up".into(),
+                        });
+                    };
                     if xattr::get(&f, &ns.name("metacopy")).at(&host)?.is_some() {
                         continue 'layers;
                     }
@@ -217,7 +230,8 @@ impl Overlay {
                 if kind(&st) != SFlag::S_IFDIR {
                     return Ok(None);
                 }
-                let owned = open_dir_at(at, &c).at(&host)?;
+                let name = Path::new(OsStr::from_bytes(c.as_bytes()));
+                let owned = open_dir_beneath(at, name).at(&host)?;
                 if xattr::get(&owned, &ns.name("opaque"))
                     .at(&host)?
                     .is_some_and(|v| v == b"y")
@@ -231,5 +245,103 @@ impl Overlay {
             }
         }
         Ok(None)
+    }
+}
+
+/// `name` as a C string if it names an entry of a directory: not empty, not
+/// `.` or `..`, without `/` or NUL.
+fn plain_name(name: &[u8]) -> Option<CString> {
+    if matches!(name, b"" | b"." | b"..") || name.contains(&b'/') {
+        return None;
+    }
+    CString::new(name).ok()
+}
+
+/// Where a metacopy file at `rel` has its data, relative to the lower dirs'
+/// roots: `rel` itself, or what its `redirect` says in one of overlayfs' two
+/// forms (a path from the overlay's root, or a name in the file's own
+/// directory). Anything else is refused, with why: a NUL byte, a `.` or `..`
+/// component, a relative redirect naming another directory, or no name.
+fn metacopy_origin(
+    rel: &[u8],
+    redirect: Option<&[u8]>,
+) -> std::result::Result<Vec<u8>, &'static str> {
+    let Some(r) = redirect else {
+        return Ok(rel.to_vec());
+    };
+    if r.contains(&0) {
+        return Err("holds a NUL byte");
+    }
+    if r.is_empty() {
+        return Err("names no file");
+    }
+    let origin = match r.strip_prefix(b"/") {
+        Some(from_root) => from_root.to_vec(),
+        None if r.contains(&b'/') => return Err("is relative but names another directory"),
+        None => {
+            let (parent, _) = split_last(rel);
+            let mut p = parent.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(r);
+            p
+        }
+    };
+    let mut names = origin.split(|&b| b == b'/').filter(|c| !c.is_empty());
+    if names.clone().any(|c| c == b"." || c == b"..") {
+        return Err("has a . or .. component");
+    }
+    if names.next().is_none() {
+        return Err("names no file");
+    }
+    Ok(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metacopy_redirects_stay_beneath_the_lower_dirs() {
+        /// A file's path, its redirect, and where its data is.
+        type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
+        let ok: &[Case<'_>] = &[
+            (b"usr/bin/tool", None, b"usr/bin/tool"),
+            (b"usr/bin/renamed", Some(b"other"), b"usr/bin/other"),
+            (b"top", Some(b"other"), b"other"),
+            (b"srv/moved", Some(b"/usr/bin/moved"), b"usr/bin/moved"),
+        ];
+        for &(rel, redirect, want) in ok {
+            assert_eq!(metacopy_origin(rel, redirect).as_deref(), Ok(want));
+        }
+        let refused: &[&[u8]] = &[
+            b"../../../../etc/shadow",
+            b"/../../etc/shadow",
+            b"/usr/../../etc/shadow",
+            b"..",
+            b".",
+            b"/usr/./bin",
+            b"a/b",
+            b"/",
+            b"",
+            b"na\0me",
+            b"/etc/sha\0dow",
+        ];
+        for &r in refused {
+            assert!(
+                metacopy_origin(b"home/f", Some(r)).is_err(),
+                "{}",
+                String::from_utf8_lossy(r)
+            );
+        }
+    }
+
+    #[test]
+    fn only_plain_names_are_looked_up() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+            assert!(plain_name(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(plain_name(b"...").unwrap().as_bytes(), b"...");
     }
 }

@@ -425,3 +425,65 @@ fn a_delta_pass_writes_what_changed_and_whiteouts_for_what_went() {
     );
     assert_eq!(c.data["keep/edit"], b"new!");
 }
+
+#[test]
+fn metacopy_redirects_out_of_the_lower_dirs_are_refused_and_say_nothing_of_outside() {
+    // As a user can on a `userxattr` overlay: a metacopy file whose redirect
+    // climbs out of the lower dir to a file beside it.
+    let t = tempfile::tempdir().unwrap();
+    let (u, l, outside) = (t.path().join("u"), t.path().join("l"), t.path().join("o"));
+    fs::create_dir_all(u.join("home")).unwrap();
+    fs::create_dir_all(l.join("home")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    let secret = vec![b's'; 40961];
+    fs::write(outside.join("shadow"), &secret).unwrap();
+    let mut spec = upper(&u);
+    spec.lowers = vec![l.clone()];
+    spec.overlay_xattrs = OverlayXattrs::User;
+    let f = u.join("home/f");
+    fs::write(&f, b"").unwrap();
+    xattr::set(&f, "user.overlay.metacopy", b"").unwrap();
+    let walk_err = |spec: &TreeSpec| {
+        let mut c = Collect::default();
+        let r = walk(spec, &mut c, &Progress::default(), &AtomicBool::new(false));
+        assert!(
+            !c.data.values().any(|d| *d == secret),
+            "the secret was read"
+        );
+        r.unwrap_err().to_string()
+    };
+    for (redirect, size) in [
+        (&b"../../o/shadow"[..], secret.len() as u64),
+        (b"/../o/shadow", secret.len() as u64),
+        (b"/home/../../o/shadow", 1),
+        (b"..", 1),
+        (b"/home/./f", 1),
+        (b"/etc/sha\0dow", 1),
+        (b"sha\0dow", 1),
+    ] {
+        nix::unistd::truncate(&f, size as i64).unwrap();
+        xattr::set(&f, "user.overlay.redirect", redirect).unwrap();
+        let msg = walk_err(&spec);
+        let shown = String::from_utf8_lossy(redirect);
+        assert!(
+            msg.contains("home/f")
+                && msg.contains("user.overlay.redirect")
+                && msg.contains("beneath the lower dirs"),
+            "{shown}: {msg}"
+        );
+        assert!(!msg.contains("40961"), "{shown}: {msg}");
+    }
+
+    // Inside the lower dir, a size that does not match names no other size.
+    fs::write(l.join("home/data"), vec![b'x'; 54321]).unwrap();
+    nix::unistd::truncate(&f, 7).unwrap();
+    xattr::set(&f, "user.overlay.redirect", b"data").unwrap();
+    let msg = walk_err(&spec);
+    assert!(
+        msg.contains("has size 7") && !msg.contains("54321"),
+        "{msg}"
+    );
+    nix::unistd::truncate(&f, 54321).unwrap();
+    let (c, _) = run(&spec);
+    assert_eq!(c.data["home/f"], vec![b'x'; 54321]);
+}

@@ -395,7 +395,8 @@ impl<'a> Walker<'a> {
                 Reopen::Root(path) => open_root(path)?.0,
                 Reopen::Child(name) => {
                     let parent = self.stack[d - 1].dir.as_ref().expect("reopened above");
-                    open_dir_at(parent.as_fd(), &bytes_cstring(name)).at(self.host_of(d))?
+                    let host = self.host_of(d);
+                    open_dir_at(parent.as_fd(), &bytes_cstring(name, host)?).at(host)?
                 }
             };
             let st = stat(&dir).at(self.host_of(d))?;
@@ -450,7 +451,7 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         let dirfd = self.top_fd()?;
-        let cname = bytes_cstring(&child.name);
+        let cname = bytes_cstring(&child.name, &host)?;
         let st = match stat_at(dirfd.as_fd(), &cname) {
             Ok(st) => st,
             Err(Errno::NOENT) => {

@@ -1,7 +1,7 @@
 //! The copy itself: a depth-first walk that holds only the current source and
-//! destination directories open, keeps owners, modes, times, hard links and
-//! the extended attributes that travel with a container's files
-//! ([`CONTAINER_XATTRS`]).
+//! destination directories open, keeps owners, modes but setuid and setgid,
+//! times, hard links and the extended attributes that may land on the host
+//! ([`HOST_XATTRS`]), and leaves device nodes out.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use freezeframe_snapshot::fs::links::LinkTracker;
 use freezeframe_snapshot::fs::open::{read_link_at, stat, stat_at};
-use freezeframe_snapshot::fs::xattr::{self, CONTAINER_XATTRS};
+use freezeframe_snapshot::fs::xattr::{self, HOST_XATTRS};
 use freezeframe_snapshot::fs::Errno;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{
@@ -24,7 +24,7 @@ use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
 use rustix::fs::OFlags;
 
 use super::fd::{create_child, id, kind, list, open_child, parent_of, DIR};
-use super::SeedError;
+use super::{LeftOut, SeedError};
 
 /// A directory being copied: what is left of it, and what it was.
 struct Frame {
@@ -56,6 +56,8 @@ pub(super) struct Copier<'a> {
     pub(super) links: LinkTracker<PathBuf>,
     pub(super) entries: u64,
     pub(super) bytes: u64,
+    /// Device nodes of the image, never created on the host.
+    pub(super) devices: LeftOut,
 }
 
 impl Copier<'_> {
@@ -74,12 +76,14 @@ impl Copier<'_> {
         let mut stack = vec![root];
         while let Some(top) = stack.last_mut() {
             let Some(name) = top.names.pop() else {
-                // Every child is in place: now the directory may become read-only.
                 let done = stack.pop().expect("the loop saw a frame");
-                self.apply(Node::Open(src.as_fd()), Node::Open(dst.as_fd()), &done.stat)?;
                 let Some(parent) = stack.last() else {
+                    // The scratch directory itself keeps the owner, mode,
+                    // attributes and times the platform gave it.
                     return Ok(());
                 };
+                // Every child is in place: now the directory may become read-only.
+                self.apply(Node::Open(src.as_fd()), Node::Open(dst.as_fd()), &done.stat)?;
                 src = self.up(Side::Image, src.as_fd(), id(&parent.stat))?;
                 dst = self.up(Side::Host, dst.as_fd(), parent.dst_id)?;
                 self.rel.pop();
@@ -136,8 +140,9 @@ impl Copier<'_> {
         }
     }
 
-    /// Copies one non-directory: a file, symlink, FIFO or device node, or a hard
-    /// link to an earlier copy.
+    /// Copies one non-directory: a file, symlink or FIFO, or a hard link to an
+    /// earlier copy. Device nodes are counted and left out: one on the host
+    /// would open the host's device to whoever may open the node.
     fn copy_entry(
         &mut self,
         src: BorrowedFd<'_>,
@@ -146,10 +151,13 @@ impl Copier<'_> {
         stat: &FileStat,
     ) -> Result<(), SeedError> {
         let kind = kind(stat);
-        if !matches!(
-            kind,
-            SFlag::S_IFREG | SFlag::S_IFLNK | SFlag::S_IFIFO | SFlag::S_IFCHR | SFlag::S_IFBLK
-        ) {
+        if matches!(kind, SFlag::S_IFCHR | SFlag::S_IFBLK) {
+            let path = self.path(Side::Image);
+            tracing::debug!(path = %path.display(), rdev = stat.st_rdev, "device node not copied");
+            self.devices.add(|| path);
+            return Ok(());
+        }
+        if !matches!(kind, SFlag::S_IFREG | SFlag::S_IFLNK | SFlag::S_IFIFO) {
             // Sockets mean nothing without the process that listened on them.
             let path = self.path(Side::Image);
             tracing::debug!(path = %path.display(), mode = stat.st_mode, "not copied");
@@ -173,8 +181,9 @@ impl Copier<'_> {
                 self.apply(src_at, dst_at, stat)?;
             }
             _ => {
+                // A FIFO, the one kind left.
                 let mode = Mode::S_IRUSR | Mode::S_IWUSR;
-                mknodat(Some(dst.as_raw_fd()), name, kind, mode, stat.st_rdev)
+                mknodat(Some(dst.as_raw_fd()), name, SFlag::S_IFIFO, mode, 0)
                     .map_err(self.err(Side::Host, "create"))?;
                 self.apply(src_at, dst_at, stat)?;
             }
@@ -224,9 +233,9 @@ impl Copier<'_> {
             .map_err(self.err(Side::Host, "create the hard link"))
     }
 
-    /// Gives `dst` the owner, extended attributes, mode and times of `src`, in
-    /// that order: chown clears setuid/setgid bits and file capabilities, and
-    /// each later step would move the times.
+    /// Gives `dst` the owner, extended attributes, mode (without setuid and
+    /// setgid) and times of `src`, in that order: each later step would move
+    /// the times.
     fn apply(&self, src: Node, dst: Node, stat: &FileStat) -> Result<(), SeedError> {
         dst.chown(stat)
             .map_err(self.err(Side::Host, "change the owner of"))?;
@@ -317,8 +326,12 @@ impl Node<'_> {
         }
     }
 
+    /// Sets the mode of `stat` but its setuid and setgid bits (the sticky bit
+    /// stays): on the host they would run a program as the image chose, or
+    /// pass a group on to new files.
     fn chmod(self, stat: &FileStat) -> nix::Result<()> {
-        let mode = Mode::from_bits_truncate(stat.st_mode & 0o7777);
+        let mode =
+            Mode::from_bits_truncate(stat.st_mode & 0o7777) - (Mode::S_ISUID | Mode::S_ISGID);
         match self {
             Node::Open(file) => fchmod(file.as_raw_fd(), mode),
             Node::At(dir, name) => fchmodat(
@@ -345,12 +358,12 @@ impl Node<'_> {
         }
     }
 
-    /// The extended attributes that travel with the entry, through its fd or
-    /// its directory's, never following it.
+    /// The extended attributes that may land on the host with the entry,
+    /// through its fd or its directory's, never following it.
     fn xattrs(self) -> io::Result<xattr::Xattrs> {
         match self {
-            Node::Open(file) => xattr::list(file, &CONTAINER_XATTRS),
-            Node::At(dir, name) => xattr::list_at(dir, name.as_bytes(), &CONTAINER_XATTRS),
+            Node::Open(file) => xattr::list(file, &HOST_XATTRS),
+            Node::At(dir, name) => xattr::list_at(dir, name.as_bytes(), &HOST_XATTRS),
         }
     }
 

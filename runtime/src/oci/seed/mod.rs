@@ -5,6 +5,10 @@
 //!
 //! The image is untrusted. Every step is relative to an open directory, no
 //! symlink is ever followed on either side, and a failed copy is removed again.
+//! Nothing that would give power on the host is copied: no device node, no
+//! setuid or setgid bit, no file capability and no `trusted.*` attribute
+//! ([`HOST_XATTRS`](freezeframe_snapshot::fs::xattr::HOST_XATTRS)), and the
+//! scratch directory keeps the owner and mode the platform gave it.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,12 +29,37 @@ use fd::{empty_dir, list, DIR};
 /// What seeding did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seeded {
-    /// The image's content was copied: how many entries and file bytes.
-    Copied { entries: u64, bytes: u64 },
+    /// The image's content was copied: how many entries and file bytes, and
+    /// the device nodes left out.
+    Copied {
+        entries: u64,
+        bytes: u64,
+        devices: LeftOut,
+    },
     /// The scratch directory already holds something; it was left as it is.
     NotEmpty,
     /// The image has nothing at that path (missing, or an empty directory).
     NoSource,
+}
+
+/// Entries of the image that were not copied: how many, and the first
+/// [`LeftOut::LISTED`] of them by path in the image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    pub count: u64,
+    pub paths: Vec<PathBuf>,
+}
+
+impl LeftOut {
+    /// How many paths are listed at most; the count goes on.
+    pub const LISTED: usize = 100;
+
+    fn add(&mut self, path: impl FnOnce() -> PathBuf) {
+        self.count += 1;
+        if self.paths.len() < Self::LISTED {
+            self.paths.push(path());
+        }
+    }
 }
 
 /// Why seeding failed. Image paths are as the container sees them; host paths
@@ -79,11 +108,13 @@ pub enum SeedError {
 }
 
 /// Copies the image's `path_in_container` (resolved inside `rootfs`) into
-/// `scratch` if `scratch` is empty, keeping owners, modes, times, hard links
-/// and the extended attributes that a layer carries too
-/// ([`CONTAINER_XATTRS`](freezeframe_snapshot::fs::xattr::CONTAINER_XATTRS)).
-/// `scratch` itself takes the owner, mode and those extended attributes of
-/// the image's directory, so the session user can write to it. Never follows a symlink; on error `scratch` is emptied again.
+/// `scratch` if `scratch` is empty, keeping owners, modes without setuid and
+/// setgid bits, times, hard links and the extended attributes of
+/// [`HOST_XATTRS`](freezeframe_snapshot::fs::xattr::HOST_XATTRS). Device
+/// nodes are left out and reported in [`Seeded::Copied`]. `scratch` itself
+/// keeps its owner, mode, attributes and times: making it the session user's
+/// is the platform's part. Never follows a symlink; on error `scratch` is
+/// emptied again.
 pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<Seeded, SeedError> {
     let scratch_dir = open_root_nofollow(scratch).map_err(|e| SeedError::Host {
         op: "open",
@@ -98,6 +129,7 @@ pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<S
         links: LinkTracker::new(),
         entries: 0,
         bytes: 0,
+        devices: LeftOut::default(),
     };
     if !list(scratch_dir.as_fd())
         .map_err(copier.err(Side::Host, "read"))?
@@ -121,6 +153,7 @@ pub fn seed(rootfs: &Path, path_in_container: &Path, scratch: &Path) -> Result<S
         Ok(()) => Ok(Seeded::Copied {
             entries: copier.entries,
             bytes: copier.bytes,
+            devices: copier.devices,
         }),
         Err(cause) => match empty_dir(scratch_dir.as_fd()) {
             Ok(()) => Err(cause),
