@@ -51,7 +51,7 @@ trap cleanup EXIT
 
 # A dockerd of our own; /etc/docker/daemon.json is not read.
 echo '{}' > "$d/daemon.json"
-dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
+/usr/sbin/dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
   -H "unix://$d/sock" --pidfile "$d/pid" --bridge=none --iptables=false --ip-masq=false \
   --storage-driver overlay2 > "$d/log" 2>&1 &
 dockerd_pid=$!
