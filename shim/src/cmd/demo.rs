@@ -77,7 +77,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 ..TreeSpec::default()
             },
             base: None,
-            stores: Default::default(),
+            stores: freezeframe::plan::stores(&freezeframe_config::Config::default()),
             base_blobs: BaseBlobs::Include,
             compression: Settings {
                 algorithm: a.compression,

@@ -110,16 +110,6 @@ pub struct Stores {
     pub containerd: PathBuf,
 }
 
-impl Default for Stores {
-    fn default() -> Self {
-        Stores {
-            docker: "/var/lib/docker".into(),
-            containers_storage: "/var/lib/containers/storage".into(),
-            containerd: "/var/lib/containerd".into(),
-        }
-    }
-}
-
 /// One layer of a base image.
 #[derive(Debug, Clone)]
 pub enum BaseLayer {
