@@ -328,6 +328,7 @@ impl Args {
             pause: self.pause,
             owner: None,
             base: self.base.map(|b| b.to_string()),
+            push: None,
         })
     }
 }
