@@ -1156,6 +1156,25 @@ fn api_commit_with_push_passes_through_pushing_and_keeps_credentials_off_disk() 
         "{t:#}"
     );
     assert!(save.join("good.tar").is_file(), "the archive stays");
+
+    // The command line sends the push, with --creds as its credentials.
+    let mut c = Command::new(bin());
+    c.arg("--config")
+        .arg(&srv.config)
+        .args(["commit", &s.id, "--via-daemon", "-o", "cli.tar", "--json"])
+        .arg("--push")
+        .arg(registry.reference("api/app:cli"))
+        .arg("--creds")
+        .arg(Registry::creds())
+        .env_remove("FREEZEFRAME_CONFIG")
+        .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+    let t = run(&mut c).ok().json();
+    assert_eq!(t["state"], "done", "{t:#}");
+    assert_eq!(
+        registry.skopeo_inspect("api/app:cli")["Digest"],
+        t["result"]["push"]["manifest_digest"],
+        "{t:#}"
+    );
     let all = on_disk(&srv);
     assert!(
         !all.contains(PASSWORD) && !all.contains(WRONG),

@@ -488,7 +488,11 @@ impl Manager {
         // The config, then every layer of the manifest.
         live.total
             .store(report.commit.layers.len() as u64 + 1, Ordering::Relaxed);
-        self.update(id, |e| set_state(e, State::Pushing));
+        self.update(id, |e| {
+            // The archive has its final name: nothing to clean up any more.
+            e.task.temp = None;
+            set_state(e, State::Pushing);
+        });
         self.persist(id);
         if cancel.load(Ordering::SeqCst) {
             return Err(cancelled());
