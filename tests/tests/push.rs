@@ -1182,3 +1182,45 @@ fn api_commit_with_push_passes_through_pushing_and_keeps_credentials_off_disk() 
     );
     s.assert_running_and_thawed("after the push");
 }
+
+/// Cancelling a task while it pushes (to a registry that went away, so the
+/// push waits between repeats) ends it `cancelled`, the archive kept.
+#[test]
+fn api_cancel_while_pushing_ends_cancelled_and_keeps_the_archive() {
+    if !root_or_skip("api_cancel_while_pushing_ends_cancelled_and_keeps_the_archive") {
+        return;
+    }
+    use freezeframe_tests::containers::{populate_busybox, RuncOptions, RuncSession};
+    use freezeframe_tests::server::{Server, ServerOptions};
+    use serde_json::json;
+
+    let mut registry = Registry::start();
+    let reference = registry.reference("api/app:cancel");
+    registry.kill();
+    let root = tempdir("api-push-cancel-root");
+    let runc_root = root.path().join("runc");
+    let s = RuncSession::start(
+        "api-push-cancel",
+        populate_busybox,
+        RuncOptions {
+            runc_root: Some(runc_root.clone()),
+            ..Default::default()
+        },
+    );
+    let srv = Server::start("api-push-cancel", &ServerOptions::new(vec![runc_root]));
+    let id = srv.submit(&json!({
+        "session": s.id,
+        "output": "cancel.tar",
+        "push": { "ref": reference },
+    }));
+    srv.wait_state(&id, "pushing", Duration::from_secs(120));
+    let r = srv.delete(&format!("/v1/commits/{id}"));
+    assert!(r.status < 300, "{r:?}");
+    let t = srv.wait_final(&id, Duration::from_secs(60));
+    assert_eq!(t["state"], "cancelled", "{t:#}");
+    assert_eq!(t["error"]["code"], "cancelled", "{t:#}");
+    let kept = srv.save.canonicalize().unwrap().join("cancel.tar");
+    assert!(kept.is_file(), "the archive is gone: {t:#}");
+    assert_eq!(t["result"]["archive"], kept.to_str().unwrap(), "{t:#}");
+    s.assert_running_and_thawed("after a cancelled push");
+}

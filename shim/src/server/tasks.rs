@@ -509,6 +509,8 @@ impl Manager {
         }));
         match pushed {
             Ok(Ok(r)) => Ok(push_result(&r)),
+            // Cancelled while a request failed or waited to be repeated.
+            Ok(Err(_)) if cancel.load(Ordering::SeqCst) => Err(cancelled()),
             Ok(Err(source)) => Err(task_error(&CommitError::Push {
                 archive,
                 reference: plan.reference.to_string(),
