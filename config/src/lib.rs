@@ -52,6 +52,7 @@ pub struct Config {
     pub server: Server,
     pub runtime: Runtime,
     pub stores: Stores,
+    pub registry: Registry,
 }
 
 /// `[storage]`: where committed images go, and who may read them.
@@ -188,6 +189,19 @@ pub struct Stores {
     pub containers_storage: PathBuf,
     /// containerd's root (its metadata and content store).
     pub containerd: PathBuf,
+}
+
+/// `[registry]`: how the service reaches registries it pushes to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registry {
+    /// Directories laid out as `/etc/docker/certs.d` (`DIR/HOST[:PORT]/*.crt`):
+    /// the CAs trusted for a registry on top of the system's roots. Empty means
+    /// `/etc/docker/certs.d` and `/etc/containers/certs.d`.
+    pub cert_dirs: Vec<PathBuf>,
+    /// Registries (`HOST[:PORT]`) the service may speak plain HTTP to, when a
+    /// push asks for it.
+    pub insecure: Vec<String>,
 }
 
 impl Default for Stores {

@@ -175,6 +175,10 @@ fn full_file_parses() {
         docker = "/srv/docker"
         containers_storage = "/srv/storage"
         containerd = "/srv/containerd"
+
+        [registry]
+        cert_dirs = ["/srv/certs.d"]
+        insecure = ["localhost:5000"]
     "#;
     let expected = Config {
         storage: Storage {
@@ -222,6 +226,10 @@ fn full_file_parses() {
             docker: "/srv/docker".into(),
             containers_storage: "/srv/storage".into(),
             containerd: "/srv/containerd".into(),
+        },
+        registry: Registry {
+            cert_dirs: vec!["/srv/certs.d".into()],
+            insecure: vec!["localhost:5000".into()],
         },
     };
     assert_eq!(parse(text).unwrap(), expected);
@@ -411,6 +419,14 @@ fn validation_errors_name_file_and_key() {
         (
             "[stores]\ndocker = \"docker\"",
             "stores.docker: must be an absolute path, got \"docker\"",
+        ),
+        (
+            "[registry]\ncert_dirs = [\"/etc/certs.d\", \"certs.d\"]",
+            "registry.cert_dirs[1]: must be an absolute path, got \"certs.d\"",
+        ),
+        (
+            "[registry]\ninsecure = [\"http://localhost:5000\"]",
+            "registry.insecure[0]: \"http://localhost:5000\" is not a registry HOST[:PORT]",
         ),
         (
             "[runtime]\nroots = []",

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::{Compression, Config, Freeze, Group, Runtime, Server, Session, Storage, Stores};
+use crate::{
+    Compression, Config, Freeze, Group, Registry, Runtime, Server, Session, Storage, Stores,
+};
 
 /// A bad value: its key and what is wrong with it.
 #[derive(Debug)]
@@ -28,7 +30,27 @@ pub(crate) fn config(config: &Config) -> Check {
     freeze(&config.freeze)?;
     server(&config.server)?;
     runtime(&config.runtime)?;
-    stores(&config.stores)
+    stores(&config.stores)?;
+    registry(&config.registry)
+}
+
+fn registry(registry: &Registry) -> Check {
+    for (i, dir) in registry.cert_dirs.iter().enumerate() {
+        absolute(&format!("registry.cert_dirs[{i}]"), dir)?;
+    }
+    for (i, host) in registry.insecure.iter().enumerate() {
+        let bad = host.is_empty()
+            || host.contains("://")
+            || host.contains('/')
+            || host.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad {
+            return Err(invalid(
+                format!("registry.insecure[{i}]"),
+                format!("{host:?} is not a registry HOST[:PORT]"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn stores(stores: &Stores) -> Check {

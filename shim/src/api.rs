@@ -31,6 +31,44 @@ pub struct CommitRequest {
     /// an OCI layout or archive beneath the save location. Default: the image
     /// the session's runtime recorded.
     pub base: Option<String>,
+    /// Push the committed image to a registry once the archive is written.
+    pub push: Option<PushRequest>,
+}
+
+/// Where and how to push a commit (`push` of a `CommitRequest`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// `HOST[:PORT]/REPO[:TAG]`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// A repository of the same registry to mount blobs from. Default: the
+    /// base image's repository, when its name is an image of that registry.
+    pub from: Option<String>,
+    /// Plain HTTP: only to a registry the service's config lists in
+    /// `registry.insecure`.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Default: the service's own (podman's `auth.json`, Docker's
+    /// `config.json`), else anonymous. Kept in memory only, for the task's life.
+    pub credentials: Option<PushCredentials>,
+}
+
+/// A registry user and password; printed without the password.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PushCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The query of `GET /v1/commits`.
@@ -54,6 +92,8 @@ pub enum State {
     Freezing,
     /// Writing config, manifest and index; syncing.
     Finalizing,
+    /// Pushing the written archive to the registry the request named.
+    Pushing,
     Done,
     Failed,
     Cancelled,
@@ -70,6 +110,7 @@ impl State {
             State::Snapshotting => "snapshotting",
             State::Freezing => "freezing",
             State::Finalizing => "finalizing",
+            State::Pushing => "pushing",
             State::Done => "done",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
@@ -113,6 +154,9 @@ pub struct Summary {
     pub pause: String,
     pub compression: String,
     pub tag: Option<String>,
+    /// The reference the image is pushed to (never the credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -121,6 +165,19 @@ pub struct Counts {
     pub files: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// While and once pushing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushCounts>,
+}
+
+/// How far a push got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushCounts {
+    /// Bytes of blobs sent so far.
+    pub bytes_sent: u64,
+    /// Blobs (config and layers) handled, out of `blobs_total`.
+    pub blobs_done: u64,
+    pub blobs_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +193,34 @@ pub struct TaskResult {
     pub pause_path: String,
     pub files: u64,
     pub bytes: u64,
+    /// What the push did, when one was asked for and it went through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushResult>,
+}
+
+/// A push's report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushResult {
+    /// Where the image went, `HOST[:PORT]/REPO:TAG`.
+    pub reference: String,
+    /// The pushed manifest's digest: the archive's, or that of its Docker
+    /// schema 2 form where the registry refused OCI manifests.
+    pub manifest_digest: String,
+    pub manifest_media_type: String,
+    /// The repository blobs were mounted from, when one was given or found.
+    pub mount_source: Option<String>,
+    /// The config first, then the layers.
+    pub blobs: Vec<PushedBlob>,
+    /// Bytes of blobs sent; blobs mounted or already there count nothing.
+    pub uploaded_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushedBlob {
+    pub digest: String,
+    pub size: u64,
+    /// `existing`, `mounted` or `uploaded`.
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +308,8 @@ pub enum Code {
     Interrupted,
     Cancelled,
     CommitFailed,
+    /// The commit was written but the push failed: the archive is kept.
+    PushFailed,
 }
 
 impl Code {
@@ -246,6 +333,7 @@ impl Code {
             Code::Interrupted => "interrupted",
             Code::Cancelled => "cancelled",
             Code::CommitFailed => "commit_failed",
+            Code::PushFailed => "push_failed",
         }
     }
 }
@@ -289,6 +377,7 @@ mod tests {
             Interrupted,
             Cancelled,
             CommitFailed,
+            PushFailed,
         ] {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }

@@ -72,6 +72,16 @@ pub enum CommitError {
     /// The layer engine failed.
     #[error(transparent)]
     Snapshot(freezeframe_snapshot::Error),
+
+    /// The archive was written, and pushing it to the registry failed (or was
+    /// cancelled): the archive stays where it was written.
+    #[error("pushing {} to {reference} (the archive is kept)", archive.display())]
+    Push {
+        archive: PathBuf,
+        reference: String,
+        #[source]
+        source: Box<freezeframe_snapshot::registry::Error>,
+    },
 }
 
 impl CommitError {
@@ -96,6 +106,10 @@ impl CommitError {
             CommitError::Lookup(_) => Code::SessionUnsupported,
             CommitError::OutputExists { .. } => Code::OutputExists,
             CommitError::Cancelled => Code::Cancelled,
+            CommitError::Push { source, .. } => match source.as_ref() {
+                freezeframe_snapshot::registry::Error::Cancelled { .. } => Code::Cancelled,
+                _ => Code::PushFailed,
+            },
             CommitError::BaseReplaced { .. }
             | CommitError::BaseUnreadable { .. }
             | CommitError::CurrentExe(_)

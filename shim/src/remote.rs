@@ -102,8 +102,16 @@ fn progress_line(id: &str, e: &Event) -> String {
     let frozen = e
         .frozen_ms
         .map_or(String::new(), |ms| format!(", frozen {ms} ms"));
+    let push = p.push.map_or(String::new(), |push| {
+        format!(
+            ", pushed {} ({} of {} blobs)",
+            HumanBytes(push.bytes_sent),
+            push.blobs_done,
+            push.blobs_total
+        )
+    });
     format!(
-        "{} {}: {} entries, {} read, {} written{frozen}",
+        "{} {}: {} entries, {} read, {} written{frozen}{push}",
         id,
         e.state.as_str(),
         p.files,

@@ -150,6 +150,14 @@ pub fn task(t: &Task, json: bool) -> Result<()> {
         HumanBytes(p.bytes_read),
         HumanBytes(p.bytes_written)
     );
+    if let Some(push) = &p.push {
+        println!(
+            "push      {} sent, {} of {} blobs",
+            HumanBytes(push.bytes_sent),
+            push.blobs_done,
+            push.blobs_total
+        );
+    }
     if let Some(ms) = t.frozen_ms {
         println!("frozen    {ms} ms");
     }
@@ -164,6 +172,9 @@ pub fn task(t: &Task, json: bool) -> Result<()> {
         println!("config    {}", r.config_digest);
         for l in &r.layers {
             println!("layer     {} {}", l.digest, HumanBytes(l.size));
+        }
+        if let Some(push) = &r.push {
+            println!("pushed    {}@{}", push.reference, push.manifest_digest);
         }
     }
     if let Some(e) = &t.error {

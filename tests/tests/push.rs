@@ -1030,3 +1030,197 @@ fn commit_push_sends_a_running_session_and_leaves_no_archive_without_output() {
     assert!(left.is_empty(), "left behind: {left:?}");
     s.assert_running_and_thawed("after the push");
 }
+
+/// `POST /v1/commits` with `push`: a wrong password fails the task with
+/// `push_failed` and keeps the archive; the right one passes through `pushing`
+/// to `done`. The password is never in the task records, events or log.
+#[test]
+fn api_commit_with_push_passes_through_pushing_and_keeps_credentials_off_disk() {
+    if !root_or_skip("api_commit_with_push_passes_through_pushing_and_keeps_credentials_off_disk") {
+        return;
+    }
+    use freezeframe_tests::containers::{populate_busybox, RuncOptions, RuncSession};
+    use freezeframe_tests::server::{Server, ServerOptions};
+    use serde_json::json;
+    const WRONG: &str = "wrong-api-secret";
+    const LONG: Duration = Duration::from_secs(180);
+
+    let registry = Registry::start();
+    let root = tempdir("api-push-root");
+    let runc_root = root.path().join("runc");
+    let s = RuncSession::start(
+        "api-push",
+        populate_busybox,
+        RuncOptions {
+            runc_root: Some(runc_root.clone()),
+            ..Default::default()
+        },
+    );
+    s.exec("echo via the api > /etc/pushed");
+    let mut srv = Server::start("api-push", &ServerOptions::new(vec![runc_root]));
+    // The registry's CA, as the service's config names it.
+    srv.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    let mut config = read(&srv.config);
+    config.push_str(&format!(
+        "\n[registry]\ncert_dirs = [{:?}]\n",
+        registry.certs_d.display().to_string()
+    ));
+    write(&srv.config, config);
+    srv.spawn();
+    let save = srv.save.canonicalize().unwrap();
+    let on_disk = |srv: &Server| -> String {
+        let mut all = srv.log_text();
+        for e in fs::read_dir(srv.state.join("tasks")).unwrap().flatten() {
+            all.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+        }
+        all
+    };
+    let follow = |id: &str| -> Vec<Value> { srv.get(&format!("/v1/commits/{id}/events")).lines() };
+
+    // A bad reference is refused at admission, naming the field.
+    let r = srv.post(
+        "/v1/commits",
+        &json!({ "session": s.id, "push": { "ref": "Not A Reference" } }),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["field"], "push.ref", "{r:?}");
+
+    // A wrong password: failed, push_failed, 401 said, the archive kept.
+    let bad = srv.submit(&json!({
+        "session": s.id,
+        "output": "bad.tar",
+        "push": {
+            "ref": registry.reference("api/app:bad"),
+            "credentials": { "username": USER, "password": WRONG },
+        },
+    }));
+    let events = follow(&bad);
+    let t = &events.last().expect("an end event")["task"];
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["error"]["code"], "push_failed", "{t:#}");
+    let message = t["error"]["message"].as_str().unwrap();
+    assert!(message.contains("401"), "{message}");
+    assert!(message.contains("the archive is kept"), "{message}");
+    let kept = save.join("bad.tar");
+    assert!(kept.is_file(), "the archive is gone: {t:#}");
+    assert_eq!(t["result"]["archive"], kept.to_str().unwrap(), "{t:#}");
+    assert!(
+        events.iter().any(|e| e["state"] == "pushing"),
+        "no pushing state: {events:?}"
+    );
+    let stream = serde_json::to_string(&events).unwrap();
+    assert!(!stream.contains(WRONG), "the password is in the events");
+    assert!(!on_disk(&srv).contains(WRONG), "the password is on disk");
+    s.assert_running_and_thawed("after a failed push");
+
+    // The right password: through pushing to done; skopeo reads the digest.
+    let id = srv.submit(&json!({
+        "session": s.id,
+        "output": "good.tar",
+        "push": {
+            "ref": registry.reference("api/app:v1"),
+            "credentials": { "username": USER, "password": PASSWORD },
+        },
+    }));
+    let events = follow(&id);
+    let t = srv.wait_final(&id, LONG);
+    assert_eq!(t["state"], "done", "{t:#}");
+    let order = [
+        "queued",
+        "snapshotting",
+        "freezing",
+        "finalizing",
+        "pushing",
+        "done",
+    ];
+    let mut last = 0;
+    for e in &events {
+        let i = order
+            .iter()
+            .position(|s| e["state"] == *s)
+            .unwrap_or_else(|| panic!("a known state: {e}"));
+        assert!(i >= last, "state went back: {e}");
+        last = i;
+    }
+    assert!(events.iter().any(|e| e["state"] == "pushing"), "{events:?}");
+    assert!(t["phases_ms"]["pushing"].is_u64(), "{t:#}");
+    let push = &t["progress"]["push"];
+    assert!(push["bytes_sent"].as_u64().unwrap() > 0, "{t:#}");
+    assert_eq!(push["blobs_done"], push["blobs_total"], "{t:#}");
+    let digest = t["result"]["push"]["manifest_digest"]
+        .as_str()
+        .expect("the push's digest");
+    assert_eq!(
+        registry.skopeo_inspect("api/app:v1")["Digest"],
+        digest,
+        "{t:#}"
+    );
+    assert!(save.join("good.tar").is_file(), "the archive stays");
+
+    // The command line sends the push, with --creds as its credentials.
+    let mut c = Command::new(bin());
+    c.arg("--config")
+        .arg(&srv.config)
+        .args(["commit", &s.id, "--via-daemon", "-o", "cli.tar", "--json"])
+        .arg("--push")
+        .arg(registry.reference("api/app:cli"))
+        .arg("--creds")
+        .arg(Registry::creds())
+        .env_remove("FREEZEFRAME_CONFIG")
+        .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+    let t = run(&mut c).ok().json();
+    assert_eq!(t["state"], "done", "{t:#}");
+    assert_eq!(
+        registry.skopeo_inspect("api/app:cli")["Digest"],
+        t["result"]["push"]["manifest_digest"],
+        "{t:#}"
+    );
+    let all = on_disk(&srv);
+    assert!(
+        !all.contains(PASSWORD) && !all.contains(WRONG),
+        "a password is on disk"
+    );
+    s.assert_running_and_thawed("after the push");
+}
+
+/// Cancelling a task while it pushes (to a registry that went away, so the
+/// push waits between repeats) ends it `cancelled`, the archive kept.
+#[test]
+fn api_cancel_while_pushing_ends_cancelled_and_keeps_the_archive() {
+    if !root_or_skip("api_cancel_while_pushing_ends_cancelled_and_keeps_the_archive") {
+        return;
+    }
+    use freezeframe_tests::containers::{populate_busybox, RuncOptions, RuncSession};
+    use freezeframe_tests::server::{Server, ServerOptions};
+    use serde_json::json;
+
+    let mut registry = Registry::start();
+    let reference = registry.reference("api/app:cancel");
+    registry.kill();
+    let root = tempdir("api-push-cancel-root");
+    let runc_root = root.path().join("runc");
+    let s = RuncSession::start(
+        "api-push-cancel",
+        populate_busybox,
+        RuncOptions {
+            runc_root: Some(runc_root.clone()),
+            ..Default::default()
+        },
+    );
+    let srv = Server::start("api-push-cancel", &ServerOptions::new(vec![runc_root]));
+    let id = srv.submit(&json!({
+        "session": s.id,
+        "output": "cancel.tar",
+        "push": { "ref": reference },
+    }));
+    srv.wait_state(&id, "pushing", Duration::from_secs(120));
+    let r = srv.delete(&format!("/v1/commits/{id}"));
+    assert!(r.status < 300, "{r:?}");
+    let t = srv.wait_final(&id, Duration::from_secs(60));
+    assert_eq!(t["state"], "cancelled", "{t:#}");
+    assert_eq!(t["error"]["code"], "cancelled", "{t:#}");
+    let kept = srv.save.canonicalize().unwrap().join("cancel.tar");
+    assert!(kept.is_file(), "the archive is gone: {t:#}");
+    assert_eq!(t["result"]["archive"], kept.to_str().unwrap(), "{t:#}");
+    s.assert_running_and_thawed("after a cancelled push");
+}

@@ -122,7 +122,8 @@ pub struct Args {
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// Push the image to HOST[:PORT]/REPO[:TAG] once committed. Without
-    /// --output, the archive is removed after a push that succeeds.
+    /// --output, the archive is removed after a push that succeeds (with
+    /// --via-daemon it stays in the save location).
     #[arg(long, value_name = "REF")]
     push: Option<String>,
     #[command(flatten)]
@@ -130,7 +131,7 @@ pub struct Args {
     /// Commit through the service (`freezeframe serve`) and follow it: FILE is
     /// then a name inside the service's save location.
     #[arg(long, requires = "session", conflicts_with_all = [
-        "pid", "upper", "excludes", "level", "threads", "force", "push",
+        "pid", "upper", "excludes", "level", "threads", "force",
         "home_path", "cgroup", "freeze_timeout",
     ])]
     via_daemon: bool,
@@ -328,6 +329,10 @@ impl Args {
             pause: self.pause,
             owner: None,
             base: self.base.map(|b| b.to_string()),
+            push: self
+                .push
+                .map(|r| self.registry.service_request(r))
+                .transpose()?,
         })
     }
 }

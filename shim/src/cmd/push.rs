@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
+use freezeframe::api::{PushCredentials, PushRequest};
 use freezeframe_snapshot::registry::{
     self, BlobOutcome, Credentials, PushOptions, PushReport, Reference,
 };
@@ -39,7 +40,7 @@ pub struct RegistryArgs {
     #[arg(long)]
     insecure: bool,
     /// USER:PASSWORD for the registry (default: $REGISTRY_AUTH_FILE, then
-    /// Docker's config.json).
+    /// Docker's config.json; with --via-daemon, the service's).
     #[arg(
         long,
         value_name = "USER:PASSWORD",
@@ -85,6 +86,42 @@ impl RegistryArgs {
             image,
             chunk_size: self.chunk_size,
             ..PushOptions::default()
+        })
+    }
+}
+
+impl RegistryArgs {
+    /// The `push` of a service request to `reference`: the mount source,
+    /// plain HTTP and credentials travel; the CAs, chunk size and retries are
+    /// the service's own (`registry.cert_dirs`), so setting them is refused.
+    pub fn service_request(&self, reference: String) -> Result<PushRequest> {
+        if !self.cert_dir.is_empty() {
+            bail!(
+                "--cert-dir does not apply with --via-daemon: the service reads registry.cert_dirs"
+            );
+        }
+        if self.chunk_size != registry::upload::DEFAULT_CHUNK_SIZE
+            || self.retries != registry::client::DEFAULT_RETRIES
+            || self.retry_delay != Duration::from_secs(1)
+        {
+            bail!("--chunk-size, --retries and --retry-delay do not apply with --via-daemon");
+        }
+        let credentials = match self.creds.as_deref() {
+            Some(text) => {
+                let c = Credentials::parse(text)
+                    .context("--creds must be USER:PASSWORD with a user name")?;
+                Some(PushCredentials {
+                    username: c.username,
+                    password: c.password,
+                })
+            }
+            None => None,
+        };
+        Ok(PushRequest {
+            reference,
+            from: self.from.clone(),
+            insecure: self.insecure,
+            credentials,
         })
     }
 }

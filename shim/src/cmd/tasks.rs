@@ -14,7 +14,7 @@ pub struct Args {
     #[arg(long, value_name = "ID")]
     session: Option<String>,
     /// Only the commits in this state (queued, snapshotting, freezing,
-    /// finalizing, done, failed, cancelled).
+    /// finalizing, pushing, done, failed, cancelled).
     #[arg(long, value_name = "STATE")]
     state: Option<String>,
     /// Print the list as JSON.

@@ -79,6 +79,7 @@ pub fn status(code: Code) -> StatusCode {
         Code::SessionUnsupported => StatusCode::UNPROCESSABLE_ENTITY,
         Code::Conflict | Code::OutputExists => StatusCode::CONFLICT,
         Code::QueueFull | Code::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        Code::PushFailed => StatusCode::BAD_GATEWAY,
         Code::Internal | Code::Interrupted | Code::CommitFailed | Code::Cancelled => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -23,8 +23,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use freezeframe_config::Config;
+use freezeframe_config::{Config, Registry as RegistryConfig};
 use freezeframe_runtime::Session;
+use freezeframe_snapshot::registry::{self, ClientOptions, Credentials, PushOptions, Reference};
 use freezeframe_snapshot::source::base::BaseRef;
 use freezeframe_snapshot::source::SourceError;
 use serde::de::DeserializeOwned;
@@ -32,9 +33,10 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::output;
 use super::peer::{Allow, PeerAddr};
-use super::tasks::{now_rfc3339, Admission, Manager};
+use super::tasks::{now_rfc3339, Admission, Manager, PushPlan};
 use crate::api::{
-    CommitRequest, Event, EventKind, Health, ListQuery, State as TaskState, Summary, Task, Version,
+    CommitRequest, Event, EventKind, Health, ListQuery, PushRequest, State as TaskState, Summary,
+    Task, Version,
 };
 use crate::live::{self, Target};
 use crate::plan::{engine_algorithm, CommitOverrides, CommitPlan, Source};
@@ -285,6 +287,13 @@ impl App {
     /// output) and hands its plan to the task manager. Blocking.
     fn admit(&self, b: CommitRequest) -> Result<Task, ApiError> {
         let cfg = &self.config;
+        // Checked first: nothing about the session is looked at for a push
+        // that cannot go.
+        let push = b
+            .push
+            .as_ref()
+            .map(|p| check_push(&cfg.registry, p))
+            .transpose()?;
         let runtime_root = b
             .runtime_root
             .as_deref()
@@ -335,6 +344,7 @@ impl App {
             pause: request.pause.as_str().into(),
             compression: request.compression.algorithm.to_string(),
             tag: b.tag.clone(),
+            push: push.as_ref().map(|p| p.reference.to_string()),
         };
 
         let save = &cfg.storage.save_location;
@@ -349,9 +359,68 @@ impl App {
             session: session.id,
             request,
             summary,
+            push,
         })?)
     }
+}
 
+/// A push's reference, mount source, transport and credentials, as the
+/// options of the push. Plain HTTP only to a registry that the config lists in
+/// `registry.insecure`.
+fn check_push(cfg: &RegistryConfig, p: &PushRequest) -> Result<PushPlan, ApiError> {
+    {
+        let reference: Reference = p
+            .reference
+            .parse()
+            .map_err(|e: registry::Error| ApiError::invalid("push.ref", e.to_string()))?;
+        if let Some(from) = &p.from {
+            if !registry::reference::valid_repository(from) {
+                return Err(ApiError::invalid(
+                    "push.from",
+                    format!(
+                        "{from:?} is not a repository name (lower-case [a-z0-9] components \
+                         separated by . _ - and /)"
+                    ),
+                ));
+            }
+        }
+        if p.insecure && !cfg.insecure.contains(&reference.registry) {
+            return Err(ApiError::invalid(
+                "push.insecure",
+                format!(
+                    "plain HTTP to {} is not allowed: the service's config does not list it \
+                     in registry.insecure",
+                    reference.registry
+                ),
+            ));
+        }
+        let credentials = match &p.credentials {
+            Some(c) if c.username.is_empty() => {
+                return Err(ApiError::invalid(
+                    "push.credentials.username",
+                    "must not be empty",
+                ))
+            }
+            Some(c) => Some(Credentials::new(&c.username, &c.password)),
+            None => None,
+        };
+        Ok(PushPlan {
+            reference,
+            options: PushOptions {
+                client: ClientOptions {
+                    insecure: p.insecure,
+                    cert_dirs: cfg.cert_dirs.clone(),
+                    credentials,
+                    ..ClientOptions::default()
+                },
+                from: p.from.clone(),
+                ..PushOptions::default()
+            },
+        })
+    }
+}
+
+impl App {
     /// A runtime root must be one of the configured roots or below one.
     fn check_root(&self, root: &Path) -> Result<PathBuf, ApiError> {
         let bad = |m: &str| ApiError::invalid("runtime_root", m);
@@ -521,7 +590,13 @@ mod tests {
                 "{code} is not in api/openapi.yaml"
             );
         }
-        for c in [Code::Interrupted, Code::Cancelled, Code::CommitFailed] {
+        assert_eq!(super::super::error::status(Code::PushFailed).as_u16(), 502);
+        for c in [
+            Code::Interrupted,
+            Code::Cancelled,
+            Code::CommitFailed,
+            Code::PushFailed,
+        ] {
             let code = serde_json::to_value(c).unwrap();
             let code = code.as_str().unwrap();
             assert!(
@@ -529,5 +604,63 @@ mod tests {
                 "{code} is not in api/openapi.yaml"
             );
         }
+    }
+
+    #[test]
+    fn push_requests_are_checked_field_by_field() {
+        let cfg = RegistryConfig {
+            cert_dirs: vec!["/certs".into()],
+            insecure: vec!["localhost:5000".into()],
+        };
+        let req = |json: &str| -> PushRequest {
+            let body: CommitRequest =
+                parse_json(format!(r#"{{"session":"s","push":{json}}}"#).as_bytes()).unwrap();
+            body.push.unwrap()
+        };
+        let refused = |json: &str| check_push(&cfg, &req(json)).unwrap_err().body();
+        for (json, field) in [
+            (r#"{"ref":"Not A Ref"}"#, "push.ref"),
+            (
+                r#"{"ref":"reg.example:5000/app:1","from":"Bad/Repo"}"#,
+                "push.from",
+            ),
+            (
+                r#"{"ref":"reg.example:5000/app","insecure":true}"#,
+                "push.insecure",
+            ),
+            (
+                r#"{"ref":"reg.example/app","credentials":{"username":"","password":"p"}}"#,
+                "push.credentials.username",
+            ),
+        ] {
+            let b = refused(json);
+            assert_eq!(
+                (b.code, b.field.as_deref()),
+                (Code::InvalidField, Some(field)),
+                "{json}"
+            );
+        }
+        let plan = check_push(
+            &cfg,
+            &req(
+                r#"{"ref":"localhost:5000/team/app:v1","from":"base/cuda","insecure":true,
+                     "credentials":{"username":"u","password":"s3cret"}}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(plan.reference.to_string(), "localhost:5000/team/app:v1");
+        assert_eq!(plan.options.from.as_deref(), Some("base/cuda"));
+        assert!(plan.options.client.insecure);
+        assert_eq!(plan.options.client.cert_dirs, cfg.cert_dirs);
+        assert!(!format!("{plan:?}").contains("s3cret"));
+        // Unknown fields of the push object are refused too; the password is
+        // not repeated in the message.
+        let e = parse_json::<CommitRequest>(
+            br#"{"session":"s","push":{"ref":"r/a","credentials":{"username":"u","password":"s3cret","x":1}}}"#,
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let r = req(r#"{"ref":"r.example/a","credentials":{"username":"u","password":"s3cret"}}"#);
+        assert!(!format!("{r:?}").contains("s3cret"));
     }
 }

@@ -6,16 +6,20 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use freezeframe_runtime::session::freezer::{Cgroup, FreezerState};
+use freezeframe_snapshot::registry::{self, PushOptions, PushReport, Reference};
 use freezeframe_snapshot::walk::Progress;
 use tokio::sync::watch;
 
 use super::store::Store;
-use crate::api::{Code, Counts, FrozenCgroup, Layer, State, Summary, Task, TaskError, TaskResult};
+use crate::api::{
+    Code, Counts, FrozenCgroup, Layer, PushCounts, PushResult, PushedBlob, State, Summary, Task,
+    TaskError, TaskResult,
+};
 use crate::error::CommitError;
 use crate::live::{self, Observer, Phase, SessionReport, SessionRequest};
 
@@ -86,6 +90,44 @@ pub struct Admission {
     /// The resolved plan of a session commit.
     pub request: SessionRequest,
     pub summary: Summary,
+    /// Where to push the archive once written.
+    pub push: Option<PushPlan>,
+}
+
+/// A push to make after the commit. Its credentials live here, in memory,
+/// for the task's life: never in the record, the events or the logs.
+#[derive(Debug)]
+pub struct PushPlan {
+    pub reference: Reference,
+    /// TLS, credentials, insecure, mount source; progress and cancel are set
+    /// when the push starts.
+    pub options: PushOptions,
+}
+
+/// A push's counters, read for the progress the task shows.
+#[derive(Default)]
+struct PushLive {
+    bytes: Arc<AtomicU64>,
+    blobs: Arc<AtomicU64>,
+    total: AtomicU64,
+}
+
+/// How a task ended.
+struct Outcome {
+    /// The commit's report, when the archive was written.
+    report: Option<Box<SessionReport>>,
+    push: Option<PushResult>,
+    error: Option<TaskError>,
+}
+
+impl From<TaskError> for Outcome {
+    fn from(error: TaskError) -> Self {
+        Outcome {
+            report: None,
+            push: None,
+            error: Some(error),
+        }
+    }
 }
 
 pub struct Limits {
@@ -104,6 +146,10 @@ struct Entry {
     frozen_since: Option<Instant>,
     /// The request, until a thread takes it.
     pending: Option<Box<SessionRequest>>,
+    /// The push to make after the commit, until the thread takes it.
+    push: Option<Box<PushPlan>>,
+    /// Set when a push is asked for.
+    push_live: Option<Arc<PushLive>>,
     changed: watch::Sender<State>,
 }
 
@@ -117,6 +163,8 @@ impl Entry {
             since: Instant::now(),
             frozen_since: None,
             pending,
+            push: None,
+            push_live: None,
             changed,
         }
     }
@@ -227,9 +275,12 @@ impl Manager {
             };
             let mut task = queued(&id, &a.session, &output, a.summary);
             task.lock_file = self.limits.lock_dir.as_ref().map(|d| d.join(&a.session));
-            inner
-                .tasks
-                .insert(id.clone(), Entry::new(task, Some(Box::new(a.request))));
+            let mut entry = Entry::new(task, Some(Box::new(a.request)));
+            if let Some(push) = a.push {
+                entry.push = Some(Box::new(push));
+                entry.push_live = Some(Arc::default());
+            }
+            inner.tasks.insert(id.clone(), entry);
             inner.sessions.insert(a.session.clone(), id.clone());
             inner.outputs.insert(output);
             if start {
@@ -305,7 +356,7 @@ impl Manager {
             queued.is_some()
         };
         if was_queued {
-            self.finish(id, Err(cancelled()));
+            self.finish(id, cancelled().into());
         }
         Ok(())
     }
@@ -335,7 +386,7 @@ impl Manager {
             inner.queue.drain(..).collect()
         };
         for id in queued {
-            self.finish(&id, Err(cancelled()));
+            self.finish(&id, cancelled().into());
         }
     }
 
@@ -355,10 +406,11 @@ impl Manager {
         if let Err(e) = spawned {
             self.finish(
                 &id,
-                Err(TaskError {
+                TaskError {
                     code: Code::Internal,
                     message: format!("cannot start a thread for the commit: {e}"),
-                }),
+                }
+                .into(),
             );
             self.release_slot();
         }
@@ -372,10 +424,11 @@ impl Manager {
                 let req = e.pending.take()?;
                 set_state(e, State::Snapshotting);
                 e.task.started = Some(now_rfc3339());
-                Some((req, Arc::clone(&e.progress), Arc::clone(&e.cancel)))
+                let push = e.push.take().zip(e.push_live.clone());
+                Some((req, push, Arc::clone(&e.progress), Arc::clone(&e.cancel)))
             })
         };
-        let Some((req, progress, cancel)) = taken else {
+        let Some((req, push, progress, cancel)) = taken else {
             self.release_slot();
             return;
         };
@@ -398,8 +451,76 @@ impl Manager {
                 }),
             }
         };
+        let outcome = match (outcome, push) {
+            (Ok(report), Some((plan, live))) => {
+                let pushed = self.push(id, &report, *plan, &live, &cancel);
+                let (push, error) = match pushed {
+                    Ok(p) => (Some(p), None),
+                    Err(e) => (None, Some(e)),
+                };
+                Outcome {
+                    report: Some(report),
+                    push,
+                    error,
+                }
+            }
+            (Ok(report), None) => Outcome {
+                report: Some(report),
+                push: None,
+                error: None,
+            },
+            (Err(e), _) => e.into(),
+        };
         self.finish(id, outcome);
         self.release_slot();
+    }
+
+    /// Pushes the archive a commit wrote; it stays whatever happens.
+    fn push(
+        &self,
+        id: &str,
+        report: &SessionReport,
+        plan: PushPlan,
+        live: &PushLive,
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<PushResult, TaskError> {
+        let archive = report.commit.archive.clone();
+        // The config, then every layer of the manifest.
+        live.total
+            .store(report.commit.layers.len() as u64 + 1, Ordering::Relaxed);
+        self.update(id, |e| {
+            // The archive has its final name: nothing to clean up any more.
+            e.task.temp = None;
+            set_state(e, State::Pushing);
+        });
+        self.persist(id);
+        if cancel.load(Ordering::SeqCst) {
+            return Err(cancelled());
+        }
+        tracing::info!(task = id, reference = %plan.reference, "pushing the archive");
+        let options = PushOptions {
+            progress: Some(Arc::clone(&live.bytes)),
+            blobs_done: Some(Arc::clone(&live.blobs)),
+            cancel: Some(Arc::clone(cancel)),
+            ..plan.options
+        };
+        let pushed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            registry::push_archive(&archive, &plan.reference, &options)
+        }));
+        match pushed {
+            Ok(Ok(r)) => Ok(push_result(&r)),
+            // Cancelled while a request failed or waited to be repeated.
+            Ok(Err(_)) if cancel.load(Ordering::SeqCst) => Err(cancelled()),
+            Ok(Err(source)) => Err(task_error(&CommitError::Push {
+                archive,
+                reference: plan.reference.to_string(),
+                source: Box::new(source),
+            })),
+            Err(panic) => Err(TaskError {
+                code: Code::Internal,
+                message: format!("the push panicked: {}", panic_message(&panic)),
+            }),
+        }
     }
 
     /// Frees a running slot and starts the next queued task, if any.
@@ -420,7 +541,7 @@ impl Manager {
 
     /// Puts a task in its final state, frees its session and output, persists it
     /// and removes its lock file.
-    fn finish(&self, id: &str, outcome: Result<Box<SessionReport>, TaskError>) {
+    fn finish(&self, id: &str, outcome: Outcome) {
         // The lock file goes first: whoever sees the task end sees it gone.
         let lock_file = self
             .lock()
@@ -435,17 +556,23 @@ impl Manager {
             let Some(e) = inner.tasks.get_mut(id) else {
                 return;
             };
-            let (state, result, error) = match outcome {
-                Ok(r) => (State::Done, Some(task_result(&r)), None),
-                Err(err) if err.code == Code::Cancelled => (State::Cancelled, None, Some(err)),
-                Err(err) => (State::Failed, None, Some(err)),
+            let state = match &outcome.error {
+                None => State::Done,
+                Some(err) if err.code == Code::Cancelled => State::Cancelled,
+                Some(_) => State::Failed,
             };
+            // A push that fails leaves the written archive, and the result
+            // says where it is.
+            let result = outcome.report.as_deref().map(task_result);
             if let Some(r) = &result {
                 e.task.frozen_ms = Some(r.1);
             }
-            e.task.result = result.map(|r| r.0);
-            e.task.error = error;
-            e.task.progress = live_counts(&e.progress);
+            e.task.result = result.map(|(mut r, _)| {
+                r.push = outcome.push;
+                r
+            });
+            e.task.error = outcome.error;
+            e.task.progress = live_counts(e);
             e.task.temp = None;
             e.task.frozen_cgroup = None;
             e.task.finished = Some(now_rfc3339());
@@ -632,7 +759,7 @@ fn set_state(e: &mut Entry, state: State) {
 fn view(e: &Entry) -> Task {
     let mut t = e.task.clone();
     if !t.state.is_final() {
-        t.progress = live_counts(&e.progress);
+        t.progress = live_counts(e);
         *t.phases_ms.entry(t.state).or_default() += e.since.elapsed().as_millis() as u64;
         if let Some(since) = e.frozen_since {
             t.frozen_ms = Some(since.elapsed().as_millis() as u64);
@@ -641,11 +768,39 @@ fn view(e: &Entry) -> Task {
     t
 }
 
-fn live_counts(p: &Progress) -> Counts {
+fn live_counts(e: &Entry) -> Counts {
+    let p = &e.progress;
     Counts {
         files: p.entries.load(Ordering::Relaxed),
         bytes_read: p.bytes_read.load(Ordering::Relaxed),
         bytes_written: p.bytes_written.load(Ordering::Relaxed),
+        push: e.push_live.as_deref().map(|l| PushCounts {
+            bytes_sent: l.bytes.load(Ordering::Relaxed),
+            blobs_done: l.blobs.load(Ordering::Relaxed),
+            blobs_total: l.total.load(Ordering::Relaxed),
+        }),
+    }
+}
+
+fn push_result(r: &PushReport) -> PushResult {
+    PushResult {
+        reference: r.reference.clone(),
+        manifest_digest: r.manifest_digest.clone(),
+        manifest_media_type: r.manifest_media_type.clone(),
+        mount_source: r.mount_source.clone(),
+        blobs: r
+            .blobs
+            .iter()
+            .map(|b| PushedBlob {
+                digest: b.digest.clone(),
+                size: b.size,
+                outcome: serde_json::to_value(b.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        uploaded_bytes: r.uploaded_bytes,
     }
 }
 
@@ -673,6 +828,7 @@ fn task_result(r: &SessionReport) -> (TaskResult, u64) {
             pause_path: r.frozen.path.clone(),
             files: c.files,
             bytes: c.bytes,
+            push: None,
         },
         r.frozen.frozen_ms,
     )
@@ -740,6 +896,7 @@ mod tests {
             pause: "full".into(),
             compression: "gzip".into(),
             tag: None,
+            push: None,
         };
         let mut t = queued(
             id,

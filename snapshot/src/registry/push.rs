@@ -45,6 +45,8 @@ pub struct PushOptions {
     pub progress: Option<Arc<AtomicU64>>,
     /// Set to stop the push; it ends with [`Error::Cancelled`].
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Blobs (config and layers) handled so far, for progress reports.
+    pub blobs_done: Option<Arc<AtomicU64>>,
 }
 
 impl Default for PushOptions {
@@ -56,6 +58,7 @@ impl Default for PushOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             progress: None,
             cancel: None,
+            blobs_done: None,
         }
     }
 }
@@ -177,6 +180,9 @@ pub fn push_archive(
             media_type: desc.media_type().to_string(),
             outcome,
         });
+        if let Some(done) = &options.blobs_done {
+            done.fetch_add(1, Ordering::Relaxed);
+        }
     }
     pusher.check_cancel()?;
 
