@@ -202,6 +202,10 @@ pub struct Registry {
     /// Registries (`HOST[:PORT]`) the service may speak plain HTTP to, when a
     /// push asks for it.
     pub insecure: Vec<String>,
+    /// A credentials file (podman's `auth.json`, Docker's `config.json`
+    /// format) looked at before `$REGISTRY_AUTH_FILE` and Docker's, when a
+    /// push brings no credentials of its own.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for Stores {

@@ -114,8 +114,8 @@ fn example_file_commented_keys_parse() {
         })
         .collect();
     assert_eq!(
-        uncommented, 5,
-        "archive_group, level, socket_group, owner_label, lock_dir"
+        uncommented, 6,
+        "archive_group, level, socket_group, owner_label, lock_dir, auth_file"
     );
     let config = parse(&text).unwrap();
     assert_eq!(
@@ -179,6 +179,7 @@ fn full_file_parses() {
         [registry]
         cert_dirs = ["/srv/certs.d"]
         insecure = ["localhost:5000"]
+        auth_file = "/srv/auth.json"
     "#;
     let expected = Config {
         storage: Storage {
@@ -230,6 +231,7 @@ fn full_file_parses() {
         registry: Registry {
             cert_dirs: vec!["/srv/certs.d".into()],
             insecure: vec!["localhost:5000".into()],
+            auth_file: Some("/srv/auth.json".into()),
         },
     };
     assert_eq!(parse(text).unwrap(), expected);
@@ -427,6 +429,10 @@ fn validation_errors_name_file_and_key() {
         (
             "[registry]\ninsecure = [\"http://localhost:5000\"]",
             "registry.insecure[0]: \"http://localhost:5000\" is not a registry HOST[:PORT]",
+        ),
+        (
+            "[registry]\nauth_file = \"auth.json\"",
+            "registry.auth_file: must be an absolute path, got \"auth.json\"",
         ),
         (
             "[runtime]\nroots = []",

@@ -50,6 +50,9 @@ fn registry(registry: &Registry) -> Check {
             ));
         }
     }
+    if let Some(file) = &registry.auth_file {
+        absolute("registry.auth_file", file)?;
+    }
     Ok(())
 }
 

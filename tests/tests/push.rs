@@ -1060,10 +1060,19 @@ fn api_commit_with_push_passes_through_pushing_and_keeps_credentials_off_disk() 
     let mut srv = Server::start("api-push", &ServerOptions::new(vec![runc_root]));
     // The registry's CA, as the service's config names it.
     srv.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    // Credentials for a push that brings none: the configured auth file.
+    let auth_file = root.path().join("auth.json");
+    write(
+        &auth_file,
+        json!({ "auths": { registry.host.clone(): {
+            "auth": base64(Registry::creds().as_bytes()) } } })
+        .to_string(),
+    );
     let mut config = read(&srv.config);
     config.push_str(&format!(
-        "\n[registry]\ncert_dirs = [{:?}]\n",
-        registry.certs_d.display().to_string()
+        "\n[registry]\ncert_dirs = [{:?}]\nauth_file = {:?}\n",
+        registry.certs_d.display().to_string(),
+        auth_file.display().to_string()
     ));
     write(&srv.config, config);
     srv.spawn();
@@ -1156,6 +1165,20 @@ fn api_commit_with_push_passes_through_pushing_and_keeps_credentials_off_disk() 
         "{t:#}"
     );
     assert!(save.join("good.tar").is_file(), "the archive stays");
+
+    // No credentials in the request: the configured auth file's.
+    let id = srv.submit(&json!({
+        "session": s.id,
+        "output": "configured.tar",
+        "push": { "ref": registry.reference("api/app:configured") },
+    }));
+    let t = srv.wait_final(&id, LONG);
+    assert_eq!(t["state"], "done", "{t:#}");
+    assert_eq!(
+        registry.skopeo_inspect("api/app:configured")["Digest"],
+        t["result"]["push"]["manifest_digest"],
+        "{t:#}"
+    );
 
     // The command line sends the push, with --creds as its credentials.
     let mut c = Command::new(bin());

@@ -186,7 +186,8 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
     let push = match &a.push {
         Some(r) => {
             let reference: Reference = r.parse().context("--push")?;
-            let options = a.registry.options(None)?;
+            let mut options = a.registry.options(None)?;
+            options.client.auth_files = config.registry.auth_file.iter().cloned().collect();
             Some((reference, options, a.output.is_none()))
         }
         None => None,

@@ -79,6 +79,7 @@ impl RegistryArgs {
                 insecure: self.insecure,
                 cert_dirs: self.cert_dir.clone(),
                 credentials,
+                auth_files: Vec::new(),
                 retries: self.retries,
                 retry_delay: self.retry_delay,
             },

@@ -411,6 +411,7 @@ fn check_push(cfg: &RegistryConfig, p: &PushRequest) -> Result<PushPlan, ApiErro
                     insecure: p.insecure,
                     cert_dirs: cfg.cert_dirs.clone(),
                     credentials,
+                    auth_files: cfg.auth_file.iter().cloned().collect(),
                     ..ClientOptions::default()
                 },
                 from: p.from.clone(),
@@ -611,6 +612,7 @@ mod tests {
         let cfg = RegistryConfig {
             cert_dirs: vec!["/certs".into()],
             insecure: vec!["localhost:5000".into()],
+            auth_file: None,
         };
         let req = |json: &str| -> PushRequest {
             let body: CommitRequest =

@@ -83,7 +83,16 @@ impl Credentials {
     /// for podman's per-repository entries): podman's `auth.json`, then
     /// Docker's `config.json`. `None` when no file names the registry.
     pub fn lookup(registry: &str, repository: &str) -> Result<Option<Credentials>, Error> {
-        for path in auth_files() {
+        Self::lookup_in(&[], registry, repository)
+    }
+
+    /// [`Credentials::lookup`], looking in `first` before the usual files.
+    pub fn lookup_in(
+        first: &[PathBuf],
+        registry: &str,
+        repository: &str,
+    ) -> Result<Option<Credentials>, Error> {
+        for path in first.iter().cloned().chain(auth_files()) {
             if let Some(found) = from_file(&path, registry, repository)? {
                 return Ok(Some(found));
             }

@@ -56,9 +56,12 @@ pub struct ClientOptions {
     /// are trusted as CAs for the registry, on top of the system's roots.
     /// Empty means [`SYSTEM_CERT_DIRS`].
     pub cert_dirs: Vec<PathBuf>,
-    /// Credentials; `None` looks in the usual files
-    /// ([`Credentials::lookup`]) and otherwise goes anonymous.
+    /// Credentials; `None` looks in `auth_files`, then in the usual files
+    /// ([`Credentials::lookup`]), and otherwise goes anonymous.
     pub credentials: Option<Credentials>,
+    /// Credentials files (`auth.json` / `config.json` format) looked at
+    /// before the usual ones: the one an admin configured.
+    pub auth_files: Vec<PathBuf>,
     /// Times a request is repeated after a broken connection or a 502, 503 or
     /// 504; an upload resumes where the registry says it got to.
     pub retries: u32,
@@ -71,6 +74,7 @@ impl Default for ClientOptions {
         ClientOptions {
             insecure: false,
             cert_dirs: Vec::new(),
+            auth_files: Vec::new(),
             credentials: None,
             retries: DEFAULT_RETRIES,
             retry_delay: DEFAULT_RETRY_DELAY,
@@ -131,7 +135,7 @@ impl Client {
         let host = api_host(registry);
         let credentials = match &options.credentials {
             Some(c) => Some(c.clone()),
-            None => Credentials::lookup(registry, repository)?,
+            None => Credentials::lookup_in(&options.auth_files, registry, repository)?,
         };
         let cert_dirs: Vec<PathBuf> = if options.cert_dirs.is_empty() {
             SYSTEM_CERT_DIRS.iter().map(PathBuf::from).collect()
