@@ -666,4 +666,178 @@ mod tests {
         assert!(puts[0].ends_with("application/vnd.oci.image.manifest.v1+json"));
         assert!(puts[1].ends_with(DOCKER_MANIFEST));
     }
+
+    /// A registry over plain HTTP, one request per connection, that has the
+    /// blobs `present` (digest → size) and mounts none; records the requests
+    /// (`METHOD PATH`) and the manifest put, and ends with it.
+    fn serve_with(listener: TcpListener, present: Vec<(String, u64)>) -> (Vec<String>, Vec<u8>) {
+        let mut seen = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                let header = header.trim_end().to_ascii_lowercase();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some(v) = header.strip_prefix("content-length: ") {
+                    length = v.parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request = line.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            seen.push(request.clone());
+            let answer = if request.starts_with("HEAD ") {
+                match present.iter().find(|(d, _)| request.ends_with(d.as_str())) {
+                    Some((_, size)) => format!(
+                        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {size}\r\n\r\n"
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                            .to_owned()
+                    }
+                }
+            } else if request.starts_with("POST ") {
+                "HTTP/1.1 202 Accepted\r\nconnection: close\r\nlocation: /v2/app/blobs/uploads/u1\r\ncontent-length: 0\r\n\r\n"
+                    .to_owned()
+            } else if request.starts_with("DELETE ") {
+                "HTTP/1.1 204 No Content\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                    .to_owned()
+            } else {
+                format!(
+                    "HTTP/1.1 201 Created\r\nconnection: close\r\ndocker-content-digest: {}\r\ncontent-length: 0\r\n\r\n",
+                    sha256_digest(&body)
+                )
+            };
+            stream.write_all(answer.as_bytes()).unwrap();
+            if request.starts_with("PUT ") && request.contains("/manifests/") {
+                return (seen, body);
+            }
+        }
+        (seen, Vec::new())
+    }
+
+    #[test]
+    fn an_omitted_uncompressed_layer_is_named_by_the_recorded_blob_the_registry_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path();
+        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let diff_id = format!("sha256:{}", "d".repeat(64));
+        let config = blob(
+            layout,
+            "application/vnd.oci.image.config.v1+json",
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#)
+                .as_bytes(),
+        );
+        let layer = format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{diff_id}","size":10240}}"#
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{config},"layers":[{layer}]}}"#
+        );
+        let manifest_desc = blob(
+            layout,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
+        std::fs::write(
+            layout.join("index.json"),
+            format!(r#"{{"schemaVersion":2,"manifests":[{manifest_desc}]}}"#),
+        )
+        .unwrap();
+        let config_digest = sha256_digest(
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#)
+                .as_bytes(),
+        );
+
+        // The first recorded blob is gone; the second is there.
+        let (gone, there) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let present = vec![(there.clone(), 1234), (config_digest, 100)];
+        let server = std::thread::spawn(move || serve_with(listener, present));
+        let reference = Reference::from_str(&format!("127.0.0.1:{port}/app:1")).unwrap();
+        let recorded = |digest: &str, repository: Option<String>| RegistryBlob {
+            digest: digest.to_owned(),
+            size: None,
+            repository,
+        };
+        let options = PushOptions {
+            client: ClientOptions {
+                insecure: true,
+                cert_dirs: vec![layout.join("none")],
+                retries: 0,
+                ..ClientOptions::default()
+            },
+            registry_blobs: BTreeMap::from([(
+                diff_id.clone(),
+                vec![
+                    recorded(&gone, Some(format!("127.0.0.1:{port}/base"))),
+                    recorded(&there, Some("elsewhere.io/base".into())),
+                ],
+            )]),
+            ..PushOptions::default()
+        };
+        let report = push_archive(layout, &reference, &options).unwrap();
+        let (seen, put) = server.join().unwrap();
+
+        // The gone one was tried in the registry and mounted from its
+        // repository (the session the registry opened instead is cancelled).
+        assert!(
+            seen.contains(&format!("HEAD /v2/app/blobs/{gone}")),
+            "{seen:#?}"
+        );
+        assert!(
+            seen.contains(&format!(
+                "POST /v2/app/blobs/uploads/?mount={gone}&from=base"
+            )),
+            "{seen:#?}"
+        );
+        assert!(seen.iter().any(|r| r.starts_with("DELETE ")), "{seen:#?}");
+        assert!(
+            !seen
+                .iter()
+                .any(|r| r.contains("PATCH") || r.contains("?digest=")),
+            "nothing uploaded: {seen:#?}"
+        );
+        let put: serde_json::Value = serde_json::from_slice(&put).unwrap();
+        assert_eq!(put["layers"][0]["digest"], there.as_str());
+        assert_eq!(put["layers"][0]["size"], 1234);
+        assert_eq!(
+            put["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(report.blobs[1].digest, there);
+        assert_eq!(report.blobs[1].outcome, BlobOutcome::Existing);
+        assert_eq!(report.uploaded_bytes, 0);
+        assert_ne!(report.manifest_digest, sha256_digest(manifest.as_bytes()));
+    }
+
+    #[test]
+    fn a_recorded_repository_counts_on_its_registry_only() {
+        assert_eq!(
+            same_registry("reg.io:5000/team/base", "reg.io:5000"),
+            Some("team/base")
+        );
+        assert_eq!(same_registry("reg.io:5000/team/base", "reg.io"), None);
+        assert_eq!(same_registry("reg.io/Bad", "reg.io"), None);
+        assert_eq!(
+            same_registry("docker.io/library/x", "docker.io"),
+            Some("library/x")
+        );
+    }
 }
