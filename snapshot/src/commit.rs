@@ -8,6 +8,7 @@
 //! It sequences the other modules (source, walk, layer, compression, image,
 //! archive) and holds no format knowledge of its own.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom};
@@ -27,7 +28,7 @@ use crate::fs::output::Unnamed;
 use crate::image::{self, BaseInfo, ImageMeta};
 use crate::layer::{write_layer, LayerInfo, SpoolVisitor};
 use crate::source::base::{Base, BaseLayer, BaseRef, Stores};
-use crate::source::{SourceError, StoredLayer};
+use crate::source::{RegistryBlob, SourceError, StoredLayer};
 use crate::walk::{walk_pass, Pass, Progress, TreeSpec, WalkReport};
 
 /// Whether the base image's layer blobs are copied into the archive.
@@ -51,6 +52,24 @@ impl std::str::FromStr for BaseBlobs {
                 "unknown base-blobs mode {o:?} (expected include or omit)"
             )),
         }
+    }
+}
+
+/// The descriptor of an unpacked base layer left out of the archive: its
+/// first recorded registry blob of known size (gzip), else its uncompressed
+/// tar by its diffID.
+fn omitted_unpacked(layer: &StoredLayer) -> Result<Descriptor> {
+    match layer
+        .registry
+        .iter()
+        .find_map(|b| Some((b.digest.as_str(), b.size?)))
+    {
+        Some((digest, size)) => image::descriptor(MediaType::ImageLayerGzip, size, digest),
+        None => image::descriptor(
+            MediaType::ImageLayer,
+            layer.tar_size().map_err(SourceError::from)?,
+            &layer.diff_id,
+        ),
     }
 }
 
@@ -84,6 +103,10 @@ pub struct LayerSummary {
     pub media_type: String,
     /// Whether the blob is in the archive.
     pub included: bool,
+    /// For a base layer left out of the archive, the registry blobs its store
+    /// recorded for it (see [`CommitReport::registry_blobs`]).
+    #[serde(skip)]
+    pub registry: Vec<RegistryBlob>,
 }
 
 /// The result of a commit, as `--json` prints it.
@@ -101,6 +124,20 @@ pub struct CommitReport {
     pub bytes: u64,
     pub walk: WalkReport,
     pub elapsed_ms: u64,
+}
+
+impl CommitReport {
+    /// The registry blobs recorded for the base layers left out of the
+    /// archive, by the digest the manifest names each by: what a push is
+    /// given as [`crate::registry::PushOptions::registry_blobs`] to refer to
+    /// the registry's copies instead of uploading them.
+    pub fn registry_blobs(&self) -> BTreeMap<String, Vec<RegistryBlob>> {
+        self.layers
+            .iter()
+            .filter(|l| !l.included && !l.registry.is_empty())
+            .map(|l| (l.digest.clone(), l.registry.clone()))
+            .collect()
+    }
 }
 
 /// A commit in progress.
@@ -161,6 +198,7 @@ impl Commit {
         let mut base_layers = Vec::new();
         if let Some(base) = &base {
             for layer in &base.layers {
+                let mut registry = Vec::new();
                 let (desc, included) = match layer {
                     BaseLayer::Blob { desc, .. } => {
                         let included = base_blobs == BaseBlobs::Include && base.has_blob(desc);
@@ -179,16 +217,15 @@ impl Commit {
                     BaseLayer::Unpacked(l) if base_blobs == BaseBlobs::Include => {
                         (add_unpacked(&mut archive, l, settings)?, true)
                     }
-                    // Left out, it is named by its tar's digest: a store or
-                    // `docker load` that has the base finds it by its diffID.
-                    BaseLayer::Unpacked(l) => (
-                        image::descriptor(
-                            MediaType::ImageLayer,
-                            l.tar_size().map_err(SourceError::from)?,
-                            &l.diff_id,
-                        )?,
-                        false,
-                    ),
+                    // Left out, it is named by the registry blob the store
+                    // recorded for it when that has a known size, so a push
+                    // finds it in the registry; else by its tar's digest: a
+                    // store or `docker load` that has the base finds it by its
+                    // diffID either way.
+                    BaseLayer::Unpacked(l) => {
+                        registry.clone_from(&l.registry);
+                        (omitted_unpacked(l)?, false)
+                    }
                 };
                 base_layers.push(LayerSummary {
                     digest: desc.digest().to_string(),
@@ -196,6 +233,7 @@ impl Commit {
                     size: desc.size(),
                     media_type: desc.media_type().to_string(),
                     included,
+                    registry,
                 });
                 base_descs.push(desc);
             }
@@ -410,6 +448,7 @@ impl Commit {
             size: l.size,
             media_type: l.media_type.clone(),
             included: true,
+            registry: Vec::new(),
         }));
         Ok(CommitReport {
             archive: path,
@@ -501,4 +540,37 @@ pub fn commit(
     )?;
     c.add_layer(&req.trees, req.compression, progress, cancel)?;
     c.finish(&req.meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(registry: Vec<RegistryBlob>) -> StoredLayer {
+        StoredLayer {
+            diff_id: format!("sha256:{}", "d".repeat(64)),
+            id: "layer".into(),
+            tar_split: "/nonexistent/split.gz".into(),
+            diff_dir: "/nonexistent/diff".into(),
+            registry,
+        }
+    }
+
+    #[test]
+    fn an_omitted_layer_is_named_by_its_first_registry_blob_of_known_size() {
+        let blob = |c: &str, size| RegistryBlob {
+            digest: format!("sha256:{}", c.repeat(64)),
+            size,
+            repository: None,
+        };
+        let desc = omitted_unpacked(&layer(vec![blob("a", None), blob("b", Some(42))])).unwrap();
+        assert_eq!(desc.media_type(), &MediaType::ImageLayerGzip);
+        assert_eq!(desc.size(), 42);
+        assert_eq!(
+            desc.digest().to_string(),
+            format!("sha256:{}", "b".repeat(64))
+        );
+        // No size known: its tar by its diffID (which needs the layer on disk).
+        assert!(omitted_unpacked(&layer(vec![blob("a", None)])).is_err());
+    }
 }

@@ -29,6 +29,7 @@ pub use serde_json::Value;
 pub mod containers;
 pub mod docker;
 pub mod live;
+pub mod registry;
 pub mod server;
 
 // ---------------------------------------------------------------------------

@@ -230,7 +230,12 @@ fn push_committed(
     scratch: bool,
 ) -> Result<PushReport> {
     let archive = done.report().archive.clone();
-    let report = registry::push_archive(&archive, reference, options).with_context(|| {
+    // Base layers left out are found in the registry as their store recorded them.
+    let options = PushOptions {
+        registry_blobs: done.report().registry_blobs(),
+        ..options.clone()
+    };
+    let report = registry::push_archive(&archive, reference, &options).with_context(|| {
         format!(
             "pushing to {reference} (the commit is kept in {})",
             archive.display()

@@ -502,6 +502,7 @@ impl Manager {
             progress: Some(Arc::clone(&live.bytes)),
             blobs_done: Some(Arc::clone(&live.blobs)),
             cancel: Some(Arc::clone(cancel)),
+            registry_blobs: report.commit.registry_blobs(),
             ..plan.options
         };
         let pushed = std::panic::catch_unwind(AssertUnwindSafe(|| {

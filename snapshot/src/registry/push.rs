@@ -5,15 +5,24 @@
 //! an upload streamed from the archive. A blob the archive lacks (a commit
 //! written with `--base-blobs omit`) must already be in the registry. The
 //! manifest goes last, byte for byte as the archive holds it, so its digest is
-//! the archive's; a registry that refuses OCI manifests (415, or 400
+//! the archive's (unless a layer is renamed, below); a registry that refuses
+//! OCI manifests (415, or 400
 //! `MANIFEST_INVALID`) gets its Docker schema 2 form instead, which names the
 //! same blobs and has a digest of its own.
+//!
+//! A base layer that a commit left out as an uncompressed tar (named by its
+//! diffID, as a store that keeps layers unpacked knows it) is looked up among
+//! the registry blobs the store recorded for it ([`PushOptions::registry_blobs`]):
+//! the first that the repository has, or that can be mounted from the
+//! repository it was recorded in, takes its place in the manifest with the
+//! digest and size the registry answers. Nothing of it is uploaded.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use oci_spec::image::{Descriptor, Digest};
+use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::Serialize;
 
 use super::client::{Client, ClientOptions, Mount};
@@ -22,9 +31,12 @@ use super::reference::Reference;
 use super::upload::{upload_blob, VerifyingReader, DEFAULT_CHUNK_SIZE};
 use super::Error;
 use crate::digest::sha256_digest;
-use crate::image::ANNOTATION_BASE_NAME;
+use crate::image::{canonical_json, ANNOTATION_BASE_NAME};
 use crate::source::oci::DOCKER_MANIFEST;
-use crate::source::{ImageSource, SourceError, MAX_JSON_SIZE};
+use crate::source::{ImageSource, RegistryBlob, SourceError, MAX_JSON_SIZE};
+
+/// Docker's media type of an uncompressed layer tar.
+const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -47,6 +59,11 @@ pub struct PushOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Blobs (config and layers) handled so far, for progress reports.
     pub blobs_done: Option<Arc<AtomicU64>>,
+    /// Registry blobs known to hold a layer the archive lacks, by the digest
+    /// the manifest names it by (an uncompressed base layer's diffID): the
+    /// gzip blobs a store recorded for it, most likely first. See the module
+    /// documentation.
+    pub registry_blobs: BTreeMap<String, Vec<RegistryBlob>>,
 }
 
 impl Default for PushOptions {
@@ -59,6 +76,7 @@ impl Default for PushOptions {
             progress: None,
             cancel: None,
             blobs_done: None,
+            registry_blobs: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +167,27 @@ pub fn push_archive(
     if let Some(from) = &from {
         scopes.push(format!("repository:{from}:pull"));
     }
+    // The repositories recorded for layers to be found, on this registry.
+    let mut sources: Vec<&str> = Vec::new();
+    for desc in image.manifest.layers() {
+        for blob in options
+            .registry_blobs
+            .get(desc.digest().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = blob
+                .repository
+                .as_deref()
+                .and_then(|r| same_registry(r, &reference.registry))
+            {
+                if r != repository && Some(r) != from.as_deref() && !sources.contains(&r) {
+                    sources.push(r);
+                }
+            }
+        }
+    }
+    scopes.extend(sources.iter().map(|r| format!("repository:{r}:pull")));
     client.set_scopes(scopes);
 
     let pusher = Pusher {
@@ -160,11 +199,30 @@ pub fn push_archive(
     };
     let mut blobs = Vec::new();
     let mut uploaded_bytes = 0;
-    let descriptors =
-        std::iter::once(image.manifest.config()).chain(image.manifest.layers().iter());
-    for desc in descriptors {
+    let mut layers = image.manifest.layers().clone();
+    let mut renamed = false;
+    for i in 0..=layers.len() {
         pusher.check_cancel()?;
-        let outcome = pusher.push_blob(&mut client, desc)?;
+        let desc = match i {
+            0 => image.manifest.config(),
+            _ => &layers[i - 1],
+        };
+        let (desc, outcome) = match pusher.find_recorded(&mut client, desc)? {
+            Some((found, outcome)) => {
+                tracing::info!(
+                    layer = %desc.digest(),
+                    blob = %found.digest(),
+                    "layer found in the registry as the blob its store recorded"
+                );
+                layers[i - 1] = found;
+                renamed = true;
+                (&layers[i - 1], outcome)
+            }
+            None => {
+                let outcome = pusher.push_blob(&mut client, desc)?;
+                (desc, outcome)
+            }
+        };
         if outcome == BlobOutcome::Uploaded {
             uploaded_bytes += desc.size();
         }
@@ -186,16 +244,32 @@ pub fn push_archive(
     }
     pusher.check_cancel()?;
 
+    let (manifest_bytes, manifest_digest) = if renamed {
+        let mut manifest = image.manifest.clone();
+        manifest.set_layers(layers);
+        let bytes = canonical_json(&manifest).map_err(|e| Error::Protocol {
+            what: format!("rewriting the manifest of {}", archive.display()),
+            url: String::new(),
+            reason: e.to_string(),
+        })?;
+        let digest = sha256_digest(&bytes);
+        if let Some(expected) = &reference.digest {
+            return Err(Error::DigestMismatch {
+                archive: archive.to_owned(),
+                reference: reference.to_string(),
+                expected: expected.to_string(),
+                actual: digest,
+            });
+        }
+        (bytes, digest)
+    } else {
+        (manifest_bytes, manifest_digest.to_string())
+    };
     let media_type = manifest_desc.media_type().to_string();
     let target = reference.manifest_reference();
     let (manifest_bytes, media_type, manifest_digest, answered) =
         match client.put_manifest(repository, &target, &media_type, &manifest_bytes) {
-            Ok(answered) => (
-                manifest_bytes,
-                media_type,
-                manifest_digest.to_string(),
-                answered,
-            ),
+            Ok(answered) => (manifest_bytes, media_type, manifest_digest, answered),
             // A pinned digest cannot be kept through a conversion.
             Err(e) if refuses_oci(&e) && reference.digest.is_none() => {
                 let Ok(docker) = to_docker_schema2(&manifest_bytes) else {
@@ -259,6 +333,13 @@ pub fn base_repository(base_name: &str, registry: &str) -> Option<String> {
         .map(|r| r.repository)
 }
 
+/// The repository of `name` (`HOST[:PORT]/REPO`, as a store records where
+/// a blob came from) when it is on `registry`.
+fn same_registry<'a>(name: &'a str, registry: &str) -> Option<&'a str> {
+    let repository = name.strip_prefix(registry)?.strip_prefix('/')?;
+    super::reference::valid_repository(repository).then_some(repository)
+}
+
 /// Whether a manifest `PUT` failed because the registry does not take OCI
 /// manifests: 415, or 400 `MANIFEST_INVALID`.
 fn refuses_oci(e: &Error) -> bool {
@@ -317,6 +398,59 @@ impl Pusher<'_> {
             self.check_cancel()?;
         }
         result.map(|()| BlobOutcome::Uploaded)
+    }
+
+    /// For a layer the archive lacks and names as an uncompressed tar, the
+    /// first registry blob recorded for it that the repository has or that
+    /// can be mounted into it (from the repository it was recorded in, else
+    /// from the `from` one): its gzip descriptor, with the size the registry
+    /// answers. `None` when none is found, or the layer is not such a one.
+    fn find_recorded(
+        &self,
+        client: &mut Client,
+        desc: &Descriptor,
+    ) -> Result<Option<(Descriptor, BlobOutcome)>, Error> {
+        let uncompressed = matches!(desc.media_type(), MediaType::ImageLayer)
+            || desc.media_type().to_string() == DOCKER_LAYER_TAR;
+        let Some(candidates) = self.options.registry_blobs.get(desc.digest().as_ref()) else {
+            return Ok(None);
+        };
+        if !uncompressed || self.source.has_blob(desc.digest()) {
+            return Ok(None);
+        }
+        let repository = self.reference.repository.as_str();
+        for blob in candidates {
+            let Ok(digest) = blob.digest.parse::<Digest>() else {
+                continue;
+            };
+            let found = |size: u64, outcome| {
+                let desc = Descriptor::new(MediaType::ImageLayerGzip, size, digest.clone());
+                Ok(Some((desc, outcome)))
+            };
+            if let Some(size) = client.blob_size(repository, &digest)? {
+                return found(size, BlobOutcome::Existing);
+            }
+            let recorded = blob
+                .repository
+                .as_deref()
+                .and_then(|r| same_registry(r, &self.reference.registry));
+            let mut tried = Vec::new();
+            for from in recorded.into_iter().chain(self.from.as_deref()) {
+                if from == repository || tried.contains(&from) {
+                    continue;
+                }
+                tried.push(from);
+                match client.mount_blob(repository, &digest, from)? {
+                    Mount::Mounted => {
+                        if let Some(size) = client.blob_size(repository, &digest)? {
+                            return found(size, BlobOutcome::Mounted);
+                        }
+                    }
+                    Mount::Upload(location) => client.cancel_upload(&location),
+                }
+            }
+        }
+        Ok(None)
     }
 
     fn upload(
@@ -531,5 +665,179 @@ mod tests {
         assert_eq!(puts.len(), 2, "{seen:#?}");
         assert!(puts[0].ends_with("application/vnd.oci.image.manifest.v1+json"));
         assert!(puts[1].ends_with(DOCKER_MANIFEST));
+    }
+
+    /// A registry over plain HTTP, one request per connection, that has the
+    /// blobs `present` (digest → size) and mounts none; records the requests
+    /// (`METHOD PATH`) and the manifest put, and ends with it.
+    fn serve_with(listener: TcpListener, present: Vec<(String, u64)>) -> (Vec<String>, Vec<u8>) {
+        let mut seen = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                let header = header.trim_end().to_ascii_lowercase();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some(v) = header.strip_prefix("content-length: ") {
+                    length = v.parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request = line.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            seen.push(request.clone());
+            let answer = if request.starts_with("HEAD ") {
+                match present.iter().find(|(d, _)| request.ends_with(d.as_str())) {
+                    Some((_, size)) => format!(
+                        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {size}\r\n\r\n"
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                            .to_owned()
+                    }
+                }
+            } else if request.starts_with("POST ") {
+                "HTTP/1.1 202 Accepted\r\nconnection: close\r\nlocation: /v2/app/blobs/uploads/u1\r\ncontent-length: 0\r\n\r\n"
+                    .to_owned()
+            } else if request.starts_with("DELETE ") {
+                "HTTP/1.1 204 No Content\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                    .to_owned()
+            } else {
+                format!(
+                    "HTTP/1.1 201 Created\r\nconnection: close\r\ndocker-content-digest: {}\r\ncontent-length: 0\r\n\r\n",
+                    sha256_digest(&body)
+                )
+            };
+            stream.write_all(answer.as_bytes()).unwrap();
+            if request.starts_with("PUT ") && request.contains("/manifests/") {
+                return (seen, body);
+            }
+        }
+        (seen, Vec::new())
+    }
+
+    #[test]
+    fn an_omitted_uncompressed_layer_is_named_by_the_recorded_blob_the_registry_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path();
+        std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        std::fs::write(
+            layout.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        let diff_id = format!("sha256:{}", "d".repeat(64));
+        let config = blob(
+            layout,
+            "application/vnd.oci.image.config.v1+json",
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#)
+                .as_bytes(),
+        );
+        let layer = format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{diff_id}","size":10240}}"#
+        );
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{config},"layers":[{layer}]}}"#
+        );
+        let manifest_desc = blob(
+            layout,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
+        std::fs::write(
+            layout.join("index.json"),
+            format!(r#"{{"schemaVersion":2,"manifests":[{manifest_desc}]}}"#),
+        )
+        .unwrap();
+        let config_digest = sha256_digest(
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#)
+                .as_bytes(),
+        );
+
+        // The first recorded blob is gone; the second is there.
+        let (gone, there) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let present = vec![(there.clone(), 1234), (config_digest, 100)];
+        let server = std::thread::spawn(move || serve_with(listener, present));
+        let reference = Reference::from_str(&format!("127.0.0.1:{port}/app:1")).unwrap();
+        let recorded = |digest: &str, repository: Option<String>| RegistryBlob {
+            digest: digest.to_owned(),
+            size: None,
+            repository,
+        };
+        let options = PushOptions {
+            client: ClientOptions {
+                insecure: true,
+                cert_dirs: vec![layout.join("none")],
+                retries: 0,
+                ..ClientOptions::default()
+            },
+            registry_blobs: BTreeMap::from([(
+                diff_id.clone(),
+                vec![
+                    recorded(&gone, Some(format!("127.0.0.1:{port}/base"))),
+                    recorded(&there, Some("elsewhere.io/base".into())),
+                ],
+            )]),
+            ..PushOptions::default()
+        };
+        let report = push_archive(layout, &reference, &options).unwrap();
+        let (seen, put) = server.join().unwrap();
+
+        // The gone one was tried in the registry and mounted from its
+        // repository (the session the registry opened instead is cancelled).
+        assert!(
+            seen.contains(&format!("HEAD /v2/app/blobs/{gone}")),
+            "{seen:#?}"
+        );
+        assert!(
+            seen.contains(&format!(
+                "POST /v2/app/blobs/uploads/?mount={gone}&from=base"
+            )),
+            "{seen:#?}"
+        );
+        assert!(seen.iter().any(|r| r.starts_with("DELETE ")), "{seen:#?}");
+        assert!(
+            !seen
+                .iter()
+                .any(|r| r.contains("PATCH") || r.contains("?digest=")),
+            "nothing uploaded: {seen:#?}"
+        );
+        let put: serde_json::Value = serde_json::from_slice(&put).unwrap();
+        assert_eq!(put["layers"][0]["digest"], there.as_str());
+        assert_eq!(put["layers"][0]["size"], 1234);
+        assert_eq!(
+            put["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(report.blobs[1].digest, there);
+        assert_eq!(report.blobs[1].outcome, BlobOutcome::Existing);
+        assert_eq!(report.uploaded_bytes, 0);
+        assert_ne!(report.manifest_digest, sha256_digest(manifest.as_bytes()));
+    }
+
+    #[test]
+    fn a_recorded_repository_counts_on_its_registry_only() {
+        assert_eq!(
+            same_registry("reg.io:5000/team/base", "reg.io:5000"),
+            Some("team/base")
+        );
+        assert_eq!(same_registry("reg.io:5000/team/base", "reg.io"), None);
+        assert_eq!(same_registry("reg.io/Bad", "reg.io"), None);
+        assert_eq!(
+            same_registry("docker.io/library/x", "docker.io"),
+            Some("library/x")
+        );
     }
 }

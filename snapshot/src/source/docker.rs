@@ -28,7 +28,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::oci::MAX_JSON_SIZE;
-use super::stored::{ContainerRecord, StoredImage, StoredLayer};
+use super::stored::{ContainerRecord, RegistryBlob, StoredImage, StoredLayer};
 use crate::fs::open::{open_beneath, open_dir_beneath, open_root, read_names, stat, BENEATH};
 
 /// Largest small file (`diff`, `cache-id`) read from a layer's record.
@@ -68,6 +68,17 @@ struct Repositories {
 const IMAGE_DIR: &str = "image/overlay2";
 const CONFIG_DIR: &str = "image/overlay2/imagedb/content/sha256";
 const LAYER_DIR: &str = "image/overlay2/layerdb/sha256";
+const V2METADATA_DIR: &str = "image/overlay2/distribution/v2metadata-by-diffid/sha256";
+
+/// One entry of `v2metadata-by-diffid/sha256/HEX`: a registry blob that Docker
+/// pulled or pushed this layer as.
+#[derive(Deserialize)]
+struct V2Metadata {
+    #[serde(rename = "Digest")]
+    digest: String,
+    #[serde(rename = "SourceRepository", default)]
+    source_repository: String,
+}
 
 impl DockerStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -288,7 +299,42 @@ impl DockerStore {
             id: chain_id.to_owned(),
             tar_split: self.root.join(tar_split),
             diff_dir: self.root.join(diff_dir),
+            registry: self.registry_blobs(root, diff_id)?,
         })
+    }
+
+    /// The registry blobs Docker recorded for the layer `diff_id`
+    /// (`distribution/v2metadata-by-diffid`), most recent first; none when it
+    /// recorded nothing. Entries whose digest is not `sha256:HEX` are passed
+    /// over.
+    fn registry_blobs(&self, root: &OwnedFd, diff_id: &str) -> Result<Vec<RegistryBlob>> {
+        let Some(hex) = sha256_hex(diff_id) else {
+            return Ok(Vec::new());
+        };
+        let rel = format!("{V2METADATA_DIR}/{hex}");
+        let path = self.root.join(&rel);
+        let data = match read_capped(root, Path::new(&rel), MAX_JSON_SIZE) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+                return Ok(Vec::new())
+            }
+            Err(source) => return Err(Error::Read { path, source }),
+        };
+        let entries: Option<Vec<V2Metadata>> =
+            serde_json::from_slice(&data).map_err(|source| Error::Json { path, source })?;
+        // Docker appends the newest entry last.
+        Ok(entries
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .filter(|m| sha256_hex(&m.digest).is_some())
+            .map(|m| RegistryBlob {
+                digest: m.digest,
+                size: None,
+                repository: (!m.source_repository.is_empty()).then_some(m.source_repository),
+            })
+            .collect())
     }
 
     /// The image id (bare hex) `reference` names, and the name it was found
@@ -671,6 +717,55 @@ mod tests {
             let e = s.store().image(missing).unwrap_err();
             assert!(matches!(e, Error::NoImage { .. }), "{missing}: {e}");
         }
+    }
+
+    #[test]
+    fn distribution_metadata_gives_registry_blobs_newest_first() {
+        let s = store();
+        let got = s.store().image("app").unwrap();
+        assert!(got.layers.iter().all(|l| l.registry.is_empty()));
+
+        let dir = s.root().join(V2METADATA_DIR);
+        fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        fs::write(
+            dir.join(&s.diff_ids[1]["sha256:".len()..]),
+            serde_json::to_vec(&json!([
+                {"Digest": old, "SourceRepository": "docker.io/library/app", "HMAC": ""},
+                {"Digest": "md5:x", "SourceRepository": "r", "HMAC": ""},
+                {"Digest": new, "SourceRepository": "localhost:5000/app", "HMAC": "ab"},
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        let got = s.store().image("app").unwrap();
+        assert!(got.layers[0].registry.is_empty());
+        assert_eq!(
+            got.layers[1].registry,
+            vec![
+                RegistryBlob {
+                    digest: new,
+                    size: None,
+                    repository: Some("localhost:5000/app".into()),
+                },
+                RegistryBlob {
+                    digest: old,
+                    size: None,
+                    repository: Some("docker.io/library/app".into()),
+                },
+            ]
+        );
+
+        // Corrupt metadata is named.
+        fs::write(dir.join(&s.diff_ids[1]["sha256:".len()..]), b"{").unwrap();
+        let e = s.store().image("app").unwrap_err();
+        assert!(
+            matches!(e, Error::Json { .. }) && e.to_string().contains("v2metadata-by-diffid"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,4 +30,4 @@ pub mod stored;
 pub mod tarsplit;
 
 pub use oci::*;
-pub use stored::{ContainerRecord, StoredImage, StoredLayer};
+pub use stored::{ContainerRecord, RegistryBlob, StoredImage, StoredLayer};

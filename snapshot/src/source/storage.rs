@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use super::docker::{
     check_file, is_component, is_hex, read_capped, sha256_hex, with_default_tag, MIN_PREFIX,
 };
-use super::stored::{ContainerRecord, StoredImage, StoredLayer};
+use super::stored::{ContainerRecord, RegistryBlob, StoredImage, StoredLayer};
 use super::tarsplit::base64_encode;
 use crate::fs::open::{open_dir_beneath, open_root};
 
@@ -74,6 +74,37 @@ struct LayerEntry {
     parent: String,
     #[serde(rename = "diff-digest", default, deserialize_with = "null_as_default")]
     diff_digest: String,
+    /// The digest of the blob the layer was pulled as.
+    #[serde(
+        rename = "compressed-diff-digest",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    compressed_diff_digest: String,
+    #[serde(rename = "compressed-size", default)]
+    compressed_size: Option<i64>,
+    /// The blob's compression: 0 none, 1 bzip2, 2 gzip, 3 xz, 4 zstd.
+    #[serde(default)]
+    compression: Option<i64>,
+}
+
+impl LayerEntry {
+    /// The gzip blob the layer was pulled as, when recorded with its size.
+    fn registry_blob(&self) -> Option<RegistryBlob> {
+        let gzip = match self.compression {
+            Some(c) => c == 2,
+            None => self.compressed_diff_digest != self.diff_digest,
+        };
+        let size = u64::try_from(self.compressed_size?).ok()?;
+        (gzip
+            && sha256_hex(&self.compressed_diff_digest).is_some()
+            && self.compressed_diff_digest != self.diff_digest)
+            .then(|| RegistryBlob {
+                digest: self.compressed_diff_digest.clone(),
+                size: Some(size),
+                repository: None,
+            })
+    }
 }
 
 /// A field the store may write as `null` as well as leave out.
@@ -214,6 +245,7 @@ impl ContainersStorage {
             })?;
             layers.push(StoredLayer {
                 diff_id: diff_id.clone(),
+                registry: layer.registry_blob().into_iter().collect(),
                 id: layer.id,
                 tar_split: self.root.join(tar_split),
                 diff_dir: self.root.join(diff_dir),
@@ -488,6 +520,42 @@ mod tests {
             layer_ids,
             diff_ids,
         }
+    }
+
+    #[test]
+    fn recorded_gzip_blobs_with_their_size_are_registry_blobs() {
+        let s = store();
+        // The fixture records the diffID as the compressed digest: no blob.
+        let got = s.store().image("app").unwrap();
+        assert!(got.layers.iter().all(|l| l.registry.is_empty()));
+
+        let blob = format!("sha256:{}", "a".repeat(64));
+        s.edit_layers(|l| {
+            l[0]["compressed-diff-digest"] = blob.clone().into();
+            l[0]["compressed-size"] = 1234.into();
+            l[0]["compression"] = 2.into();
+            // zstd, and gzip without a size: neither is taken.
+            l[1]["compressed-diff-digest"] = format!("sha256:{}", "b".repeat(64)).into();
+            l[1]["compressed-size"] = 99.into();
+            l[1]["compression"] = 4.into();
+        });
+        let got = s.store().image("app").unwrap();
+        assert_eq!(
+            got.layers[0].registry,
+            vec![RegistryBlob {
+                digest: blob.clone(),
+                size: Some(1234),
+                repository: None,
+            }]
+        );
+        assert!(got.layers[1].registry.is_empty());
+        s.edit_layers(|l| {
+            l[1]["compression"] = 2.into();
+            l[1]["compressed-size"] = serde_json::Value::Null;
+        });
+        assert!(s.store().image("app").unwrap().layers[1]
+            .registry
+            .is_empty());
     }
 
     #[test]

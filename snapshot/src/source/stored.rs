@@ -48,6 +48,23 @@ pub struct StoredLayer {
     pub tar_split: PathBuf,
     /// The layer's unpacked directory.
     pub diff_dir: PathBuf,
+    /// Where the store recorded this layer's compressed blob in a registry
+    /// (it was pulled from or pushed there): Docker's distribution metadata,
+    /// containers-storage's `compressed-diff-digest`. Most recent first.
+    pub registry: Vec<RegistryBlob>,
+}
+
+/// A registry blob that a store recorded for a layer it keeps unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryBlob {
+    /// `sha256:…` of the compressed blob.
+    pub digest: String,
+    /// Its size, when the store recorded it (containers-storage does, Docker
+    /// does not).
+    pub size: Option<u64>,
+    /// The repository it was seen in (`HOST[:PORT]/REPO`, or a Docker Hub
+    /// `docker.io/REPO`), when recorded.
+    pub repository: Option<String>,
 }
 
 /// Errors from reading a store of unpacked layers (Docker's,

@@ -760,6 +760,7 @@ mod tests {
             id: "layer-1".into(),
             tar_split: f.split.clone(),
             diff_dir: f.diff.clone(),
+            registry: Vec::new(),
         }
     }
 
