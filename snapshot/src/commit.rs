@@ -103,7 +103,7 @@ pub struct LayerSummary {
     pub media_type: String,
     /// Whether the blob is in the archive.
     pub included: bool,
-    /// For a base layer left out of the archive, the registry blobs its store
+    /// For a base layer rebuilt from a store, the registry blobs the store
     /// recorded for it (see [`CommitReport::registry_blobs`]).
     #[serde(skip)]
     pub registry: Vec<RegistryBlob>,
@@ -127,14 +127,15 @@ pub struct CommitReport {
 }
 
 impl CommitReport {
-    /// The registry blobs recorded for the base layers left out of the
-    /// archive, by the digest the manifest names each by: what a push is
-    /// given as [`crate::registry::PushOptions::registry_blobs`] to refer to
-    /// the registry's copies instead of uploading them.
+    /// The registry blobs recorded for the base layers, by the digest the
+    /// manifest names each by: what a push is given as
+    /// [`crate::registry::PushOptions::registry_blobs`] to refer to the
+    /// registry's copies instead of uploading the archive's (a rebuilt
+    /// layer, recompressed, has a digest of its own).
     pub fn registry_blobs(&self) -> BTreeMap<String, Vec<RegistryBlob>> {
         self.layers
             .iter()
-            .filter(|l| !l.included && !l.registry.is_empty())
+            .filter(|l| !l.registry.is_empty())
             .map(|l| (l.digest.clone(), l.registry.clone()))
             .collect()
     }
@@ -214,7 +215,11 @@ impl Commit {
                         }
                         (Descriptor::clone(desc), included)
                     }
+                    // Rebuilt and recompressed, it has a digest of its own;
+                    // the registry blobs its store recorded go with it, for a
+                    // push to refer to those instead.
                     BaseLayer::Unpacked(l) if base_blobs == BaseBlobs::Include => {
+                        registry.clone_from(&l.registry);
                         (add_unpacked(&mut archive, l, settings)?, true)
                     }
                     // Left out, it is named by the registry blob the store

@@ -81,100 +81,104 @@ fn commit_push_of_a_docker_session_refers_to_the_base_blobs_the_registry_has() {
     let c = d.run(&name, Vec::new(), &base_ref, &[]);
     c.exec("echo changed > /etc/pushed");
 
-    let before = registry.requests().len();
-    let archive = d.scratch("out").join("pushed.tar");
-    let reference = registry.reference("app:1");
-    let mut cmd = d.freezeframe_cmd(args![
-        "commit",
-        &name,
-        "--push",
-        &reference,
-        "--base-blobs",
-        "omit",
-        "--cert-dir",
-        &registry.certs_d,
-        "--creds",
-        Registry::creds(),
-        "-o",
-        &archive,
-        "--json"
-    ]);
-    cmd.env("DOCKER_CONFIG", registry.certs_d.join("no-docker-config"))
-        .env("REGISTRY_AUTH_FILE", registry.certs_d.join("no-auth-file"))
-        .env_remove("FREEZEFRAME_REGISTRY_CREDS");
-    let report = run(&mut cmd).ok().json();
-    c.assert_running_and_thawed("after the commit and push");
+    // Left out of the archive, or rebuilt and recompressed into it: either
+    // way the push refers to the registry's copies of the base.
+    for (tag, omit) in [("app:1", true), ("app-included:1", false)] {
+        let before = registry.requests().len();
+        let archive = d.scratch("out").join(format!("pushed-{omit}.tar"));
+        let reference = registry.reference(tag);
+        let mut cmd = d.freezeframe_cmd(args![
+            "commit",
+            &name,
+            "--push",
+            &reference,
+            "--base-blobs",
+            if omit { "omit" } else { "include" },
+            "--cert-dir",
+            &registry.certs_d,
+            "--creds",
+            Registry::creds(),
+            "-o",
+            &archive,
+            "--json"
+        ]);
+        cmd.env("DOCKER_CONFIG", registry.certs_d.join("no-docker-config"))
+            .env("REGISTRY_AUTH_FILE", registry.certs_d.join("no-auth-file"))
+            .env_remove("FREEZEFRAME_REGISTRY_CREDS");
+        let report = run(&mut cmd).ok().json();
+        c.assert_running_and_thawed("after the commit and push");
 
-    // The pushed image lists the base's registry blobs first.
-    let pushed = registry.skopeo_inspect("app:1");
-    assert_eq!(
-        pushed["Digest"], report["push"]["manifest_digest"],
-        "{report}"
-    );
-    let layers = strings(&pushed["Layers"]);
-    assert!(layers.len() > base_layers.len(), "no new layer: {pushed}");
-    assert_eq!(
-        layers[..base_layers.len()],
-        base_layers[..],
-        "the base's registry blobs come first"
-    );
-    let outcomes: Vec<&str> = report["push"]["blobs"]
-        .as_array()
-        .expect("push blobs")
-        .iter()
-        .map(|b| b["outcome"].as_str().unwrap())
-        .collect();
-    assert!(
-        outcomes[1..=base_layers.len()]
+        // The pushed image lists the base's registry blobs first.
+        let pushed = registry.skopeo_inspect(tag);
+        assert_eq!(
+            pushed["Digest"], report["push"]["manifest_digest"],
+            "{report}"
+        );
+        let layers = strings(&pushed["Layers"]);
+        assert!(layers.len() > base_layers.len(), "no new layer: {pushed}");
+        assert_eq!(
+            layers[..base_layers.len()],
+            base_layers[..],
+            "the base's registry blobs come first"
+        );
+        let outcomes: Vec<&str> = report["push"]["blobs"]
+            .as_array()
+            .expect("push blobs")
             .iter()
-            .all(|o| *o == "mounted" || *o == "existing"),
-        "base blobs uploaded: {report}"
-    );
-
-    // The access log: nothing of the base uploaded, only the new layer(s)
-    // and the config.
-    let requests = registry.requests();
-    let during = &requests[before..];
-    let uploaded: BTreeSet<String> = during
-        .iter()
-        .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
-        .filter_map(|r| {
-            let digest = r.split("digest=").nth(1)?;
-            Some(digest.split('&').next()?.replace("%3A", ":"))
-        })
-        .collect();
-    let expected: BTreeSet<String> = layers[base_layers.len()..]
-        .iter()
-        .cloned()
-        .chain([report["config_digest"]
-            .as_str()
-            .expect("config_digest")
-            .to_owned()])
-        .collect();
-    assert_eq!(
-        uploaded,
-        expected,
-        "only the new layer(s) and the config are uploaded:\n{}",
-        during.join("\n")
-    );
-    for digest in &base_layers {
+            .map(|b| b["outcome"].as_str().unwrap())
+            .collect();
         assert!(
-            !during
+            outcomes[1..=base_layers.len()]
                 .iter()
-                .any(|r| (r.starts_with("PUT ") || r.starts_with("PATCH "))
-                    && r.replace("%3A", ":").contains(digest.as_str())),
-            "base blob {digest} uploaded:\n{}",
+                .all(|o| *o == "mounted" || *o == "existing"),
+            "base blobs uploaded: {report}"
+        );
+
+        // The access log: nothing of the base uploaded, only the new layer(s)
+        // and the config.
+        let requests = registry.requests();
+        let during = &requests[before..];
+        let uploaded: BTreeSet<String> = during
+            .iter()
+            .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
+            .filter_map(|r| {
+                let digest = r.split("digest=").nth(1)?;
+                Some(digest.split('&').next()?.replace("%3A", ":"))
+            })
+            .collect();
+        let expected: BTreeSet<String> = layers[base_layers.len()..]
+            .iter()
+            .cloned()
+            .chain([report["config_digest"]
+                .as_str()
+                .expect("config_digest")
+                .to_owned()])
+            .collect();
+        assert_eq!(
+            uploaded,
+            expected,
+            "only the new layer(s) and the config are uploaded:\n{}",
             during.join("\n")
         );
-    }
-    let manifests = during
-        .iter()
-        .filter(|r| r.starts_with("PUT ") && r.contains("/manifests/"))
-        .count();
-    assert_eq!(manifests, 1, "{}", during.join("\n"));
+        for digest in &base_layers {
+            assert!(
+                !during
+                    .iter()
+                    .any(|r| (r.starts_with("PUT ") || r.starts_with("PATCH "))
+                        && r.replace("%3A", ":").contains(digest.as_str())),
+                "base blob {digest} uploaded:\n{}",
+                during.join("\n")
+            );
+        }
+        let manifests = during
+            .iter()
+            .filter(|r| r.starts_with("PUT ") && r.contains("/manifests/"))
+            .count();
+        assert_eq!(manifests, 1, "{}", during.join("\n"));
 
-    // Docker pulls it and runs it with the session's change.
-    d.docker(args!["pull", &reference]);
-    let out = d.docker(args!["run", "--rm", &reference, "cat", "/etc/pushed"]);
-    assert_eq!(out.stdout.trim(), "changed", "{out}");
+        // Docker pulls it and runs it with the session's change.
+        d.docker(args!["pull", &reference]);
+        let out = d.docker(args!["run", "--rm", &reference, "cat", "/etc/pushed"]);
+        assert_eq!(out.stdout.trim(), "changed", "{out}");
+    }
 }

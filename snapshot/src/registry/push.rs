@@ -35,9 +35,6 @@ use crate::image::{canonical_json, ANNOTATION_BASE_NAME};
 use crate::source::oci::DOCKER_MANIFEST;
 use crate::source::{ImageSource, RegistryBlob, SourceError, MAX_JSON_SIZE};
 
-/// Docker's media type of an uncompressed layer tar.
-const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-
 /// How to push.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -400,22 +397,24 @@ impl Pusher<'_> {
         result.map(|()| BlobOutcome::Uploaded)
     }
 
-    /// For a layer the archive lacks and names as an uncompressed tar, the
-    /// first registry blob recorded for it that the repository has or that
-    /// can be mounted into it (from the repository it was recorded in, else
-    /// from the `from` one): its gzip descriptor, with the size the registry
-    /// answers. `None` when none is found, or the layer is not such a one.
+    /// For a base layer whose store recorded registry blobs for it (other
+    /// than the one the manifest names), the first of them that the
+    /// repository has or that can be mounted into it (from the repository it
+    /// was recorded in, else from the `from` one): its gzip descriptor, with
+    /// the size the registry answers. `None` when none is found, or no blob
+    /// was recorded: the archive's blob, if it has it, is pushed then.
     fn find_recorded(
         &self,
         client: &mut Client,
         desc: &Descriptor,
     ) -> Result<Option<(Descriptor, BlobOutcome)>, Error> {
-        let uncompressed = matches!(desc.media_type(), MediaType::ImageLayer)
-            || desc.media_type().to_string() == DOCKER_LAYER_TAR;
         let Some(candidates) = self.options.registry_blobs.get(desc.digest().as_ref()) else {
             return Ok(None);
         };
-        if !uncompressed || self.source.has_blob(desc.digest()) {
+        if candidates
+            .iter()
+            .any(|b| b.digest == desc.digest().as_ref())
+        {
             return Ok(None);
         }
         let repository = self.reference.repository.as_str();
