@@ -28,8 +28,8 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::oci::MAX_JSON_SIZE;
-use super::stored::{ContainerRecord, RegistryBlob, StoredImage, StoredLayer};
-use crate::fs::open::{open_beneath, open_dir_beneath, open_root, read_names, stat, BENEATH};
+use super::stored::{open_store_root, ContainerRecord, RegistryBlob, StoredImage, StoredLayer};
+use crate::fs::open::{open_beneath, open_dir_beneath, read_names, stat, BENEATH};
 
 /// Largest small file (`diff`, `cache-id`) read from a layer's record.
 const MAX_SMALL_FILE: u64 = 4096;
@@ -403,14 +403,7 @@ impl DockerStore {
 
     /// The data root, open; `None` when it does not exist.
     fn open_root(&self) -> Result<Option<OwnedFd>> {
-        match open_root(&self.root) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::Read {
-                path: self.root.clone(),
-                source: e.into(),
-            }),
-        }
+        open_store_root(&self.root)
     }
 
     fn read_error(&self, rel: &str, source: io::Error) -> Error {

@@ -28,9 +28,9 @@ use sha2::{Digest as _, Sha256};
 use super::docker::{
     check_file, is_component, is_hex, read_capped, sha256_hex, with_default_tag, MIN_PREFIX,
 };
-use super::stored::{ContainerRecord, RegistryBlob, StoredImage, StoredLayer};
+use super::stored::{open_store_root, ContainerRecord, RegistryBlob, StoredImage, StoredLayer};
 use super::tarsplit::base64_encode;
-use crate::fs::open::{open_dir_beneath, open_root};
+use crate::fs::open::open_dir_beneath;
 
 /// Largest `images.json`, `layers.json` or `containers.json` read: they list
 /// every image, layer or container of the store.
@@ -389,14 +389,7 @@ impl ContainersStorage {
     }
 
     fn open_root(&self) -> Result<Option<OwnedFd>> {
-        match open_root(&self.root) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::Read {
-                path: self.root.clone(),
-                source: e.into(),
-            }),
-        }
+        open_store_root(&self.root)
     }
 }
 

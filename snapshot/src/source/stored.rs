@@ -2,7 +2,8 @@
 //! store it is: the records the Docker and containers-storage readers return.
 
 use std::io;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 
@@ -108,4 +109,17 @@ pub enum StoreError {
         found: String,
         expected: String,
     },
+}
+
+/// A store's data root, opened; `None` when it does not exist (a runtime the
+/// node does not run).
+pub(crate) fn open_store_root(root: &Path) -> Result<Option<OwnedFd>, StoreError> {
+    match crate::fs::open::open_root(root) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(StoreError::Read {
+            path: root.to_owned(),
+            source: e.into(),
+        }),
+    }
 }
