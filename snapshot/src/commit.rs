@@ -510,6 +510,7 @@ fn merge_reports(into: &mut WalkReport, r: &WalkReport) {
     }
     into.skipped.extend(r.skipped.iter().cloned());
     into.changed.extend(r.changed.iter().cloned());
+    into.merge_secrets(r);
 }
 
 /// Everything a one-shot commit needs.

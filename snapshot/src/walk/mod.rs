@@ -39,7 +39,7 @@ mod traverse;
 #[cfg(test)]
 mod tests;
 
-pub use exclude::Exclude;
+pub use exclude::{Exclude, Excluded, Secrets, DEFAULT_SECRETS};
 pub use graft::Graft;
 pub use overlay::OverlayXattrs;
 
@@ -176,6 +176,11 @@ pub struct WalkReport {
     /// Files whose size or times changed while they were read; the layer holds
     /// what was read, padded or cut to the size first seen.
     pub changed: Vec<String>,
+    /// Paths left out as [`Secrets`] (with everything below them), the first
+    /// 1000 of them.
+    pub secrets_excluded: Vec<String>,
+    /// Secrets left out beyond those listed (at least this many).
+    pub secrets_unlisted: u64,
 }
 
 impl WalkReport {
@@ -189,6 +194,42 @@ impl WalkReport {
             + self.fifos
             + self.whiteouts
             + self.opaque_dirs
+    }
+
+    /// Whether `exclude` leaves out the absolute path `abs`; counts it, or
+    /// lists it as a secret.
+    fn left_out(&mut self, exclude: &Exclude, abs: &[u8]) -> bool {
+        match exclude.check(abs) {
+            None => return false,
+            Some(Excluded::Pattern) => self.excluded += 1,
+            Some(Excluded::Secret) => {
+                if self.secrets_excluded.len() < MAX_LISTED {
+                    self.secrets_excluded.push(display_path(abs));
+                } else {
+                    self.secrets_unlisted += 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// Adds the secrets another pass left out: the passes of a live commit see
+    /// the same secrets, each listed once.
+    pub fn merge_secrets(&mut self, other: &WalkReport) {
+        let known: std::collections::HashSet<String> =
+            self.secrets_excluded.iter().cloned().collect();
+        let mut more = 0;
+        for p in &other.secrets_excluded {
+            if known.contains(p) {
+                continue;
+            }
+            if self.secrets_excluded.len() < MAX_LISTED {
+                self.secrets_excluded.push(p.clone());
+            } else {
+                more += 1;
+            }
+        }
+        self.secrets_unlisted = self.secrets_unlisted.max(other.secrets_unlisted) + more;
     }
 
     fn skip(&mut self, path: &[u8], reason: SkipReason) {

@@ -441,8 +441,7 @@ impl<'a> Walker<'a> {
             );
         }
         let abs = absolute(&rel);
-        if self.spec.exclude.matches(&abs) {
-            self.report.excluded += 1;
+        if self.report.left_out(&self.spec.exclude, &abs) {
             return Ok(());
         }
         let overlay = self.roots[tree].overlay;
