@@ -79,6 +79,11 @@ pub struct Session {
     /// Glob patterns on container paths that are never committed. Each is known
     /// to compile with `globset::Glob::new`.
     pub excludes: Vec<String>,
+    /// Secret paths added to the built-in set of credential files (`.ssh`
+    /// keys, `.netrc`, shell histories…), which are left out and listed in the
+    /// report: globs relative to the home and to `/root` (absolute with a
+    /// leading `/`); `!PATTERN` keeps what an earlier one left out.
+    pub secret_paths: Vec<String>,
 }
 
 /// `[compression]`: how layers are compressed.
@@ -388,6 +393,7 @@ impl Default for Session {
         Self {
             home_path: "/home/work".into(),
             excludes: Vec::new(),
+            secret_paths: Vec::new(),
         }
     }
 }

@@ -31,6 +31,7 @@ fn defaults() {
     assert_eq!(config.storage.archive_group, None);
     assert_eq!(config.session.home_path, Path::new("/home/work"));
     assert!(config.session.excludes.is_empty());
+    assert!(config.session.secret_paths.is_empty());
     assert_eq!(config.compression.algorithm, Algorithm::Gzip);
     assert_eq!(config.compression.level, None);
     assert_eq!(config.compression.effective_level(), 5);
@@ -142,6 +143,7 @@ fn full_file_parses() {
         [session]
         home_path = "/home/user"
         excludes = ["/home/user/.cache/**", "**/__pycache__", "/tmp/*.{log,tmp}"]
+        secret_paths = [".config/app/token", "!.npmrc"]
 
         [compression]
         algorithm = "zstd"
@@ -194,6 +196,7 @@ fn full_file_parses() {
                 "**/__pycache__".into(),
                 "/tmp/*.{log,tmp}".into(),
             ],
+            secret_paths: vec![".config/app/token".into(), "!.npmrc".into()],
         },
         compression: Compression {
             algorithm: Algorithm::Zstd,
@@ -357,6 +360,18 @@ fn validation_errors_name_file_and_key() {
         (
             "[session]\nexcludes = [\"\"]",
             "session.excludes[0]: empty pattern",
+        ),
+        (
+            "[session]\nsecret_paths = [\".a\", \"!\"]",
+            "session.secret_paths[1]: empty pattern",
+        ),
+        (
+            "[session]\nsecret_paths = [\"../other/.netrc\"]",
+            "session.secret_paths[0]: \"../other/.netrc\" must be normalised (no `.`, `..` or empty components)",
+        ),
+        (
+            "[session]\nsecret_paths = [\"!.ssh/[x\"]",
+            "session.secret_paths[0]: invalid glob \"!.ssh/[x\": unclosed character class; missing ']'",
         ),
         (
             "[compression]\nlevel = 12",

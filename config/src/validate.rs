@@ -102,6 +102,30 @@ fn session(session: &Session) -> Check {
             ));
         }
     }
+    for (i, pattern) in session.secret_paths.iter().enumerate() {
+        let key = format!("session.secret_paths[{i}]");
+        let glob = pattern.strip_prefix('!').unwrap_or(pattern);
+        if glob.trim_end_matches('/').is_empty() {
+            return Err(invalid(key, "empty pattern"));
+        }
+        if glob
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(invalid(
+                key,
+                format!("{pattern:?} must be normalised (no `.`, `..` or empty components)"),
+            ));
+        }
+        if let Err(err) = globset::Glob::new(glob) {
+            return Err(invalid(
+                key,
+                format!("invalid glob {pattern:?}: {}", err.kind()),
+            ));
+        }
+    }
     Ok(())
 }
 

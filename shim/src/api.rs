@@ -23,6 +23,10 @@ pub struct CommitRequest {
     pub changes: Vec<String>,
     #[serde(default)]
     pub include_mounts: Vec<PathBuf>,
+    /// Paths the secret set leaves out to commit after all, as
+    /// `--include-secret` takes them: relative to the home, or absolute.
+    #[serde(default)]
+    pub include_secrets: Vec<PathBuf>,
     pub compression: Option<Algorithm>,
     pub pause: Option<PauseMode>,
     pub owner: Option<String>,
@@ -33,6 +37,10 @@ pub struct CommitRequest {
     pub base: Option<String>,
     /// Push the committed image to a registry once the archive is written.
     pub push: Option<PushRequest>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where and how to push a commit (`push` of a `CommitRequest`).
@@ -193,6 +201,12 @@ pub struct TaskResult {
     pub pause_path: String,
     pub files: u64,
     pub bytes: u64,
+    /// Paths left out as secrets, the first 1000 of them.
+    #[serde(default)]
+    pub secrets_excluded: Vec<String>,
+    /// Secrets left out beyond those listed (at least this many).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub secrets_unlisted: u64,
     /// What the push did, when one was asked for and it went through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushResult>,

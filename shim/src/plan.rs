@@ -14,7 +14,7 @@ use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::{Algorithm, Settings};
 use freezeframe_snapshot::image::ImageMeta;
 use freezeframe_snapshot::source::base::{BaseRef, Stores};
-use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, TreeSpec};
+use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, Secrets, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, CommitReport, CommitRequest};
 
 use crate::error::CommitError;
@@ -51,6 +51,9 @@ pub struct CommitOverrides {
     pub home_path: Option<PathBuf>,
     /// Patterns added to the configured `session.excludes`.
     pub excludes: Vec<String>,
+    /// Secrets to commit after all: each a path the secret set leaves out,
+    /// relative to the home or an absolute container path.
+    pub include_secrets: Vec<PathBuf>,
     pub pause: Option<PauseMode>,
     pub freeze_timeout: Option<Duration>,
     pub cgroup: Option<CgroupVersion>,
@@ -81,6 +84,7 @@ impl CommitOverrides {
             include_mounts: Vec::new(),
             home_path: None,
             excludes: Vec::new(),
+            include_secrets: Vec::new(),
             pause: None,
             freeze_timeout: None,
             cgroup: None,
@@ -124,7 +128,7 @@ impl Committed {
 
 impl CommitPlan {
     /// Resolves `o` against `config`. Options are checked in a fixed order
-    /// (changes, include mounts, tag, level, excludes), so that a request with
+    /// (changes, include mounts, tag, level, excludes, included secrets), so that a request with
     /// several faults is always refused for the same one.
     pub fn resolve(config: &Config, o: CommitOverrides) -> Result<CommitPlan, CommitError> {
         let mut changes = Vec::with_capacity(o.changes.len());
@@ -158,7 +162,8 @@ impl CommitPlan {
         let home_path = o.home_path.unwrap_or(config.session.home_path.clone());
         let mut patterns = config.session.excludes.clone();
         patterns.extend(o.excludes);
-        let exclude = Exclude::new(&patterns)?;
+        let exclude =
+            Exclude::new(&patterns)?.with_secrets(secrets(config, &home_path, &o.include_secrets)?);
 
         Ok(match o.source {
             Source::Offline {
@@ -239,6 +244,24 @@ impl CommitPlan {
                 .map(|r| Committed::Session(Box::new(r))),
         }
     }
+}
+
+/// The secret set: the built-in one and `session.secret_paths`, under the
+/// home and `/root`, less the paths `include` names back in (relative to the
+/// home, or absolute).
+fn secrets(
+    config: &Config,
+    home_path: &std::path::Path,
+    include: &[PathBuf],
+) -> Result<Secrets, CommitError> {
+    let mut secrets = Secrets::defaults(home_path, &config.session.secret_paths)?;
+    for (i, p) in include.iter().enumerate() {
+        let abs = home_path.join(p);
+        secrets
+            .include(abs.as_os_str().as_encoded_bytes())
+            .map_err(|e| CommitError::invalid(format!("include_secrets[{i}]"), e.to_string()))?;
+    }
+    Ok(secrets)
 }
 
 /// The configured data roots of the node's runtimes.
@@ -364,5 +387,34 @@ mod tests {
         );
         let e = plan(&config, |o| o.tag = Some(String::new())).unwrap_err();
         assert_eq!(e, "tag: is empty");
+    }
+
+    #[test]
+    fn included_secrets_are_checked_against_the_secret_set() {
+        let mut config = Config::default();
+        config.session.secret_paths = vec!["work/*.key".into()];
+        assert!(plan(&config, |o| {
+            o.include_secrets = vec![
+                ".ssh/id_rsa".into(),
+                "/root/.bash_history".into(),
+                "work/a.key".into(),
+            ]
+        })
+        .is_ok());
+        let e = plan(&config, |o| {
+            o.include_secrets = vec![".netrc".into(), ".ssh/id_rsa.pub".into()]
+        })
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "include_secrets[1]: /home/work/.ssh/id_rsa.pub: not a secret (no secret pattern \
+             leaves it out)"
+        );
+        let e = plan(&config, |o| {
+            o.home_path = Some("/home/u".into());
+            o.include_secrets = vec!["../work/.netrc".into()];
+        })
+        .unwrap_err();
+        assert!(e.starts_with("include_secrets[0]: /home/u/../work/.netrc: must be normalised"));
     }
 }

@@ -118,6 +118,22 @@ fn summary(r: &CommitReport) {
         "overlay   {} whiteouts, {} opaque dirs; {} paths excluded",
         w.whiteouts, w.opaque_dirs, w.excluded
     );
+    if !w.secrets_excluded.is_empty() {
+        // One line: the first few; --json lists them all.
+        const SHOWN: usize = 10;
+        let total = w.secrets_excluded.len() as u64 + w.secrets_unlisted;
+        let shown = &w.secrets_excluded[..w.secrets_excluded.len().min(SHOWN)];
+        let more = total - shown.len() as u64;
+        println!(
+            "secrets   {total} left out (--include-secret PATH keeps one): {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more (see --json)")
+            } else {
+                String::new()
+            }
+        );
+    }
     for (reason, n) in &w.skipped_counts {
         println!("skipped   {n} ({reason:?})");
     }

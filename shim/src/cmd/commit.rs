@@ -87,6 +87,11 @@ pub struct Args {
     /// Leave out container paths matching GLOB (repeatable) [config: session.excludes].
     #[arg(long = "exclude", value_name = "GLOB")]
     excludes: Vec<String>,
+    /// Commit a path that the secret set leaves out (an ~/.ssh key, .netrc, a
+    /// shell history…) after all: relative to the home, or absolute; exactly
+    /// as the report lists it (repeatable) [config: session.secret_paths].
+    #[arg(long = "include-secret", value_name = "PATH")]
+    include_secrets: Vec<PathBuf>,
     /// A Dockerfile-style instruction applied to the config: ENV, LABEL, CMD,
     /// ENTRYPOINT, WORKDIR, USER or EXPOSE (repeatable).
     #[arg(long = "change", value_name = "INSTR", value_parser = valid_change)]
@@ -295,6 +300,7 @@ impl Args {
             include_mounts: self.include_mounts,
             home_path: self.home_path,
             excludes: self.excludes,
+            include_secrets: self.include_secrets,
             pause: self.pause,
             freeze_timeout: self.freeze_timeout,
             cgroup: self.cgroup,
@@ -331,6 +337,7 @@ impl Args {
             message: self.message,
             changes: self.changes,
             include_mounts: self.include_mounts,
+            include_secrets: self.include_secrets,
             compression: self.compression.map(config_algorithm),
             pause: self.pause,
             owner: None,
@@ -351,6 +358,7 @@ fn with_flags(e: CommitError) -> anyhow::Error {
             let name = field.split('[').next().unwrap_or(&field);
             let flag = match name {
                 "include_mounts" => "include-mount",
+                "include_secrets" => "include-secret",
                 "changes" => "change",
                 other => other,
             };

@@ -306,6 +306,7 @@ impl App {
                 runtime_root,
                 base,
                 include_mounts: b.include_mounts.clone(),
+                include_secrets: b.include_secrets,
                 pause: b.pause,
                 compression: b.compression.map(engine_algorithm),
                 threads: Some(self.threads),

@@ -829,6 +829,8 @@ fn task_result(r: &SessionReport) -> (TaskResult, u64) {
             pause_path: r.frozen.path.clone(),
             files: c.files,
             bytes: c.bytes,
+            secrets_excluded: c.walk.secrets_excluded.clone(),
+            secrets_unlisted: c.walk.secrets_unlisted,
             push: None,
         },
         r.frozen.frozen_ms,
