@@ -377,10 +377,10 @@ fn the_config_extends_the_secret_set() {
 // ---------------------------------------------------------------------------
 // A running session
 
-/// A runc session whose home and `/root` hold secrets, committed live (a
-/// first pass while it runs, a second while frozen) while a loop in the
-/// session keeps appending to `~/.bash_history`, so the second pass finds it
-/// changed. Neither layer holds a secret, and each is listed once.
+/// A runc session whose home, `/root` and included vfolder (`.local`) hold
+/// secrets, committed live (a first pass while it runs, a second while
+/// frozen) while a loop keeps appending to `~/.bash_history`, so the second
+/// pass finds it changed. Neither layer holds a secret, and each is listed once.
 #[test]
 fn a_live_commit_leaves_secrets_out_of_both_passes() {
     if !root_or_skip("a_live_commit_leaves_secrets_out_of_both_passes") {
@@ -396,6 +396,7 @@ fn a_live_commit_leaves_secrets_out_of_both_passes() {
         },
     );
     secret_home(&s.home);
+    put(&s.local, "share/fish/fish_history");
     s.exec(
         "mkdir -p /root/.ssh && echo SECRET-root-key > /root/.ssh/id_rsa && \
          echo SECRET-root-history > /root/.ash_history && echo kept > /root/notes",
@@ -421,6 +422,8 @@ fn a_live_commit_leaves_secrets_out_of_both_passes() {
         root.path().join("runc").to_str().unwrap(),
         "--pause",
         "auto",
+        "--include-mount",
+        "/home/work/.local",
         "--compression",
         "none",
         "--base",
@@ -432,7 +435,8 @@ fn a_live_commit_leaves_secrets_out_of_both_passes() {
     writer.join().unwrap();
     assert_eq!(report["frozen"]["path"], "auto", "{report:#}");
 
-    let mut expected = session_secrets();
+    // The vfolder at .local is in: its fish history is a secret like the rest.
+    let mut expected = under("/home/work", &SECRETS);
     expected.insert("/root/.ssh/id_rsa".into());
     expected.insert("/root/.ash_history".into());
     assert_eq!(listed(&report), expected);
@@ -458,7 +462,8 @@ fn a_live_commit_leaves_secrets_out_of_both_passes() {
 
 /// Through `POST /v1/commits`: the task's result lists every secret left out;
 /// `include_secrets` brings one back; a path that is no secret is 400
-/// `invalid_field` naming `include_secrets[0]`, before anything runs.
+/// `invalid_field` naming `include_secrets[0]`, before anything runs. `commit
+/// --via-daemon --include-secret` sends it along.
 #[test]
 fn the_api_lists_secrets_and_takes_include_secrets() {
     if !root_or_skip("the_api_lists_secrets_and_takes_include_secrets") {
@@ -519,5 +524,20 @@ fn the_api_lists_secrets_and_takes_include_secrets() {
         );
     }
     assert!(archive_holds(&archive, &marker(".ssh/id_rsa.pub")));
-    s.assert_running_and_thawed("after the commit");
+
+    let mut cli = Command::new(bin());
+    cli.arg("--config")
+        .arg(&srv.config)
+        .args(["commit", &s.id, "--root"])
+        .arg(root.path().join("runc"))
+        .args(["--via-daemon", "-o", "cli.tar", "--compression", "none"])
+        .args(["--include-secret", ".ssh/id_ed25519", "--json"])
+        .env_remove("FREEZEFRAME_CONFIG");
+    let t = run(&mut cli).ok().json();
+    assert_eq!(t["state"], "done", "{t:#}");
+    let cli_archive = srv.save.join("cli.tar");
+    assert!(archive_holds(&cli_archive, &marker(".ssh/id_ed25519")));
+    assert!(!archive_holds(&cli_archive, &marker(".ssh/id_rsa")));
+    assert!(!archive_holds(&cli_archive, &marker(".netrc")));
+    s.assert_running_and_thawed("after the commits");
 }
