@@ -39,10 +39,6 @@ pub struct CommitRequest {
     pub push: Option<PushRequest>,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 /// Where and how to push a commit (`push` of a `CommitRequest`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,6 +360,11 @@ pub struct ErrorBody {
     pub code: Code,
     pub message: String,
     pub field: Option<String>,
+}
+
+/// For counts left out of the JSON when there are none.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

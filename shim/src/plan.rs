@@ -128,8 +128,8 @@ impl Committed {
 
 impl CommitPlan {
     /// Resolves `o` against `config`. Options are checked in a fixed order
-    /// (changes, include mounts, tag, level, excludes, included secrets), so that a request with
-    /// several faults is always refused for the same one.
+    /// (changes, include mounts, tag, level, excludes, included secrets), so
+    /// that a request with several faults is always refused for the same one.
     pub fn resolve(config: &Config, o: CommitOverrides) -> Result<CommitPlan, CommitError> {
         let mut changes = Vec::with_capacity(o.changes.len());
         for (i, c) in o.changes.iter().enumerate() {
