@@ -445,6 +445,35 @@ mod tests {
     }
 
     #[test]
+    fn passes_list_each_secret_once_and_count_what_is_not_listed() {
+        use crate::walk::{WalkReport, MAX_LISTED};
+        let e = Exclude::default().with_secrets(defaults());
+        let (mut first, mut second) = (WalkReport::default(), WalkReport::default());
+        assert!(first.left_out(&e, b"/home/work/.netrc"));
+        assert!(!first.left_out(&e, b"/home/work/notes"));
+        assert!(second.left_out(&e, b"/home/work/.netrc"));
+        assert!(second.left_out(&e, b"/root/.npmrc"));
+        first.merge_secrets(&second);
+        assert_eq!(
+            first.secrets_excluded,
+            ["/home/work/.netrc", "/root/.npmrc"]
+        );
+        assert_eq!((first.excluded, first.secrets_unlisted), (0, 0));
+
+        let mut many = WalkReport::default();
+        for i in 0..MAX_LISTED + 5 {
+            assert!(many.left_out(&e, format!("/root/.ssh/k{i}").as_bytes()));
+        }
+        assert_eq!(many.secrets_excluded.len(), MAX_LISTED);
+        assert_eq!(many.secrets_unlisted, 5);
+        let mut merged = WalkReport::default();
+        merged.merge_secrets(&first);
+        merged.merge_secrets(&many);
+        assert_eq!(merged.secrets_excluded.len(), MAX_LISTED);
+        assert_eq!(merged.secrets_unlisted, 7, "5 unlisted and 2 past the cap");
+    }
+
+    #[test]
     fn a_pattern_decides_before_the_secrets() {
         let mut secrets = defaults();
         secrets.include(b"/home/work/.netrc").unwrap();
