@@ -38,7 +38,7 @@ use conn::Gate;
 use peer::Allow;
 use routes::App;
 use store::Store;
-use tasks::{Limits, Manager};
+use tasks::{Limits, Manager, Retention};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,10 @@ async fn run(config: Config) -> Result<()> {
             max_concurrent: s.max_concurrent,
             queue_size: s.queue_size,
             lock_dir: s.lock_dir.clone(),
+            retain: Retention {
+                age: s.retain_for,
+                count: s.retain_count,
+            },
         },
     ));
     let interrupted = manager.recover()?;
@@ -123,6 +127,25 @@ async fn run(config: Config) -> Result<()> {
             "recovered tasks a previous server left unfinished"
         );
     }
+
+    manager.prune(std::time::SystemTime::now());
+    // Records age out while nothing finishes too.
+    let pruning = {
+        let manager = Arc::clone(&manager);
+        let every = (s.retain_for / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let manager = Arc::clone(&manager);
+                let _ = tokio::task::spawn_blocking(move || {
+                    manager.prune(std::time::SystemTime::now())
+                })
+                .await;
+            }
+        })
+    };
 
     let listener = peer::bind(&s.socket, s.socket_mode, s.socket_group.as_ref())?;
     let ino = std::fs::metadata(&s.socket)
@@ -167,6 +190,7 @@ async fn run(config: Config) -> Result<()> {
     while !manager.idle() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    pruning.abort();
     peer::unlink_if_ours(&socket, ino);
     tracing::info!("stopped");
     Ok(())
