@@ -436,3 +436,41 @@ impl hyper::body::Body for Tracked {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_logged_once_for_many_with_their_count() {
+        let log = RateLog::default();
+        assert_eq!(log.due(), Some(1));
+        for _ in 0..99 {
+            assert_eq!(log.due(), None);
+        }
+        // Once the interval has passed, the next line counts those in between.
+        *log.last.lock().unwrap() = Some(Instant::now() - LOG_EVERY);
+        assert_eq!(log.due(), Some(100));
+        assert_eq!(log.due(), None);
+    }
+
+    #[test]
+    fn connections_beyond_the_limit_get_no_slot_until_one_is_freed() {
+        let gate = Arc::new(Gate::new(
+            Allow {
+                uids: vec![0],
+                gids: Vec::new(),
+            },
+            Limits {
+                header_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(1),
+                max_connections: 2,
+            },
+        ));
+        let a = Slot::take(&gate).unwrap();
+        let _b = Slot::take(&gate).unwrap();
+        assert!(Slot::take(&gate).is_none());
+        drop(a);
+        assert!(Slot::take(&gate).is_some());
+    }
+}
