@@ -10,6 +10,14 @@
 //! | `CAP_SYS_PTRACE` | reach the session's mounts and files through `/proc/PID` of its init, which may hold capabilities of its own |
 //! | `CAP_CHOWN` | give archives (and the socket) the configured group, when `storage.archive_group` (or `server.socket_group`) is set |
 //!
+//! Without `CAP_SYS_ADMIN` the walk reads no `trusted.*` attribute and gets no
+//! error either: an opaque directory's marker is lost, and the image silently
+//! shows again what the session deleted. Without `CAP_SYS_PTRACE`, a process
+//! with the service's few capabilities may not open `/proc/PID/root` of an
+//! init that holds others (`Permission denied`). Without both
+//! `CAP_DAC_READ_SEARCH` and `CAP_DAC_OVERRIDE`, a directory of mode 0700
+//! owned by a user of the container cannot be read.
+//!
 //! The service keeps those and, when it has them, `CAP_DAC_OVERRIDE` (write a
 //! cgroup's freezer, a lock or an output directory that another user owns),
 //! `CAP_FOWNER` (read files without changing their access time) and
