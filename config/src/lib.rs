@@ -160,6 +160,24 @@ pub struct Server {
     pub lock_dir: Option<PathBuf>,
     /// Cancel running commits (and thaw) on shutdown rather than wait for them.
     pub cancel_on_shutdown: bool,
+    /// A connection's whole request head must arrive within this.
+    #[serde(deserialize_with = "de::duration")]
+    pub header_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving either way
+    /// for this long is closed.
+    #[serde(deserialize_with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once from peers other than root; beyond it a new one
+    /// is closed at accept. At least 1.
+    pub max_connections: usize,
+    /// Every call names an `owner`, and sees only the tasks of that owner.
+    /// Needs `owner_label`.
+    pub require_owner: bool,
+    /// Finished task records older than this are removed, from memory and disk.
+    #[serde(deserialize_with = "de::duration")]
+    pub retain_for: Duration,
+    /// At most this many finished task records are kept (the newest); at least 1.
+    pub retain_count: usize,
 }
 
 /// A group named in the config: by name, resolved by whoever uses it, or by gid.
@@ -432,6 +450,12 @@ impl Default for Server {
             owner_label: None,
             lock_dir: None,
             cancel_on_shutdown: true,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 128,
+            require_owner: false,
+            retain_for: Duration::from_secs(7 * 24 * 3600),
+            retain_count: 1000,
         }
     }
 }

@@ -167,6 +167,12 @@ fn full_file_parses() {
         owner_label = "ai.backend.owner"
         lock_dir = "/run/lock/ff"
         cancel_on_shutdown = false
+        header_timeout = "5s"
+        idle_timeout = "30s"
+        max_connections = 32
+        require_owner = true
+        retain_for = "1day"
+        retain_count = 10
 
         [runtime]
         roots = ["/run/runc"]
@@ -220,6 +226,12 @@ fn full_file_parses() {
             owner_label: Some("ai.backend.owner".into()),
             lock_dir: Some("/run/lock/ff".into()),
             cancel_on_shutdown: false,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 32,
+            require_owner: true,
+            retain_for: Duration::from_secs(86400),
+            retain_count: 10,
         },
         runtime: Runtime {
             roots: vec!["/run/runc".into()],
@@ -428,6 +440,22 @@ fn validation_errors_name_file_and_key() {
         (
             "[server]\nowner_label = \"\"",
             "server.owner_label: must not be empty",
+        ),
+        (
+            "[server]\nheader_timeout = \"0s\"",
+            "server.header_timeout: must be greater than zero",
+        ),
+        (
+            "[server]\nmax_connections = 0",
+            "server.max_connections: must be at least 1",
+        ),
+        (
+            "[server]\nretain_count = 0",
+            "server.retain_count: must be at least 1",
+        ),
+        (
+            "[server]\nrequire_owner = true",
+            "server.require_owner: needs server.owner_label: the label that names a session's owner",
         ),
         (
             "[server]\nlock_dir = \"locks\"",

@@ -197,6 +197,27 @@ fn server(server: &Server) -> Check {
     if let Some(lock_dir) = &server.lock_dir {
         absolute("server.lock_dir", lock_dir)?;
     }
+    for (key, d) in [
+        ("server.header_timeout", server.header_timeout),
+        ("server.idle_timeout", server.idle_timeout),
+        ("server.retain_for", server.retain_for),
+    ] {
+        if d.is_zero() {
+            return Err(invalid(key, "must be greater than zero"));
+        }
+    }
+    if server.max_connections == 0 {
+        return Err(invalid("server.max_connections", "must be at least 1"));
+    }
+    if server.retain_count == 0 {
+        return Err(invalid("server.retain_count", "must be at least 1"));
+    }
+    if server.require_owner && server.owner_label.is_none() {
+        return Err(invalid(
+            "server.require_owner",
+            "needs server.owner_label: the label that names a session's owner",
+        ));
+    }
     Ok(())
 }
 

@@ -81,6 +81,8 @@ impl std::fmt::Debug for PushCredentials {
 pub struct ListQuery {
     pub session: Option<String>,
     pub state: Option<State>,
+    /// Only this owner's tasks; required with `server.require_owner`.
+    pub owner: Option<String>,
 }
 
 /// Where a task is.
@@ -127,6 +129,9 @@ impl State {
 pub struct Task {
     pub id: String,
     pub session: String,
+    /// The owner the request named, once checked against `server.owner_label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub state: State,
     /// The archive's final path.
     pub output: PathBuf,

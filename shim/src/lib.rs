@@ -11,13 +11,16 @@
 //! - [`api`]: the service's request and response bodies, shared by the server
 //!   and the client;
 //! - [`server`]: the service on its Unix socket;
-//! - [`client`]: the service's client, over the same socket.
+//! - [`client`]: the service's client, over the same socket;
+//! - [`caps`]: the capabilities a commit and the service need, checked at
+//!   start, and the service's drop of the others.
 //!
 //! The `freezeframe` binary parses its command line, calls into this crate and
 //! prints.
 
 pub mod api;
 pub mod base;
+pub mod caps;
 pub mod client;
 pub mod error;
 pub mod live;

@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub owner_label: Option<String>,
     pub lock_dir: bool,
     pub cancel_on_shutdown: bool,
+    /// More `[server]` lines, as TOML (`header_timeout = "1s"`, say).
+    pub extra: Vec<String>,
 }
 
 impl ServerOptions {
@@ -42,6 +44,7 @@ impl ServerOptions {
             owner_label: None,
             lock_dir: false,
             cancel_on_shutdown: true,
+            extra: Vec::new(),
         }
     }
 }
@@ -103,6 +106,10 @@ impl Server {
                 "lock_dir = {:?}\n",
                 s.lock_dir.display().to_string()
             ));
+        }
+        for line in &opts.extra {
+            text.push_str(line);
+            text.push('\n');
         }
         text.push_str(&format!("\n[runtime]\nroots = [{roots}]\n"));
         fs::write(&s.config, text).expect("write config.toml");

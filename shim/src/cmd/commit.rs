@@ -198,6 +198,9 @@ pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<E
         None => None,
     };
     let plan = CommitPlan::resolve(&config, a.overrides(root, output)).map_err(with_flags)?;
+    if matches!(plan, CommitPlan::Session(_)) {
+        freezeframe::caps::for_commit(&config)?;
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&cancel))

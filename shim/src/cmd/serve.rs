@@ -11,6 +11,9 @@ use freezeframe_config::Config;
 pub struct Args {}
 
 pub fn run(config_path: Option<&Path>, _: Args) -> Result<ExitCode> {
-    freezeframe::server::serve(Config::load(config_path)?)?;
+    let config = Config::load(config_path)?;
+    // Before any thread starts: each inherits its creator's capabilities.
+    freezeframe::caps::for_serve(&config)?;
+    freezeframe::server::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,8 @@
 //! - [`tasks`]: admission, limits, the commit threads and their records;
 //! - [`store`]: task records on disk;
 //! - [`peer`]: the socket and its peers' credentials;
+//! - [`conn`]: the accept loop, each peer checked before anything is read,
+//!   and the limits of connections;
 //! - [`output`]: where an archive may be written;
 //! - [`error`]: the one mapping of errors to statuses and codes.
 //!
@@ -14,6 +16,7 @@
 //! freeze, the walk and the guardian are blocking work. Status calls only copy
 //! in-memory state behind a lock that nothing holds for long.
 
+pub mod conn;
 pub mod error;
 pub mod output;
 pub mod peer;
@@ -31,10 +34,11 @@ use std::time::Duration;
 use freezeframe_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
-use peer::{Allow, PeerAddr, PeerListener};
+use conn::Gate;
+use peer::Allow;
 use routes::App;
 use store::Store;
-use tasks::{Limits, Manager};
+use tasks::{Limits, Manager, Retention};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +66,6 @@ pub enum ServeError {
 
     #[error(transparent)]
     Bind(#[from] peer::Error),
-
-    #[error("serving the API: {0}")]
-    Serve(#[source] io::Error),
 }
 
 type Result<T, E = ServeError> = std::result::Result<T, E>;
@@ -113,6 +114,10 @@ async fn run(config: Config) -> Result<()> {
             max_concurrent: s.max_concurrent,
             queue_size: s.queue_size,
             lock_dir: s.lock_dir.clone(),
+            retain: Retention {
+                age: s.retain_for,
+                count: s.retain_count,
+            },
         },
     ));
     let interrupted = manager.recover()?;
@@ -122,6 +127,25 @@ async fn run(config: Config) -> Result<()> {
             "recovered tasks a previous server left unfinished"
         );
     }
+
+    manager.prune(std::time::SystemTime::now());
+    // Records age out while nothing finishes too.
+    let pruning = {
+        let manager = Arc::clone(&manager);
+        let every = (s.retain_for / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let manager = Arc::clone(&manager);
+                let _ = tokio::task::spawn_blocking(move || {
+                    manager.prune(std::time::SystemTime::now())
+                })
+                .await;
+            }
+        })
+    };
 
     let listener = peer::bind(&s.socket, s.socket_mode, s.socket_group.as_ref())?;
     let ino = std::fs::metadata(&s.socket)
@@ -133,23 +157,28 @@ async fn run(config: Config) -> Result<()> {
     let threads = (config.compression.effective_threads() / s.max_concurrent).max(1);
     let socket = s.socket.clone();
     let cancel_on_shutdown = s.cancel_on_shutdown;
+    let allow = Allow {
+        uids: s.allowed_uids.clone(),
+        gids: s.allowed_gids.clone(),
+    };
+    let gate = Arc::new(Gate::new(
+        allow.clone(),
+        conn::Limits {
+            header_timeout: s.header_timeout,
+            idle_timeout: s.idle_timeout,
+            max_connections: s.max_connections,
+        },
+    ));
     let app = Arc::new(App {
         manager: Arc::clone(&manager),
-        allow: Allow {
-            uids: s.allowed_uids.clone(),
-            gids: s.allowed_gids.clone(),
-        },
+        allow,
         threads,
         config,
     });
     tracing::info!(socket = %socket.display(), threads, "serving API v1");
 
     let stopping = Arc::clone(&manager);
-    let served = axum::serve(
-        PeerListener(listener),
-        routes::router(app).into_make_service_with_connect_info::<PeerAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    conn::serve(listener, routes::router(app), gate, async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
@@ -158,15 +187,11 @@ async fn run(config: Config) -> Result<()> {
         stopping.shut_down(cancel_on_shutdown);
     })
     .await;
-    if served.is_err() {
-        // No commit may outlive the server with a frozen session.
-        manager.shut_down(true);
-    }
     while !manager.idle() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    pruning.abort();
     peer::unlink_if_ours(&socket, ino);
-    served.map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }

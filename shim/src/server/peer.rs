@@ -1,16 +1,14 @@
 //! The Unix socket: binding it (replacing a stale one, refusing a live one),
 //! its mode and group, and who is on the other end of each connection
-//! (`SO_PEERCRED`, read once when the connection is accepted).
+//! (`SO_PEERCRED`, read once when the connection is accepted, see
+//! [`super::conn`]).
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use freezeframe_config::Group;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 
 /// The credentials of a connected peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,50 +33,6 @@ pub struct Allow {
 impl Allow {
     pub fn permits(&self, p: &Peer) -> bool {
         self.uids.contains(&p.uid) || self.gids.contains(&p.gid)
-    }
-}
-
-/// A Unix listener whose connections carry their peer's credentials.
-pub struct PeerListener(pub UnixListener);
-
-impl Listener for PeerListener {
-    type Io = UnixStream;
-    type Addr = PeerAddr;
-
-    async fn accept(&mut self) -> (UnixStream, PeerAddr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, _)) => {
-                    let peer = stream
-                        .peer_cred()
-                        .map_err(
-                            |e| tracing::warn!(error = %e, "cannot read the peer's credentials"),
-                        )
-                        .ok()
-                        .map(|c| Peer {
-                            uid: c.uid(),
-                            gid: c.gid(),
-                            pid: c.pid(),
-                        });
-                    return (stream, PeerAddr(peer));
-                }
-                Err(e) => {
-                    // Out of fds, say: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<PeerAddr> {
-        Ok(PeerAddr(None))
-    }
-}
-
-impl Connected<IncomingStream<'_, PeerListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, PeerListener>) -> Self {
-        *stream.remote_addr()
     }
 }
 

@@ -10,6 +10,11 @@
 //! | `DELETE /v1/commits/{id}` | cancels; the task once it has stopped |
 //! | `GET /v1/commits/{id}/events` | newline-delimited JSON events until the task ends |
 //! | `GET /v1/health`, `GET /v1/version` | |
+//!
+//! Every call on tasks takes `?owner=NAME`: only that owner's tasks are seen,
+//! and another's answer 404 as if they did not exist. With
+//! `server.require_owner`, every call on tasks must name its owner (a commit
+//! in its body).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +34,7 @@ use freezeframe_snapshot::registry::{self, ClientOptions, Credentials, PushOptio
 use freezeframe_snapshot::source::base::BaseRef;
 use freezeframe_snapshot::source::SourceError;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::error::ApiError;
 use super::output;
@@ -92,6 +98,51 @@ async fn authorize(
     }
 }
 
+/// The query of the calls on one task.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskQuery {
+    owner: Option<String>,
+}
+
+/// A query's parameters, or a refusal naming the unknown or malformed one.
+fn query<T>(query: Result<Query<T>, QueryRejection>, known: &str) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|r| {
+        let text = r.body_text();
+        match text.split('`').nth(1) {
+            Some(name) if text.contains("unknown field") => ApiError::UnknownField {
+                field: name.to_string(),
+                message: format!("unknown query parameter {name:?} (known: {known})"),
+            },
+            _ if text.contains("variant") => ApiError::invalid("state", text),
+            _ => ApiError::BadRequest(text),
+        }
+    })
+}
+
+impl App {
+    /// The owner a call is scoped to: the one it names; with
+    /// `server.require_owner`, naming none is refused.
+    fn scope(&self, owner: Option<String>) -> Result<Option<String>, ApiError> {
+        match owner {
+            Some(o) if o.is_empty() => Err(ApiError::invalid("owner", "must not be empty")),
+            None if self.config.server.require_owner => Err(ApiError::invalid(
+                "owner",
+                "required: the server is configured with require_owner",
+            )),
+            owner => Ok(owner),
+        }
+    }
+
+    /// The task, if it exists and the scope may see it.
+    fn visible(&self, id: &str, owner: Option<&str>) -> Result<Task, ApiError> {
+        self.manager
+            .get(id)
+            .filter(|t| owner.is_none_or(|o| t.owner.as_deref() == Some(o)))
+            .ok_or_else(|| no_task(id))
+    }
+}
+
 async fn create(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
@@ -108,33 +159,33 @@ async fn create(
 
 async fn list(
     State(app): State<Arc<App>>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Task>>, ApiError> {
-    let Query(q) = query.map_err(|r| {
-        let text = r.body_text();
-        match text.split('`').nth(1) {
-            Some(name) if text.contains("unknown field") => ApiError::UnknownField {
-                field: name.to_string(),
-                message: format!("unknown query parameter {name:?} (known: session, state)"),
-            },
-            _ if text.contains("variant") => ApiError::invalid("state", text),
-            _ => ApiError::BadRequest(text),
-        }
-    })?;
-    Ok(Json(app.manager.list(q.session.as_deref(), q.state)))
+    let q = query(q, "session, state, owner")?;
+    let owner = app.scope(q.owner)?;
+    Ok(Json(app.manager.list(
+        q.session.as_deref(),
+        q.state,
+        owner.as_deref(),
+    )))
 }
 
 async fn show(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
+    q: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Json<Task>, ApiError> {
-    app.manager.get(&id).map(Json).ok_or_else(|| no_task(&id))
+    let owner = app.scope(query(q, "owner")?.owner)?;
+    app.visible(&id, owner.as_deref()).map(Json)
 }
 
 async fn cancel(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
+    q: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let owner = app.scope(query(q, "owner")?.owner)?;
+    app.visible(&id, owner.as_deref())?;
     app.manager.cancel(&id)?;
     app.manager.wait_final(&id, CANCEL_WAIT).await;
     let task = app.manager.get(&id).ok_or_else(|| no_task(&id))?;
@@ -150,7 +201,10 @@ async fn cancel(
 async fn events(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
+    q: Result<Query<TaskQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let owner = app.scope(query(q, "owner")?.owner)?;
+    app.visible(&id, owner.as_deref())?;
     let changes = app.manager.watch(&id).ok_or_else(|| no_task(&id))?;
     struct Stream {
         app: Arc<App>,
@@ -294,6 +348,9 @@ impl App {
             .as_ref()
             .map(|p| check_push(&cfg.registry, p))
             .transpose()?;
+        // With require_owner, a request must name an owner (checked against
+        // owner_label below).
+        let owner = self.scope(b.owner.clone())?;
         let runtime_root = b
             .runtime_root
             .as_deref()
@@ -358,6 +415,8 @@ impl App {
         request.output_dir = Some(out.dir);
         Ok(self.manager.submit(Admission {
             session: session.id,
+            // Kept only once checked against the label.
+            owner: owner.filter(|_| cfg.server.owner_label.is_some()),
             request,
             summary,
             push,

@@ -83,13 +83,29 @@ impl Store {
             .at(&self.dir)
     }
 
+    /// Removes the record of task `id`; one already gone is not an error.
+    pub fn remove(&self, id: &str) -> Result<(), Error> {
+        if !valid_id(id) {
+            return Ok(());
+        }
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(&path),
+            _ => Ok(()),
+        }
+    }
+
     /// Every record, with an error for each file that could not be read.
     pub fn load(&self) -> Result<(Vec<Task>, Vec<Error>), Error> {
         let mut tasks = Vec::new();
         let mut bad = Vec::new();
         for entry in fs::read_dir(&self.dir).at(&self.dir)? {
             let path = entry.at(&self.dir)?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             if name.starts_with('.') {
                 // A write that a crash interrupted; the record before it stands.
                 let _ = fs::remove_file(&path);
@@ -99,12 +115,21 @@ impl Store {
                 continue;
             }
             match fs::read(&path).at(&path).and_then(|b| {
-                serde_json::from_slice(&b).map_err(|source| Error::Parse { path, source })
+                serde_json::from_slice::<Task>(&b).map_err(|source| Error::Parse { path, source })
             }) {
-                Ok(task) => tasks.push(task),
+                // A record is its file: one whose id names another is not used.
+                Ok(task) if valid_id(&task.id) && name == format!("{}.json", task.id) => {
+                    tasks.push(task)
+                }
+                Ok(_) => {}
                 Err(e) => bad.push(e),
             }
         }
         Ok((tasks, bad))
     }
+}
+
+/// Task ids are the server's own: hex digits (see `tasks::new_id`).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }

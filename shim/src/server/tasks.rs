@@ -24,10 +24,11 @@ use crate::error::CommitError;
 use crate::live::{self, Observer, Phase, SessionReport, SessionRequest};
 
 /// A task just admitted.
-fn queued(id: &str, session: &str, output: &Path, request: Summary) -> Task {
+fn queued(id: &str, session: &str, owner: Option<String>, output: &Path, request: Summary) -> Task {
     Task {
         id: id.to_string(),
         session: session.to_string(),
+        owner,
         state: State::Queued,
         output: output.to_path_buf(),
         request,
@@ -87,6 +88,8 @@ impl Refusal {
 /// An admitted request, ready to run.
 pub struct Admission {
     pub session: String,
+    /// The owner the request named, checked.
+    pub owner: Option<String>,
     /// The resolved plan of a session commit.
     pub request: SessionRequest,
     pub summary: Summary,
@@ -134,6 +137,16 @@ pub struct Limits {
     pub max_concurrent: usize,
     pub queue_size: usize,
     pub lock_dir: Option<PathBuf>,
+    pub retain: Retention,
+}
+
+/// How long, and how many, finished task records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Records that finished longer ago are removed.
+    pub age: Duration,
+    /// Beyond the newest `count` finished records, the older ones are removed.
+    pub count: usize,
 }
 
 /// A task in memory.
@@ -143,6 +156,8 @@ struct Entry {
     cancel: Arc<AtomicBool>,
     /// When the current state was entered.
     since: Instant,
+    /// When the task reached its final state.
+    finished_at: Option<SystemTime>,
     frozen_since: Option<Instant>,
     /// The request, until a thread takes it.
     pending: Option<Box<SessionRequest>>,
@@ -161,6 +176,7 @@ impl Entry {
             progress: Arc::new(Progress::default()),
             cancel: Arc::new(AtomicBool::new(false)),
             since: Instant::now(),
+            finished_at: None,
             frozen_since: None,
             pending,
             push: None,
@@ -233,9 +249,15 @@ impl Manager {
                 }
                 tracing::warn!(task = %task.id, session = %task.session, "marked interrupted");
             }
-            self.lock()
-                .tasks
-                .insert(task.id.clone(), Entry::new(task, None));
+            // A time that does not parse counts from now.
+            let finished_at = task
+                .finished
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .unwrap_or_else(SystemTime::now);
+            let mut entry = Entry::new(task, None);
+            entry.finished_at = Some(finished_at);
+            self.lock().tasks.insert(entry.task.id.clone(), entry);
         }
         Ok(interrupted)
     }
@@ -273,7 +295,7 @@ impl Manager {
                     break id;
                 }
             };
-            let mut task = queued(&id, &a.session, &output, a.summary);
+            let mut task = queued(&id, &a.session, a.owner, &output, a.summary);
             task.lock_file = self.limits.lock_dir.as_ref().map(|d| d.join(&a.session));
             let mut entry = Entry::new(task, Some(Box::new(a.request)));
             if let Some(push) = a.push {
@@ -303,13 +325,20 @@ impl Manager {
         self.lock().tasks.get(id).map(view)
     }
 
-    /// Tasks, oldest first, optionally of one session and in one state.
-    pub fn list(&self, session: Option<&str>, state: Option<State>) -> Vec<Task> {
+    /// Tasks, oldest first, optionally of one session, in one state and of
+    /// one owner.
+    pub fn list(
+        &self,
+        session: Option<&str>,
+        state: Option<State>,
+        owner: Option<&str>,
+    ) -> Vec<Task> {
         let mut out: Vec<Task> = self
             .lock()
             .tasks
             .values()
             .filter(|e| session.is_none_or(|s| e.task.session == s))
+            .filter(|e| owner.is_none_or(|o| e.task.owner.as_deref() == Some(o)))
             .filter(|e| state.is_none_or(|s| e.task.state == s))
             .map(view)
             .collect();
@@ -577,6 +606,7 @@ impl Manager {
             e.task.temp = None;
             e.task.frozen_cgroup = None;
             e.task.finished = Some(now_rfc3339());
+            e.finished_at = Some(SystemTime::now());
             set_state(e, state);
             let session = e.task.session.clone();
             let output = e.task.output.clone();
@@ -586,6 +616,49 @@ impl Manager {
             inner.outputs.remove(&output);
         }
         self.persist(id);
+        self.prune(SystemTime::now());
+    }
+
+    /// Removes the records of finished tasks, from memory and disk, that
+    /// finished longer than the retention's age before `now` or are beyond its
+    /// count (the oldest go first). Tasks in flight are never removed.
+    /// Returns how many were.
+    pub fn prune(&self, now: SystemTime) -> usize {
+        let retain = self.limits.retain;
+        // Held while records are removed, so that no write brings one back.
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let removed: Vec<String> = {
+            let mut inner = self.lock();
+            let mut done: Vec<(SystemTime, &String)> = inner
+                .tasks
+                .iter()
+                .filter(|(_, e)| e.task.state.is_final())
+                .filter_map(|(id, e)| Some((e.finished_at?, id)))
+                .collect();
+            // Newest first.
+            done.sort_by(|a, b| b.cmp(a));
+            let removed: Vec<String> = done
+                .iter()
+                .enumerate()
+                .filter(|(i, (at, _))| {
+                    *i >= retain.count || now.duration_since(*at).unwrap_or_default() > retain.age
+                })
+                .map(|(_, (_, id))| (*id).clone())
+                .collect();
+            for id in &removed {
+                inner.tasks.remove(id);
+            }
+            removed
+        };
+        for id in &removed {
+            if let Err(e) = self.store.remove(id) {
+                tracing::warn!(task = %id, error = %e, "cannot remove a task record");
+            }
+        }
+        if !removed.is_empty() {
+            tracing::info!(removed = removed.len(), "pruned finished task records");
+        }
+        removed.len()
     }
 
     /// Writes the task's current record.
@@ -904,6 +977,7 @@ mod tests {
         let mut t = queued(
             id,
             &format!("session-{id}"),
+            None,
             &dir.join(format!("{id}.tar")),
             summary,
         );
@@ -960,6 +1034,10 @@ mod tests {
                 max_concurrent: 1,
                 queue_size: 1,
                 lock_dir: None,
+                retain: Retention {
+                    age: Duration::from_secs(3600),
+                    count: 100,
+                },
             },
         );
         assert_eq!(m.recover().unwrap(), 3);
@@ -981,6 +1059,55 @@ mod tests {
         let (again, _) = Store::open(&d.join("state")).unwrap().load().unwrap();
         assert!(again.iter().all(|t| t.state.is_final()), "{again:?}");
         assert!(m.idle());
+    }
+
+    #[test]
+    fn pruning_removes_old_and_surplus_finished_records_but_never_running_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let store = Store::open(&d.join("state")).unwrap();
+        let hour = Duration::from_secs(3600);
+        let now = SystemTime::now();
+        // Finished 5, 4, 3, 2 and 1 hours ago; one running, started long ago.
+        for (i, id) in ["e5", "d4", "c3", "b2", "a1"].iter().enumerate() {
+            let mut t = record(id, State::Done, d);
+            let at = now - hour * (5 - i as u32);
+            t.finished = Some(humantime::format_rfc3339_millis(at).to_string());
+            store.write(&t).unwrap();
+        }
+        store.write(&record("r0", State::Queued, d)).unwrap();
+        let m = Manager::new(
+            store,
+            Limits {
+                max_concurrent: 1,
+                queue_size: 1,
+                lock_dir: None,
+                retain: Retention {
+                    age: hour * 4 + Duration::from_secs(60),
+                    count: 3,
+                },
+            },
+        );
+        // The running one is marked interrupted, so finishes now.
+        assert_eq!(m.recover().unwrap(), 1);
+        // e5 is too old; of the rest only the newest 3 (r0, a1, b2) stay.
+        assert_eq!(m.prune(now), 3);
+        let ids = |m: &Manager| -> Vec<String> {
+            m.list(None, None, None).into_iter().map(|t| t.id).collect()
+        };
+        let mut kept = ids(&m);
+        kept.sort();
+        assert_eq!(kept, ["a1", "b2", "r0"]);
+        let mut on_disk: Vec<String> = std::fs::read_dir(d.join("state/tasks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, ["a1.json", "b2.json", "r0.json"]);
+        // Nothing left to prune; later, everything is.
+        assert_eq!(m.prune(now), 0);
+        assert_eq!(m.prune(now + hour * 24), 3);
+        assert!(ids(&m).is_empty());
     }
 
     #[test]
