@@ -9,7 +9,7 @@ set -euo pipefail
 
 build=(gcc pkg-config libseccomp-dev busybox-static umoci tar)
 test=("${build[@]}" skopeo runc containerd podman docker.io fuse-overlayfs attr pigz zstd time bc python3 docker-registry apache2-utils openssl libcap2-bin)
-bench=("${test[@]}")
+bench=("${test[@]}" libdeflate-tools isal)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;

@@ -345,11 +345,11 @@ impl Algorithm {
         }
     }
 
-    /// The level used when none is given: 5 for gzip, 3 for zstd (0 for none,
+    /// The level used when none is given: 4 for gzip, 3 for zstd (0 for none,
     /// where it is unused). The one table of default levels.
     pub fn default_level(self) -> u32 {
         match self {
-            Self::Gzip => 5,
+            Self::Gzip => 4,
             Self::Zstd => 3,
             Self::None => 0,
         }

@@ -34,7 +34,7 @@ fn defaults() {
     assert!(config.session.secret_paths.is_empty());
     assert_eq!(config.compression.algorithm, Algorithm::Gzip);
     assert_eq!(config.compression.level, None);
-    assert_eq!(config.compression.effective_level(), 5);
+    assert_eq!(config.compression.effective_level(), 4);
     assert_eq!(config.compression.threads, 0);
     assert!(config.compression.effective_threads() >= 1);
     assert_eq!(config.freeze.timeout, Duration::from_secs(10));
@@ -123,7 +123,7 @@ fn example_file_commented_keys_parse() {
         config.storage.archive_group,
         Some(Group::Name("freezeframe-agent".into()))
     );
-    assert_eq!(config.compression.level, Some(5));
+    assert_eq!(config.compression.level, Some(4));
     assert_eq!(
         config.server.socket_group,
         Some(Group::Name("freezeframe".into()))
@@ -257,7 +257,7 @@ fn full_file_parses() {
 #[test]
 fn effective_level() {
     let cases = [
-        (Algorithm::Gzip, None, 5),
+        (Algorithm::Gzip, None, 4),
         (Algorithm::Gzip, Some(0), 0),
         (Algorithm::Zstd, None, 3),
         (Algorithm::Zstd, Some(22), 22),
