@@ -183,6 +183,7 @@ impl CommitPlan {
                     } else {
                         OverlayXattrs::Trusted
                     },
+                    roots: Default::default(),
                 },
                 base: o.base,
                 stores: stores(config),

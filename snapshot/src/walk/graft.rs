@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::traverse::{header_from, open_root, Reopen, Walker};
+use super::traverse::{header_from, Reopen, Walker};
 use super::{Event, Visitor};
 use crate::delta::State;
 use crate::error::{Error, IoContext, Result};
@@ -159,7 +159,7 @@ impl Walker<'_> {
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let source = self.spec.grafts[graft].source.clone();
-        let (dir, st) = open_root(&source)?;
+        let (dir, st) = self.spec.open_tree(graft + 1)?;
         let full = self.stack.last().is_some_and(|f| f.full);
         let changed = self
             .delta()
@@ -178,7 +178,7 @@ impl Walker<'_> {
         self.record(&rel, &st);
         self.push_dir(
             Some(dir),
-            Reopen::Root(source.clone()),
+            Reopen::Root(graft + 1),
             &st,
             rel,
             source,

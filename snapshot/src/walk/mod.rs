@@ -34,6 +34,7 @@ use crate::tar::Header;
 pub mod exclude;
 pub mod graft;
 pub mod overlay;
+pub mod roots;
 mod traverse;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ mod tests;
 pub use exclude::Exclude;
 pub use graft::Graft;
 pub use overlay::OverlayXattrs;
+pub use roots::{OpenRoots, RootDir};
 
 pub use crate::fs::xattr::Xattrs;
 
@@ -61,6 +63,9 @@ pub struct TreeSpec {
     pub grafts: Vec<Graft>,
     pub exclude: Exclude,
     pub overlay_xattrs: OverlayXattrs,
+    /// The roots opened once by [`TreeSpec::open_roots`]; empty (the default)
+    /// when each pass opens them by path.
+    pub roots: OpenRoots,
 }
 
 /// Identity and state of an entry as the walk saw it.

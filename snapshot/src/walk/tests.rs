@@ -487,3 +487,39 @@ fn metacopy_redirects_out_of_the_lower_dirs_are_refused_and_say_nothing_of_outsi
     let (c, _) = run(&spec);
     assert_eq!(c.data["home/f"], vec![b'x'; 54321]);
 }
+
+#[test]
+fn opened_roots_are_read_in_every_pass_whatever_their_paths_name_later() {
+    let t = tempfile::tempdir().unwrap();
+    let (u, h) = (t.path().join("upper"), t.path().join("home"));
+    fs::create_dir_all(&u).unwrap();
+    fs::create_dir_all(&h).unwrap();
+    fs::write(u.join("mine"), b"1").unwrap();
+    fs::write(h.join("rc"), b"2").unwrap();
+    let mut spec = TreeSpec {
+        upper: Some(u.clone()),
+        grafts: vec![Graft {
+            at: "/home/work".into(),
+            source: h.clone(),
+        }],
+        ..TreeSpec::default()
+    };
+    spec.open_roots().unwrap();
+    let first = run(&spec).0.lines;
+    assert!(first.contains(&"mine file".to_string()), "{first:?}");
+
+    // Both paths now name other directories, with content of their own.
+    fs::rename(&u, t.path().join("upper.old")).unwrap();
+    fs::rename(&h, t.path().join("home.old")).unwrap();
+    fs::create_dir_all(&u).unwrap();
+    fs::create_dir_all(&h).unwrap();
+    fs::write(u.join("planted"), b"x").unwrap();
+    fs::write(h.join("planted"), b"x").unwrap();
+    let second = run(&spec).0.lines;
+    assert_eq!(first, second);
+
+    // Without opened roots, each pass looks the paths up again.
+    spec.roots = OpenRoots::default();
+    let by_path = run(&spec).0.lines;
+    assert!(by_path.contains(&"planted file".to_string()), "{by_path:?}");
+}

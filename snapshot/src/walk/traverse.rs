@@ -37,8 +37,9 @@ use crate::tar::{Header, Kind};
 pub(super) enum Reopen {
     /// `name` inside the parent frame's directory.
     Child(Vec<u8>),
-    /// An absolute host path given by the caller (a tree root).
-    Root(PathBuf),
+    /// Tree root `n` of the spec (0: the upper dir, 1 + i: graft i), from the
+    /// fd it was opened as.
+    Root(usize),
     /// A directory synthesized for a graft's parents: it has no fd.
     Virtual,
 }
@@ -140,7 +141,7 @@ impl<'a> Walker<'a> {
         // Tree 0 is the upper dir; with none, a virtual root that only holds grafts.
         match &self.spec.upper {
             Some(upper) => {
-                let (dir, st) = open_root(upper)?;
+                let (dir, st) = self.spec.open_tree(0)?;
                 self.roots.push(TreeRoot {
                     dev: st.st_dev,
                     overlay: true,
@@ -149,7 +150,7 @@ impl<'a> Walker<'a> {
                 xattr::list(&dir, &CONTAINER_XATTRS).at(upper)?;
                 self.push_dir(
                     Some(dir),
-                    Reopen::Root(upper.clone()),
+                    Reopen::Root(0),
                     &st,
                     Vec::new(),
                     upper.clone(),
@@ -166,8 +167,8 @@ impl<'a> Walker<'a> {
                 self.push_virtual(Vec::new(), PathBuf::from("/"), 0, false);
             }
         }
-        for g in &self.spec.grafts {
-            let (_, st) = open_root(&g.source)?;
+        for i in 0..self.spec.grafts.len() {
+            let (_, st) = self.spec.open_tree(1 + i)?;
             self.roots.push(TreeRoot {
                 dev: st.st_dev,
                 overlay: false,
@@ -392,7 +393,7 @@ impl<'a> Walker<'a> {
             }
             let dir = match &self.stack[d].reopen {
                 Reopen::Virtual => unreachable!("virtual directories have no listing to read"),
-                Reopen::Root(path) => open_root(path)?.0,
+                Reopen::Root(tree) => self.spec.open_tree(*tree)?.0,
                 Reopen::Child(name) => {
                     let parent = self.stack[d - 1].dir.as_ref().expect("reopened above");
                     let host = self.host_of(d);

@@ -1,0 +1,111 @@
+//! Tree roots opened once: the upper dir and every graft's source are opened
+//! by the path the caller gave, their identity (dev, ino) is recorded, and
+//! every pass over the spec (a live commit makes two) starts from those fds.
+//! No root is looked up by path again, however long the commit takes or
+//! however often the walk closes and reopens a root to save descriptors.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::sys::stat::{FileStat, SFlag};
+
+use super::TreeSpec;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::open::{open_dir_at, open_root, stat};
+
+/// A tree root, open.
+#[derive(Debug, Clone)]
+pub struct RootDir {
+    fd: Arc<OwnedFd>,
+    /// (dev, ino) of the directory when it was opened.
+    pub id: (u64, u64),
+}
+
+impl RootDir {
+    /// Opens the directory `path` names (following symlinks, as a path the
+    /// caller gave is).
+    pub fn open(path: &Path) -> Result<RootDir> {
+        let fd = open_root(path).at(path)?;
+        let st = stat(&fd).at(path)?;
+        if st.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFDIR.bits() {
+            return Err(Error::Refused {
+                path: path.to_path_buf(),
+                message: "not a directory".into(),
+            });
+        }
+        Ok(RootDir {
+            fd: Arc::new(fd),
+            id: (st.st_dev, st.st_ino),
+        })
+    }
+
+    /// A new fd on the same directory, with its own listing position, and
+    /// its stat: `.` of the open fd, never the path again.
+    pub(super) fn reopen(&self, host: &Path) -> Result<(OwnedFd, FileStat)> {
+        let dir = open_dir_at(self.fd.as_fd(), c".").at(host)?;
+        let st = stat(&dir).at(host)?;
+        if (st.st_dev, st.st_ino) != self.id {
+            return Err(Error::Refused {
+                path: host.to_path_buf(),
+                message: "tree root is not the directory opened at the start".into(),
+            });
+        }
+        Ok((dir, st))
+    }
+
+    /// The open directory.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+/// The roots of a [`TreeSpec`] once [`TreeSpec::open_roots`] opened them.
+#[derive(Debug, Clone, Default)]
+pub struct OpenRoots {
+    upper: Option<RootDir>,
+    /// One per graft, in the spec's order.
+    grafts: Vec<RootDir>,
+}
+
+impl TreeSpec {
+    /// Opens the upper dir and every graft source once; every later pass
+    /// over this spec reads through these fds. Without it, each pass opens
+    /// the roots by path when it starts.
+    pub fn open_roots(&mut self) -> Result<()> {
+        let upper = self.upper.as_deref().map(RootDir::open).transpose()?;
+        let grafts = self
+            .grafts
+            .iter()
+            .map(|g| RootDir::open(&g.source))
+            .collect::<Result<Vec<_>>>()?;
+        self.roots = OpenRoots { upper, grafts };
+        Ok(())
+    }
+
+    /// The open upper dir, after [`TreeSpec::open_roots`].
+    pub fn upper_root(&self) -> Option<&RootDir> {
+        self.roots.upper.as_ref()
+    }
+
+    /// The open source of graft `i`, after [`TreeSpec::open_roots`].
+    pub fn graft_root(&self, i: usize) -> Option<&RootDir> {
+        self.roots.grafts.get(i)
+    }
+
+    /// Tree `tree` (0: the upper dir, 1 + i: graft i) opened for a pass:
+    /// through the fd opened at the start when there is one, else by path.
+    pub(super) fn open_tree(&self, tree: usize) -> Result<(OwnedFd, FileStat)> {
+        let (path, root) = match tree {
+            0 => (
+                self.upper.as_deref().expect("tree 0 is the upper dir"),
+                self.upper_root(),
+            ),
+            t => (self.grafts[t - 1].source.as_path(), self.graft_root(t - 1)),
+        };
+        match root {
+            Some(r) => r.reopen(path),
+            None => RootDir::open(path)?.reopen(path),
+        }
+    }
+}
