@@ -24,7 +24,7 @@ use super::{
     absolute, bytes_cstring, display_path, Event, Ident, Pass, Progress, SkipReason, TreeSpec,
     Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
 };
-use crate::delta::{Baseline, Decision, State};
+use crate::delta::{Baseline, Decision, NodeId, State};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::links::LinkTracker;
 use crate::fs::open::{open_dir_at, open_verified, read_link_at, read_names, stat, stat_at};
@@ -64,6 +64,9 @@ pub(super) struct Frame {
     /// In a delta pass: everything below is written, changed or not (the
     /// directory is new or replaced).
     pub(super) full: bool,
+    /// The directory's node in the baseline: the one recorded into, or the
+    /// one compared with (`None` when no earlier pass saw it).
+    base: Option<NodeId>,
 }
 
 struct Child {
@@ -98,8 +101,11 @@ pub(super) struct Walker<'a> {
     host: Vec<u8>,
     open_dirs: usize,
     max_open: usize,
-    /// The layer path of every multiply linked inode already written.
-    hardlinks: LinkTracker<Vec<u8>>,
+    /// The layer path of every multiply linked inode already written, while
+    /// they fit in [`MAX_LINK_PATH_BYTES`]; `None` for those met after.
+    hardlinks: LinkTracker<Option<Vec<u8>>>,
+    /// Bytes of paths `hardlinks` holds.
+    link_path_bytes: usize,
     pub(super) report: WalkReport,
 }
 
@@ -133,6 +139,7 @@ impl<'a> Walker<'a> {
             open_dirs: 0,
             max_open: max_open_dirs(),
             hardlinks: LinkTracker::new(),
+            link_path_bytes: 0,
             report: WalkReport::default(),
         })
     }
@@ -157,6 +164,7 @@ impl<'a> Walker<'a> {
                     0,
                     Some(0),
                     false,
+                    Some(NodeId::ROOT),
                 )?;
             }
             None => {
@@ -164,7 +172,7 @@ impl<'a> Walker<'a> {
                     dev: 0,
                     overlay: false,
                 });
-                self.push_virtual(Vec::new(), PathBuf::from("/"), 0, false);
+                self.push_virtual(Vec::new(), PathBuf::from("/"), 0, false, Some(NodeId::ROOT));
             }
         }
         for i in 0..self.spec.grafts.len() {
@@ -201,6 +209,7 @@ impl<'a> Walker<'a> {
         tree: usize,
         node: Option<usize>,
         full: bool,
+        base: Option<NodeId>,
     ) -> Result<()> {
         let mut todo: Vec<Child> = Vec::new();
         if let Some(d) = &dir {
@@ -226,16 +235,16 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        let baseline = match &self.pass {
-            Pass::Delta(b) if !full => Some(&**b),
+        let baseline = match (&self.pass, base) {
+            (Pass::Delta(b), Some(base)) if !full => Some((&**b, base)),
             _ => None,
         };
-        if let Some(b) = baseline {
+        if let Some((b, base)) = baseline {
             let now: HashSet<&[u8]> = todo.iter().map(|c| c.name.as_slice()).collect();
             let gone: Vec<Child> = b
-                .gone(&path, |n| now.contains(n))
+                .gone(base, |n| now.contains(n))
                 .map(|n| Child {
-                    name: n.clone(),
+                    name: n.to_vec(),
                     real: false,
                     node: None,
                     deleted: true,
@@ -254,13 +263,21 @@ impl<'a> Walker<'a> {
             tree,
             todo,
             full,
+            base,
         };
         self.push(frame, path, host);
         Ok(())
     }
 
     /// Makes a directory synthesized on the way to grafts the top of the stack.
-    pub(super) fn push_virtual(&mut self, path: Vec<u8>, host: PathBuf, node: usize, full: bool) {
+    pub(super) fn push_virtual(
+        &mut self,
+        path: Vec<u8>,
+        host: PathBuf,
+        node: usize,
+        full: bool,
+        base: Option<NodeId>,
+    ) {
         let mut todo: Vec<Child> = self
             .grafts
             .children(node)
@@ -282,6 +299,7 @@ impl<'a> Walker<'a> {
             tree: 0,
             todo,
             full,
+            base,
         };
         self.push(frame, path, host);
     }
@@ -305,9 +323,20 @@ impl<'a> Walker<'a> {
         }
     }
 
-    pub(super) fn record(&mut self, rel: &[u8], st: &FileStat) {
-        if let Some(b) = self.recording() {
-            b.record(rel, State::from(st));
+    pub(super) fn record(&mut self, base: Option<NodeId>, st: &FileStat) {
+        if let (Some(b), Some(node)) = (self.recording(), base) {
+            b.record(node, State::from(st));
+        }
+    }
+
+    /// The baseline node of the child `name` of the directory on top of the
+    /// stack: made in a recording pass, looked up in a delta pass.
+    pub(super) fn base_child(&mut self, name: &[u8]) -> Option<NodeId> {
+        let parent = self.stack.last()?.base?;
+        match &mut self.pass {
+            Pass::Record(b) => Some(b.child_or_insert(parent, name)),
+            Pass::Delta(b) => b.child(parent, name),
+            Pass::Full => None,
         }
     }
 
@@ -429,8 +458,9 @@ impl<'a> Walker<'a> {
             return self.whiteout(&rel, 0, None, visitor);
         }
 
+        let base = self.base_child(&child.name);
         if let Some(graft) = child.node.and_then(|n| self.grafts.graft(n)) {
-            return self.enter_graft(graft, rel, child.node, visitor);
+            return self.enter_graft(graft, rel, child.node, base, visitor);
         }
         if !child.real {
             return self.enter_virtual(
@@ -438,6 +468,7 @@ impl<'a> Walker<'a> {
                 host,
                 child.node.expect("virtual child has a node"),
                 false,
+                base,
                 visitor,
             );
         }
@@ -467,7 +498,7 @@ impl<'a> Walker<'a> {
             // A path leading to a graft: it must be a directory in the layer.
             if kind != SFlag::S_IFDIR {
                 let hides_lower = overlay;
-                return self.enter_virtual(rel, host, node, hides_lower, visitor);
+                return self.enter_virtual(rel, host, node, hides_lower, base, visitor);
             }
         }
         if is_whiteout && !overlay {
@@ -480,10 +511,12 @@ impl<'a> Walker<'a> {
         }
         let mut subtree_full = full;
         if let Some(b) = self.delta() {
-            match b.decide(&rel, &State::from(&st)) {
+            match b.decide(base, &State::from(&st)) {
                 Decision::Unchanged => {
                     if kind == SFlag::S_IFDIR {
-                        return self.dir(rel, host, cname, &st, child.node, false, false, visitor);
+                        return self.dir(
+                            rel, host, cname, &st, child.node, false, false, base, visitor,
+                        );
                     }
                     return Ok(());
                 }
@@ -497,7 +530,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        self.record(&rel, &st);
+        self.record(base, &st);
         if is_whiteout {
             return self.whiteout(&rel, st.st_mtime, Some(Ident::from(&st)), visitor);
         }
@@ -511,9 +544,10 @@ impl<'a> Walker<'a> {
                 child.node,
                 true,
                 subtree_full,
+                base,
                 visitor,
             ),
-            SFlag::S_IFREG => self.file(&rel, &host, &cname, &st, visitor),
+            SFlag::S_IFREG => self.file(&rel, &host, &cname, &st, base, visitor),
             SFlag::S_IFLNK => {
                 let target = read_link_at(dirfd.as_fd(), &cname).at(&host)?;
                 let h = header(Kind::Symlink { target }, Vec::new());
@@ -584,6 +618,7 @@ impl<'a> Walker<'a> {
         node: Option<usize>,
         emit: bool,
         full: bool,
+        base: Option<NodeId>,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let tree = self.stack.last().expect("frame").tree;
@@ -627,6 +662,7 @@ impl<'a> Walker<'a> {
             tree,
             node,
             full,
+            base,
         )
     }
 
@@ -636,6 +672,7 @@ impl<'a> Walker<'a> {
         host: &Path,
         cname: &CStr,
         st: &FileStat,
+        base: Option<NodeId>,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let tree = self.stack.last().expect("frame").tree;
@@ -682,8 +719,8 @@ impl<'a> Walker<'a> {
             || (after.st_mtime, after.st_mtime_nsec) != (now.st_mtime, now.st_mtime_nsec)
             || (after.st_ctime, after.st_ctime_nsec) != (now.st_ctime, now.st_ctime_nsec);
         if changed {
-            if let Some(b) = self.recording() {
-                b.note_changed(rel);
+            if let (Some(b), Some(node)) = (self.recording(), base) {
+                b.note_changed(node);
             }
         }
         if changed && self.report.changed.len() < MAX_LISTED {
@@ -692,9 +729,20 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    /// Returns a hard-link header if this inode was already written.
+    /// Returns a hard-link header if this inode was already written. Past
+    /// [`MAX_LINK_PATH_BYTES`] of remembered paths (a deep tree of linked
+    /// files), further linked inodes are written in full under each name.
     fn hardlink(&mut self, h: &Header, st: &FileStat) -> Option<Header> {
-        let target = self.hardlinks.seen(st, || h.path.clone())?;
+        let used = &mut self.link_path_bytes;
+        let target = self
+            .hardlinks
+            .seen(st, || {
+                (*used + h.path.len() <= MAX_LINK_PATH_BYTES).then(|| {
+                    *used += h.path.len();
+                    h.path.clone()
+                })
+            })?
+            .as_ref()?;
         Some(Header {
             kind: Kind::HardLink {
                 target: target.clone(),
@@ -716,6 +764,10 @@ impl<'a> Walker<'a> {
 fn unopened_xattrs(dir: &OwnedFd, name: &[u8], host: &Path) -> Result<Xattrs> {
     xattr::list_at(dir.as_fd(), name, &CONTAINER_XATTRS).at(host)
 }
+
+/// Bytes of layer paths kept to write later names of a linked inode as hard
+/// links.
+const MAX_LINK_PATH_BYTES: usize = 16 << 20;
 
 /// How many directory fds the walk may hold: [`MAX_OPEN_DIRS`], or a quarter of
 /// the process's fd limit when that is lower.
