@@ -17,7 +17,7 @@ use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
 use freezeframe_snapshot::source::base::{BaseRef, Stores};
-use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Pass, Progress, TreeSpec};
+use freezeframe_snapshot::walk::{Exclude, Graft, Limits, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
 use serde::Serialize;
 
@@ -34,6 +34,8 @@ pub struct SessionRequest {
     pub include_mounts: Vec<PathBuf>,
     /// The configured and requested patterns; the mounts left out are added.
     pub exclude: Exclude,
+    /// How large a file and a layer may be.
+    pub limits: Limits,
     pub base: Option<BaseRef>,
     /// Where names and bases are read from the runtimes' own stores.
     pub stores: Stores,
@@ -224,6 +226,7 @@ pub fn commit_session(
         } else {
             OverlayXattrs::Trusted
         },
+        limits: req.limits,
         roots: Default::default(),
     };
     // Every pass reads through these fds: no root is looked up by path again.

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::sys::stat::FileStat;
 use serde::Serialize;
@@ -63,9 +63,23 @@ pub struct TreeSpec {
     pub grafts: Vec<Graft>,
     pub exclude: Exclude,
     pub overlay_xattrs: OverlayXattrs,
+    /// How large a file, and a layer, may be.
+    pub limits: Limits,
     /// The roots opened once by [`TreeSpec::open_roots`]; empty (the default)
     /// when each pass opens them by path.
     pub roots: OpenRoots,
+}
+
+/// Sizes past which the walk stops with an error naming the file or the
+/// layer; `None` is no limit. Apparent sizes count (a sparse file's holes
+/// too): they are what a layer holds and an image unpacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one regular file's data ([`crate::Error::FileTooLarge`]).
+    pub max_file_size: Option<u64>,
+    /// Bytes of file data in one pass's layer
+    /// ([`crate::Error::LayerLimit`]).
+    pub max_layer_size: Option<u64>,
 }
 
 /// Identity and state of an entry as the walk saw it.
@@ -133,10 +147,47 @@ impl<'a> Event<'a> {
 
 /// Receives the walk's events and writes them somewhere.
 pub trait Visitor {
-    /// `data` is the opened file for a regular-file entry, positioned at 0; the
-    /// visitor reads at most the header's size from it and returns how many bytes
-    /// it got.
-    fn event(&mut self, event: &Event<'_>, data: Option<&mut File>) -> Result<u64>;
+    /// `data` holds the opened file for a regular-file entry, positioned at 0;
+    /// the visitor reads at most the header's size from it, tells
+    /// [`Data::advance`] about each chunk it moves (for progress, and to stop
+    /// on cancel inside a large file), and returns how many bytes it got.
+    fn event(&mut self, event: &Event<'_>, data: Option<&mut Data<'_>>) -> Result<u64>;
+}
+
+/// A regular file's data as the walk hands it to a [`Visitor`].
+pub struct Data<'a> {
+    pub file: &'a mut File,
+    progress: &'a Progress,
+    cancel: &'a AtomicBool,
+    /// Bytes already added to the progress through [`Data::advance`].
+    counted: u64,
+}
+
+impl<'a> Data<'a> {
+    pub fn new(file: &'a mut File, progress: &'a Progress, cancel: &'a AtomicBool) -> Self {
+        Data {
+            file,
+            progress,
+            cancel,
+            counted: 0,
+        }
+    }
+
+    /// Counts `n` more bytes moved; [`crate::Error::Cancelled`] once a cancel
+    /// was asked for.
+    pub fn advance(&mut self, n: u64) -> Result<()> {
+        self.counted += n;
+        self.progress.bytes_read.fetch_add(n, Ordering::Relaxed);
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(crate::Error::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Bytes counted so far.
+    pub fn counted(&self) -> u64 {
+        self.counted
+    }
 }
 
 /// Why an entry was left out.

@@ -20,7 +20,7 @@ struct Collect {
 }
 
 impl Visitor for Collect {
-    fn event(&mut self, e: &Event<'_>, data: Option<&mut File>) -> Result<u64> {
+    fn event(&mut self, e: &Event<'_>, data: Option<&mut Data<'_>>) -> Result<u64> {
         let h = &*event_header(e);
         let path = String::from_utf8_lossy(&h.path).into_owned();
         let kind = match &h.kind {
@@ -39,7 +39,10 @@ impl Visitor for Collect {
         match data {
             Some(f) => {
                 let mut buf = Vec::new();
-                f.take(h.data_size()).read_to_end(&mut buf).unwrap();
+                (&mut *f.file)
+                    .take(h.data_size())
+                    .read_to_end(&mut buf)
+                    .unwrap();
                 let n = buf.len() as u64;
                 self.data.insert(path, buf);
                 Ok(n)
@@ -522,4 +525,94 @@ fn opened_roots_are_read_in_every_pass_whatever_their_paths_name_later() {
     spec.roots = OpenRoots::default();
     let by_path = run(&spec).0.lines;
     assert!(by_path.contains(&"planted file".to_string()), "{by_path:?}");
+}
+
+#[test]
+fn limits_stop_the_walk_naming_the_file_or_the_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let u = t.path();
+    fs::create_dir_all(u.join("d")).unwrap();
+    fs::write(u.join("a"), vec![1u8; 3000]).unwrap();
+    fs::write(u.join("d/big"), vec![2u8; 5000]).unwrap();
+    let walk_with = |limits: Limits| {
+        let spec = TreeSpec { limits, ..upper(u) };
+        let mut c = Collect::default();
+        walk(&spec, &mut c, &Progress::default(), &AtomicBool::new(false)).map(|_| c)
+    };
+    let e = walk_with(Limits {
+        max_file_size: Some(4096),
+        max_layer_size: None,
+    })
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&e, crate::Error::FileTooLarge { path, size: 5000, limit: 4096 } if path == Path::new("/d/big")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("/d/big"), "{e}");
+    let e = walk_with(Limits {
+        max_file_size: None,
+        max_layer_size: Some(6000),
+    })
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&e, crate::Error::LayerLimit { path, size: 8000, limit: 6000 } if path == Path::new("/d/big")),
+        "{e}"
+    );
+    // At the limits exactly: all of it.
+    let c = walk_with(Limits {
+        max_file_size: Some(5000),
+        max_layer_size: Some(8000),
+    })
+    .unwrap();
+    assert_eq!(c.data.len(), 2);
+}
+
+/// A writer that asks for a cancel once it has taken `after` bytes.
+struct CancelAfter<'a> {
+    taken: u64,
+    after: u64,
+    cancel: &'a AtomicBool,
+}
+
+impl Write for CancelAfter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.taken += buf.len() as u64;
+        if self.taken >= self.after {
+            self.cancel
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn cancel_and_progress_work_inside_a_large_file() {
+    const SIZE: u64 = 64 << 20;
+    let t = tempfile::tempdir().unwrap();
+    let mut f = fs::File::create(t.path().join("big")).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..SIZE >> 20 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let cancel = AtomicBool::new(false);
+    let progress = Progress::default();
+    let out = CancelAfter {
+        taken: 0,
+        after: 8 << 20,
+        cancel: &cancel,
+    };
+    let mut v = crate::layer::TarVisitor::new(out, Path::new("out"));
+    let e = walk(&upper(t.path()), &mut v, &progress, &cancel).unwrap_err();
+    assert!(matches!(e, crate::Error::Cancelled), "{e}");
+    let read = progress
+        .bytes_read
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Counted as it went, and stopped a chunk or two after the cancel.
+    assert!((8 << 20..=16 << 20).contains(&read), "{read}");
 }

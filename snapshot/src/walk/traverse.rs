@@ -21,8 +21,8 @@ use nix::sys::stat::{major, minor, FileStat, SFlag};
 use super::graft::Trie;
 use super::overlay::{is_whiteout_device, FileData, Overlay};
 use super::{
-    absolute, bytes_cstring, display_path, Event, Ident, Pass, Progress, SkipReason, TreeSpec,
-    Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
+    absolute, bytes_cstring, display_path, Data, Event, Ident, Pass, Progress, SkipReason,
+    TreeSpec, Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
 };
 use crate::delta::{Baseline, Decision, NodeId, State};
 use crate::error::{Error, IoContext, Result};
@@ -106,6 +106,8 @@ pub(super) struct Walker<'a> {
     hardlinks: LinkTracker<Option<Vec<u8>>>,
     /// Bytes of paths `hardlinks` holds.
     link_path_bytes: usize,
+    /// Bytes of file data written so far (apparent sizes).
+    layer_bytes: u64,
     pub(super) report: WalkReport,
 }
 
@@ -140,6 +142,7 @@ impl<'a> Walker<'a> {
             max_open: max_open_dirs(),
             hardlinks: LinkTracker::new(),
             link_path_bytes: 0,
+            layer_bytes: 0,
             report: WalkReport::default(),
         })
     }
@@ -708,11 +711,17 @@ impl<'a> Walker<'a> {
             self.report.hardlinks += 1;
             return Ok(());
         }
+        self.check_limits(rel, now.st_size as u64)?;
         let src = data_file.as_mut().unwrap_or(&mut file);
-        let got = visitor.event(&Event::entry(&h, &now), Some(src))?;
+        let mut data = Data::new(src, self.progress, self.cancel);
+        let got = visitor.event(&Event::entry(&h, &now), Some(&mut data))?;
+        let counted = data.counted();
         self.report.files += 1;
         self.report.bytes += got;
-        self.progress.bytes_read.fetch_add(got, Ordering::Relaxed);
+        // What the visitor did not count as it went.
+        self.progress
+            .bytes_read
+            .fetch_add(got.saturating_sub(counted), Ordering::Relaxed);
         let after = stat(&file).at(host)?;
         let changed = got != now.st_size as u64
             || after.st_size != now.st_size
@@ -725,6 +734,29 @@ impl<'a> Walker<'a> {
         }
         if changed && self.report.changed.len() < MAX_LISTED {
             self.report.changed.push(display_path(&absolute(rel)));
+        }
+        Ok(())
+    }
+
+    /// Counts a file of `size` bytes into the layer, or refuses it past a
+    /// limit, naming it.
+    fn check_limits(&mut self, rel: &[u8], size: u64) -> Result<()> {
+        let limits = self.spec.limits;
+        let path = || PathBuf::from(OsStr::from_bytes(&absolute(rel)));
+        if let Some(limit) = limits.max_file_size.filter(|&l| size > l) {
+            return Err(Error::FileTooLarge {
+                path: path(),
+                size,
+                limit,
+            });
+        }
+        self.layer_bytes = self.layer_bytes.saturating_add(size);
+        if let Some(limit) = limits.max_layer_size.filter(|&l| self.layer_bytes > l) {
+            return Err(Error::LayerLimit {
+                path: path(),
+                size: self.layer_bytes,
+                limit,
+            });
         }
         Ok(())
     }
