@@ -5,6 +5,7 @@
 //! | finding | test |
 //! |---|---|
 //! | a file swapped with a char device (`RENAME_EXCHANGE`) between the walk's `fstatat` and its open made commits open `1:3` devices | [`the_walk_never_opens_a_device_swapped_in_for_a_file`] |
+//! | no bound on a file's or a layer's size, and cancel checked only between entries (a 4 GiB file: 19 s) | [`limits_stop_a_live_commit_naming_the_file_or_the_layer`], [`a_commit_cancelled_inside_a_large_file_stops_at_once`] |
 //! | 10,000 nested one-letter directories overflowed the server's commit thread and killed `serve`; 3,000 levels of 200-character names took 2.66 GB | [`deep_trees_commit_through_the_server_in_bounded_memory`] |
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,7 +20,7 @@ use freezeframe_tests::server::*;
 use freezeframe_tests::*;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use rustix::fs::{inotify, Mode as RMode, OFlags};
-use serde_json::json;
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Finding 7: device nodes opened under a rename race
@@ -252,4 +253,140 @@ fn deep_trees_commit_through_the_server_in_bounded_memory() {
         remove_deep(&top);
         let _ = std::fs::remove_file(srv.save.join(format!("{label}.tar")));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Finding 8: limits, and cancel inside a file
+
+/// A runc session in a private state root.
+fn session(name: &str, root: &tempfile::TempDir) -> RuncSession {
+    RuncSession::start(
+        name,
+        |_| {},
+        RuncOptions {
+            runc_root: Some(root.path().join("runc")),
+            ..Default::default()
+        },
+    )
+}
+
+/// A file of `mib` MiB of data (no holes).
+fn dense_file(p: &Path, mib: usize) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(p).expect("create");
+    let block = vec![0x5au8; 1 << 20];
+    for _ in 0..mib {
+        f.write_all(&block).expect("write");
+    }
+}
+
+/// A session holds a 3 MiB file. Before, nothing bounded what a commit
+/// read. Now `--max-file-size` stops the live pass naming the file, and
+/// `--max-layer-size` stops a frozen commit naming the layer's size and the
+/// file; either way the session is thawed and no archive (nor temp file) is
+/// left.
+#[test]
+fn limits_stop_a_live_commit_naming_the_file_or_the_layer() {
+    if !root_or_skip("limits_stop_a_live_commit_naming_the_file_or_the_layer") {
+        return;
+    }
+    let root = tempdir("wh-limits-root");
+    let s = session("wh-limits", &root);
+    mkdirs(&s.rootfs.join("data"));
+    dense_file(&s.rootfs.join("data/big"), 3);
+    write(&s.rootfs.join("data/small"), "small");
+    let out = s.scratch("out");
+    let archive = out.join("limited.tar");
+    let cases: [(&[&str], &str); 2] = [
+        (&["--max-file-size", "1M"], "/data/big: file holds 3145728 bytes, more than the limit of 1048576 (limits.max_file_size)"),
+        (&["--pause", "full", "--max-layer-size", "2MiB"], "layer would hold"),
+    ];
+    for (flags, want) in cases {
+        let mut args = s.target();
+        args.extend(["--compression", "none", "-o"].map(Into::into));
+        args.push(archive.clone().into());
+        args.extend(flags.iter().map(Into::into));
+        let o = freezeframe(commit_json_args(args));
+        assert!(!o.success(), "{flags:?}: {o}");
+        assert!(o.stderr.contains(want), "{flags:?}: {o}");
+        if flags.contains(&"--max-layer-size") {
+            assert!(
+                o.stderr.contains("/data/big") && o.stderr.contains("limits.max_layer_size"),
+                "{o}"
+            );
+        }
+        s.assert_running_and_thawed(&format!("after {flags:?}"));
+        assert_eq!(dir_names(&out), Vec::<String>::new(), "{flags:?}: {o}");
+    }
+    // Within the limits, it commits.
+    let mut args = s.target();
+    args.extend(["--compression", "none", "--max-file-size", "3M", "-o"].map(Into::into));
+    args.push(archive.clone().into());
+    let o = freezeframe(commit_json_args(args));
+    assert!(o.success(), "{o}");
+    assert!(archive.is_file());
+}
+
+/// The server commits a session holding one file of 512 MiB of data, and
+/// the task is cancelled while that file is read. Before, cancel was seen
+/// only between entries: the whole file was read first, and progress stood
+/// still while it was. Now progress grows while the one file is read, and
+/// the task is cancelled within a second or two, the session thawed and no
+/// archive left.
+#[test]
+fn a_commit_cancelled_inside_a_large_file_stops_at_once() {
+    if !root_or_skip("a_commit_cancelled_inside_a_large_file_stops_at_once") {
+        return;
+    }
+    const MIB: usize = 512;
+    let root = tempdir("wh-cancel-root");
+    let s = session("wh-cancel", &root);
+    dense_file(&s.rootfs.join("big.img"), MIB);
+    let srv = Server::start(
+        "wh-cancel",
+        &ServerOptions::new(vec![root.path().join("runc")]),
+    );
+    let id = srv.submit(&json!({
+        "session": s.id,
+        "output": "cancelled.tar",
+        "compression": "gzip",
+    }));
+    // Into the file: some of it read, not all.
+    let first = srv.wait_task(&id, Duration::from_secs(120), |t| {
+        t["progress"]["bytes_read"].as_u64().unwrap_or(0) >= 8 << 20
+    });
+    let second = srv.wait_task(&id, Duration::from_secs(60), |t| {
+        t["progress"]["bytes_read"].as_u64().unwrap_or(0)
+            >= first["progress"]["bytes_read"].as_u64().unwrap() + (8 << 20)
+    });
+    let read = |t: &Value| t["progress"]["bytes_read"].as_u64().unwrap();
+    assert_eq!(
+        first["progress"]["files"], second["progress"]["files"],
+        "progress grew while one file was read: {first:#} {second:#}"
+    );
+    assert!(read(&second) < (MIB as u64) << 20, "{second:#}");
+
+    let t0 = Instant::now();
+    let r = srv.delete(&format!("/v1/commits/{id}"));
+    assert_eq!(r.status, 200, "{r:?}");
+    let t = srv.wait_final(&id, Duration::from_secs(60));
+    let took = t0.elapsed();
+    assert_eq!(t["state"], "cancelled", "{t:#}");
+    let at_end = read(&t);
+    eprintln!(
+        "cancelled {took:?} after asking, at {} of {MIB} MiB",
+        at_end >> 20
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the cancel took {took:?}: {t:#}"
+    );
+    assert!(
+        at_end < (MIB as u64) << 20,
+        "the whole file was read: {t:#}"
+    );
+    s.assert_running_and_thawed("after the cancel");
+    assert!(!srv.save.join("cancelled.tar").exists());
+    assert!(srv.temp_files().is_empty(), "{:?}", srv.temp_files());
+    assert_eq!(srv.get("/v1/health").json()["status"], "ok");
 }
