@@ -161,7 +161,7 @@ impl Walker<'_> {
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let source = self.spec.grafts[graft].source.clone();
-        let (dir, st) = self.spec.open_tree(graft + 1)?;
+        let (dir, st) = self.opened.open_tree(self.spec, graft + 1)?;
         let full = self.stack.last().is_some_and(|f| f.full);
         let changed = self
             .delta()

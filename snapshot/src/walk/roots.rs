@@ -93,19 +93,41 @@ impl TreeSpec {
         self.roots.grafts.get(i)
     }
 
-    /// Tree `tree` (0: the upper dir, 1 + i: graft i) opened for a pass:
-    /// through the fd opened at the start when there is one, else by path.
-    pub(super) fn open_tree(&self, tree: usize) -> Result<(OwnedFd, FileStat)> {
-        let (path, root) = match tree {
-            0 => (
-                self.upper.as_deref().expect("tree 0 is the upper dir"),
-                self.upper_root(),
-            ),
-            t => (self.grafts[t - 1].source.as_path(), self.graft_root(t - 1)),
+    /// The roots a pass reads through: those [`TreeSpec::open_roots`]
+    /// opened, or, without it, the roots opened now, once for the pass.
+    pub(super) fn pass_roots(&self) -> Result<OpenRoots> {
+        let opened = self.roots.upper.is_some() == self.upper.is_some()
+            && self.roots.grafts.len() == self.grafts.len();
+        if opened {
+            return Ok(self.roots.clone());
+        }
+        let mut spec = TreeSpec {
+            upper: self.upper.clone(),
+            grafts: self.grafts.clone(),
+            ..TreeSpec::default()
         };
-        match root {
-            Some(r) => r.reopen(path),
-            None => RootDir::open(path)?.reopen(path),
+        spec.open_roots()?;
+        Ok(spec.roots)
+    }
+}
+
+impl OpenRoots {
+    /// Tree `tree` of `spec` (0: the upper dir, 1 + i: graft i), as a new fd
+    /// on the directory opened at the start.
+    pub(super) fn open_tree(&self, spec: &TreeSpec, tree: usize) -> Result<(OwnedFd, FileStat)> {
+        let (path, root) = match tree {
+            0 => (spec.upper.as_deref(), self.upper.as_ref()),
+            t => (
+                spec.grafts.get(t - 1).map(|g| g.source.as_path()),
+                self.grafts.get(t - 1),
+            ),
+        };
+        match (path, root) {
+            (Some(path), Some(root)) => root.reopen(path),
+            _ => Err(Error::Invalid {
+                field: "tree root",
+                message: format!("tree {tree} was not opened"),
+            }),
         }
     }
 }

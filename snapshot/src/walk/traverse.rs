@@ -20,6 +20,7 @@ use nix::sys::stat::{major, minor, FileStat, SFlag};
 
 use super::graft::Trie;
 use super::overlay::{is_whiteout_device, FileData, Overlay};
+use super::roots::OpenRoots;
 use super::{
     absolute, bytes_cstring, display_path, Data, Event, Ident, Pass, Progress, SkipReason,
     TreeSpec, Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
@@ -92,6 +93,8 @@ pub(super) struct Walker<'a> {
     grafts: Trie,
     roots: Vec<TreeRoot>,
     pub(super) overlay: Overlay,
+    /// The tree roots, opened once for the pass (or before it).
+    pub(super) opened: OpenRoots,
     pub(super) stack: Vec<Frame>,
     /// The container path (without a leading slash) of the directory on top
     /// of the stack; every frame's is a prefix of it.
@@ -127,6 +130,7 @@ impl<'a> Walker<'a> {
     ) -> Result<Self> {
         let grafts = Trie::new(&spec.grafts)?;
         let overlay = Overlay::open(spec.overlay_xattrs, &spec.lowers)?;
+        let opened = spec.pass_roots()?;
         Ok(Walker {
             spec,
             pass,
@@ -135,6 +139,7 @@ impl<'a> Walker<'a> {
             grafts,
             roots: Vec::new(),
             overlay,
+            opened,
             stack: Vec::new(),
             rel: Vec::new(),
             host: Vec::new(),
@@ -151,7 +156,7 @@ impl<'a> Walker<'a> {
         // Tree 0 is the upper dir; with none, a virtual root that only holds grafts.
         match &self.spec.upper {
             Some(upper) => {
-                let (dir, st) = self.spec.open_tree(0)?;
+                let (dir, st) = self.opened.open_tree(self.spec, 0)?;
                 self.roots.push(TreeRoot {
                     dev: st.st_dev,
                     overlay: true,
@@ -179,7 +184,7 @@ impl<'a> Walker<'a> {
             }
         }
         for i in 0..self.spec.grafts.len() {
-            let (_, st) = self.spec.open_tree(1 + i)?;
+            let (_, st) = self.opened.open_tree(self.spec, 1 + i)?;
             self.roots.push(TreeRoot {
                 dev: st.st_dev,
                 overlay: false,
@@ -425,7 +430,7 @@ impl<'a> Walker<'a> {
             }
             let dir = match &self.stack[d].reopen {
                 Reopen::Virtual => unreachable!("virtual directories have no listing to read"),
-                Reopen::Root(tree) => self.spec.open_tree(*tree)?.0,
+                Reopen::Root(tree) => self.opened.open_tree(self.spec, *tree)?.0,
                 Reopen::Child(name) => {
                     let parent = self.stack[d - 1].dir.as_ref().expect("reopened above");
                     let host = self.host_of(d);
