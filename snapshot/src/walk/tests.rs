@@ -616,3 +616,44 @@ fn cancel_and_progress_work_inside_a_large_file() {
     // Counted as it went, and stopped a chunk or two after the cancel.
     assert!((8 << 20..=16 << 20).contains(&read), "{read}");
 }
+
+#[test]
+fn remembered_hard_link_paths_are_bounded() {
+    use rustix::fs::{linkat, mkdirat, openat, AtFlags, Mode as RMode, OFlags};
+    const LEVELS: usize = 400;
+    let t = tempfile::tempdir().unwrap();
+    let name = "n".repeat(255);
+    let mut dir = crate::fs::open::open_root(t.path()).unwrap();
+    for _ in 0..LEVELS {
+        drop(
+            openat(
+                &dir,
+                "a",
+                OFlags::CREATE | OFlags::WRONLY,
+                RMode::from_raw_mode(0o644),
+            )
+            .unwrap(),
+        );
+        linkat(&dir, "a", &dir, "b", AtFlags::empty()).unwrap();
+        mkdirat(&dir, name.as_str(), RMode::from_raw_mode(0o755)).unwrap();
+        dir = openat(
+            &dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            RMode::empty(),
+        )
+        .unwrap();
+    }
+    let (c, r) = run(&upper(t.path()));
+    let links = c.lines.iter().filter(|l| l.contains(" link->")).count();
+    // The paths of the first ~360 `a`s fill the 16 MiB; below, each `b` is
+    // written as a file of its own.
+    assert!(links > 300 && links < LEVELS, "{links} links");
+    assert_eq!(r.files as usize + links, 2 * LEVELS);
+    let last_b = c.lines.iter().rfind(|l| l.contains("/b ")).unwrap();
+    assert!(
+        last_b.ends_with("/b file"),
+        "{}",
+        &last_b[last_b.len() - 40..]
+    );
+}
