@@ -7,7 +7,8 @@
 //! it: the `.wh.` names of OCI whiteouts and every tar detail belong to
 //! [`crate::layer`]. The jobs are split by module: [`exclude`] (what to leave
 //! out), [`graft`] (trees placed at container paths, the home among them),
-//! [`overlay`] (whiteouts, opaque dirs, redirect refusal, metacopy), `traverse`
+//! [`overlay`] (whiteouts, opaque dirs, redirect refusal, metacopy), [`roots`]
+//! (tree roots opened once and read through those fds only), `traverse`
 //! (the fd-budgeted, iterative traversal itself); the choices of a delta pass
 //! are [`crate::delta`]'s.
 //!
