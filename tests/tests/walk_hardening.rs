@@ -6,6 +6,7 @@
 //! |---|---|
 //! | a file swapped with a char device (`RENAME_EXCHANGE`) between the walk's `fstatat` and its open made commits open `1:3` devices | [`the_walk_never_opens_a_device_swapped_in_for_a_file`] |
 //! | no bound on a file's or a layer's size, and cancel checked only between entries (a 4 GiB file: 19 s) | [`limits_stop_a_live_commit_naming_the_file_or_the_layer`], [`a_commit_cancelled_inside_a_large_file_stops_at_once`] |
+//! | the upper and home roots were reopened by path in each pass, after a path-based check | [`a_home_swapped_on_the_host_during_the_freeze_is_not_read`] |
 //! | 10,000 nested one-letter directories overflowed the server's commit thread and killed `serve`; 3,000 levels of 200-character names took 2.66 GB | [`deep_trees_commit_through_the_server_in_bounded_memory`] |
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use freezeframe_tests::containers::*;
+use freezeframe_tests::live::commit_stopped_while_frozen;
 use freezeframe_tests::server::*;
 use freezeframe_tests::*;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
@@ -389,4 +391,88 @@ fn a_commit_cancelled_inside_a_large_file_stops_at_once() {
     assert!(!srv.save.join("cancelled.tar").exists());
     assert!(srv.temp_files().is_empty(), "{:?}", srv.temp_files());
     assert_eq!(srv.get("/v1/health").json()["status"], "ok");
+}
+
+// ---------------------------------------------------------------------------
+// Finding 14: tree roots reopened by path
+
+/// While a live commit holds the session frozen (and the committer stopped),
+/// the session's scratch home is moved away on the host and another
+/// directory, with a planted file, takes its path. Before, the frozen pass
+/// opened the home by its path again: it read the planted directory, wrote
+/// the planted file and whited out the real notes. Now the roots are opened
+/// once, before the first pass, checked against what the session has
+/// mounted, and every pass reads through those fds: the image has the real
+/// home and nothing planted.
+#[test]
+fn a_home_swapped_on_the_host_during_the_freeze_is_not_read() {
+    if !root_or_skip("a_home_swapped_on_the_host_during_the_freeze_is_not_read") {
+        return;
+    }
+    let root = tempdir("wh-roots-root");
+    let s = session("wh-roots", &root);
+    write(&s.home.join("notes.txt"), "real notes\n");
+    // Entries sorted before /home, so that the frozen pass takes a while to
+    // reach it.
+    let early = s.rootfs.join("aaa");
+    mkdirs(&early);
+    for i in 0..20_000 {
+        write(&early.join(format!("f{i:05}")), "");
+    }
+    let moved = s.home.with_extension("moved");
+    let mut caught = None;
+    for attempt in 0..3 {
+        let archive = s.out.join(format!("roots-{attempt}.tar"));
+        let mut args = s.target();
+        args.extend(
+            [
+                "--pause",
+                "auto",
+                "--compression",
+                "zstd",
+                "--tag",
+                "t",
+                "-o",
+            ]
+            .map(Into::into),
+        );
+        args.push(archive.clone().into());
+        let run = commit_stopped_while_frozen(args, &s.cgroups, || {
+            std::fs::rename(&s.home, &moved).expect("move the home away");
+            mkdirs(&s.home);
+            write(&s.home.join("planted.txt"), "planted\n");
+        });
+        if run.during.is_some() {
+            std::fs::remove_dir_all(&s.home).expect("remove the planted home");
+            std::fs::rename(&moved, &s.home).expect("put the home back");
+        }
+        let report = run.outcome.ok().json();
+        s.assert_running_and_thawed(&format!("after commit {attempt}"));
+        if run.during.is_some() {
+            caught = Some((archive, report));
+            break;
+        }
+    }
+    let (archive, report) = caught.expect("the session was never caught frozen in 3 live commits");
+    let layout = extract_archive(&archive, &s.scratch("x"));
+    let mut home = Vec::new();
+    for layer in report["layers"].as_array().expect("layers") {
+        let blob = blob_path(&layout, layer["digest"].as_str().expect("digest"));
+        for e in layer_entries(&blob) {
+            let p = String::from_utf8_lossy(&e.path).into_owned();
+            if p.contains("home/work/") {
+                home.push(p);
+            }
+        }
+    }
+    assert!(
+        home.iter().any(|p| p.ends_with("home/work/notes.txt")),
+        "{home:?}"
+    );
+    assert!(
+        !home
+            .iter()
+            .any(|p| p.contains("planted") || p.contains(".wh.notes")),
+        "the frozen pass read the planted home: {home:?}"
+    );
 }
