@@ -379,6 +379,12 @@ fn with_flags(e: CommitError) -> anyhow::Error {
                 path.display()
             )
         }
+        e @ CommitError::Snapshot(freezeframe_snapshot::Error::FileTooLarge { .. }) => {
+            anyhow!("{e}; --max-file-size sets another limit")
+        }
+        e @ CommitError::Snapshot(freezeframe_snapshot::Error::LayerLimit { .. }) => {
+            anyhow!("{e}; --max-layer-size sets another limit")
+        }
         e => e.into(),
     }
 }
@@ -443,6 +449,17 @@ mod tests {
             )),
             "/upper/usr/bin/tool: file holds only metadata (overlay metacopy=on); its data is \
              in a lower dir: pass the lower dirs (--lower) so the layer can include it"
+        );
+        assert_eq!(
+            said(CommitError::Snapshot(
+                freezeframe_snapshot::Error::FileTooLarge {
+                    path: "/data/big".into(),
+                    size: 3,
+                    limit: 2,
+                }
+            )),
+            "/data/big: file holds 3 bytes, more than the limit of 2 (limits.max_file_size); \
+             --max-file-size sets another limit"
         );
     }
 
