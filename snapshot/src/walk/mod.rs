@@ -52,6 +52,8 @@ pub use crate::fs::xattr::Xattrs;
 pub const MAX_OPEN_DIRS: usize = 256;
 /// Skipped entries listed one by one in a report; the rest are only counted.
 const MAX_LISTED: usize = 1000;
+/// Bytes of a path listed in a report, at most.
+const MAX_LISTED_PATH: usize = 4096;
 
 /// What to read: an overlay upper dir at `/`, plain trees grafted at container
 /// paths, and container paths to leave out.
@@ -252,7 +254,7 @@ impl WalkReport {
         *self.skipped_counts.entry(reason).or_default() += 1;
         if self.skipped.len() < MAX_LISTED {
             self.skipped.push(Skipped {
-                path: display_path(path),
+                path: listed_path(path),
                 reason,
             });
         }
@@ -304,6 +306,21 @@ pub fn walk_pass(
         b.seal();
     }
     Ok(walker.report)
+}
+
+/// A path as a report lists it: one longer than [`MAX_LISTED_PATH`] bytes
+/// (a deep tree's) keeps its start and its end around a `...`, so that a
+/// full list stays small.
+fn listed_path(p: &[u8]) -> String {
+    if p.len() <= MAX_LISTED_PATH {
+        return display_path(p);
+    }
+    let half = MAX_LISTED_PATH / 2;
+    format!(
+        "{}...{}",
+        display_path(&p[..half]),
+        display_path(&p[p.len() - half..])
+    )
 }
 
 fn display_path(p: &[u8]) -> String {

@@ -620,7 +620,8 @@ fn cancel_and_progress_work_inside_a_large_file() {
 #[test]
 fn remembered_hard_link_paths_are_bounded() {
     use rustix::fs::{linkat, mkdirat, openat, AtFlags, Mode as RMode, OFlags};
-    const LEVELS: usize = 400;
+    // 64 KiB of paths in tests (16 MiB otherwise): 30 levels pass it.
+    const LEVELS: usize = 30;
     let t = tempfile::tempdir().unwrap();
     let name = "n".repeat(255);
     let mut dir = crate::fs::open::open_root(t.path()).unwrap();
@@ -646,14 +647,47 @@ fn remembered_hard_link_paths_are_bounded() {
     }
     let (c, r) = run(&upper(t.path()));
     let links = c.lines.iter().filter(|l| l.contains(" link->")).count();
-    // The paths of the first ~360 `a`s fill the 16 MiB; below, each `b` is
+    // The paths of the first ~22 `a`s fill the budget; below, each `b` is
     // written as a file of its own.
-    assert!(links > 300 && links < LEVELS, "{links} links");
+    assert!(links > 15 && links < LEVELS, "{links} links");
     assert_eq!(r.files as usize + links, 2 * LEVELS);
     let last_b = c.lines.iter().rfind(|l| l.contains("/b ")).unwrap();
     assert!(
         last_b.ends_with("/b file"),
         "{}",
         &last_b[last_b.len() - 40..]
+    );
+}
+
+#[test]
+fn a_deep_skipped_path_is_listed_shortened() {
+    use rustix::fs::{mkdirat, openat, Mode as RMode, OFlags};
+    let t = tempfile::tempdir().unwrap();
+    let name = "d".repeat(255);
+    let mut dir = crate::fs::open::open_root(t.path()).unwrap();
+    for _ in 0..20 {
+        mkdirat(&dir, name.as_str(), RMode::from_raw_mode(0o755)).unwrap();
+        dir = openat(
+            &dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            RMode::empty(),
+        )
+        .unwrap();
+    }
+    drop(
+        openat(
+            &dir,
+            ".wh.bashrc",
+            OFlags::CREATE | OFlags::WRONLY,
+            RMode::from_raw_mode(0o644),
+        )
+        .unwrap(),
+    );
+    let (_, r) = run(&upper(t.path()));
+    let listed = &r.skipped[0].path;
+    assert_eq!(listed.len(), 4096 + 3);
+    assert!(
+        listed.starts_with("/ddd") && listed.contains("...") && listed.ends_with("/.wh.bashrc")
     );
 }

@@ -22,8 +22,8 @@ use super::graft::Trie;
 use super::overlay::{is_whiteout_device, FileData, Overlay};
 use super::roots::OpenRoots;
 use super::{
-    absolute, bytes_cstring, display_path, Data, Event, Ident, Pass, Progress, SkipReason,
-    TreeSpec, Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
+    absolute, bytes_cstring, listed_path, Data, Event, Ident, Pass, Progress, SkipReason, TreeSpec,
+    Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
 };
 use crate::delta::{Baseline, Decision, NodeId, State};
 use crate::error::{Error, IoContext, Result};
@@ -738,7 +738,7 @@ impl<'a> Walker<'a> {
             }
         }
         if changed && self.report.changed.len() < MAX_LISTED {
-            self.report.changed.push(display_path(&absolute(rel)));
+            self.report.changed.push(listed_path(&absolute(rel)));
         }
         Ok(())
     }
@@ -804,7 +804,7 @@ fn unopened_xattrs(dir: &OwnedFd, name: &[u8], host: &Path) -> Result<Xattrs> {
 
 /// Bytes of layer paths kept to write later names of a linked inode as hard
 /// links.
-const MAX_LINK_PATH_BYTES: usize = 16 << 20;
+const MAX_LINK_PATH_BYTES: usize = if cfg!(test) { 64 << 10 } else { 16 << 20 };
 
 /// How many directory fds the walk may hold: [`MAX_OPEN_DIRS`], or a quarter of
 /// the process's fd limit when that is lower.
