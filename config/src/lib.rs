@@ -49,6 +49,7 @@ pub struct Config {
     pub session: Session,
     pub compression: Compression,
     pub freeze: Freeze,
+    pub limits: Limits,
     pub server: Server,
     pub runtime: Runtime,
     pub stores: Stores,
@@ -119,6 +120,17 @@ pub struct Freeze {
     /// If the second pass of a live commit would be larger than this, fall back
     /// to freezing the session for the whole commit.
     pub live_fallback_bytes: u64,
+}
+
+/// `[limits]`: how much a commit reads before it stops with an error naming
+/// what was too large; each unset (the default) is no limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes of one file's data (its apparent size, holes included).
+    pub max_file_size: Option<u64>,
+    /// Bytes of file data in one layer (apparent sizes, holes included).
+    pub max_layer_size: Option<u64>,
 }
 
 /// How long the session is frozen: the one pause type of the config file, the

@@ -115,8 +115,8 @@ fn example_file_commented_keys_parse() {
         })
         .collect();
     assert_eq!(
-        uncommented, 6,
-        "archive_group, level, socket_group, owner_label, lock_dir, auth_file"
+        uncommented, 8,
+        "archive_group, level, max_file_size, max_layer_size, socket_group, owner_label, lock_dir, auth_file"
     );
     let config = parse(&text).unwrap();
     assert_eq!(
@@ -154,6 +154,10 @@ fn full_file_parses() {
         timeout = "1m 30s"
         pause = "full"
         live_fallback_bytes = 1048576
+
+        [limits]
+        max_file_size = 4096
+        max_layer_size = 65536
 
         [server]
         socket = "/run/ff.sock"
@@ -213,6 +217,10 @@ fn full_file_parses() {
             timeout: Duration::from_secs(90),
             pause: PauseMode::Full,
             live_fallback_bytes: 1 << 20,
+        },
+        limits: Limits {
+            max_file_size: Some(4096),
+            max_layer_size: Some(65536),
         },
         server: Server {
             socket: "/run/ff.sock".into(),

@@ -17,7 +17,7 @@ use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
 use freezeframe_snapshot::source::base::{BaseRef, Stores};
-use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Pass, Progress, TreeSpec};
+use freezeframe_snapshot::walk::{Exclude, Graft, Limits, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
 use serde::Serialize;
 
@@ -34,6 +34,8 @@ pub struct SessionRequest {
     pub include_mounts: Vec<PathBuf>,
     /// The configured and requested patterns; the mounts left out are added.
     pub exclude: Exclude,
+    /// How large a file and a layer may be.
+    pub limits: Limits,
     pub base: Option<BaseRef>,
     /// Where names and bases are read from the runtimes' own stores.
     pub stores: Stores,
@@ -214,7 +216,7 @@ pub fn commit_session(
             .map(|m| m.target.clone())
             .collect::<Vec<_>>(),
     );
-    let trees = TreeSpec {
+    let mut trees = TreeSpec {
         upper: Some(session.rootfs.upper.clone()),
         lowers: session.rootfs.lowers.clone(),
         grafts,
@@ -224,7 +226,12 @@ pub fn commit_session(
         } else {
             OverlayXattrs::Trusted
         },
+        limits: req.limits,
+        roots: Default::default(),
     };
+    // Every pass reads through these fds: no root is looked up by path again.
+    trees.open_roots()?;
+    check_graft_roots(session.pid, &trees)?;
 
     // The slow, safe part first: base blobs are copied while the session runs.
     let mut commit = match &req.output_dir {
@@ -290,6 +297,43 @@ pub fn commit_session(
         excluded_mounts: excluded,
         frozen,
     })
+}
+
+/// Checks that each grafted tree, as opened for the walk, is the directory
+/// the session has mounted at its container path (seen through
+/// `/proc/PID/root`, resolved in that root without following a symlink): the
+/// lookup checked the same by path, and the path may have changed since.
+fn check_graft_roots(pid: i32, trees: &TreeSpec) -> Result<()> {
+    use freezeframe_snapshot::fs::open::{open_in_root, open_root, stat};
+    use rustix::fs::OFlags;
+    let proc_root = PathBuf::from(format!("/proc/{pid}/root"));
+    let root = open_root(&proc_root).map_err(|e| freezeframe_snapshot::Error::Io {
+        path: proc_root.clone(),
+        source: e.into(),
+    })?;
+    for (i, g) in trees.grafts.iter().enumerate() {
+        let Some(opened) = trees.graft_root(i) else {
+            continue;
+        };
+        let in_session = proc_root.join(g.at.strip_prefix("/").unwrap_or(&g.at));
+        let seen = open_in_root(root.as_fd(), &g.at, OFlags::PATH | OFlags::DIRECTORY)
+            .and_then(stat)
+            .map_err(|e| freezeframe_snapshot::Error::Io {
+                path: in_session.clone(),
+                source: e.into(),
+            })?;
+        if (seen.st_dev, seen.st_ino) != opened.id {
+            return Err(freezeframe_snapshot::Error::Refused {
+                path: g.source.clone(),
+                message: format!(
+                    "not the directory the session has mounted at {}",
+                    g.at.display()
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Where a mapped file may be in the layer: as a container path (a process in

@@ -14,7 +14,9 @@ use freezeframe_snapshot::changes::Change;
 use freezeframe_snapshot::compress::{Algorithm, Settings};
 use freezeframe_snapshot::image::ImageMeta;
 use freezeframe_snapshot::source::base::{BaseRef, Stores};
-use freezeframe_snapshot::walk::{Exclude, Graft, OverlayXattrs, Progress, Secrets, TreeSpec};
+use freezeframe_snapshot::walk::{
+    Exclude, Graft, Limits, OverlayXattrs, Progress, Secrets, TreeSpec,
+};
 use freezeframe_snapshot::{BaseBlobs, CommitReport, CommitRequest};
 
 use crate::error::CommitError;
@@ -73,6 +75,9 @@ pub struct CommitOverrides {
     pub output: PathBuf,
     /// Replace the output if it exists.
     pub overwrite: bool,
+    /// Bytes of one file's data, and of one layer's [config: limits.*].
+    pub max_file_size: Option<u64>,
+    pub max_layer_size: Option<u64>,
 }
 
 impl CommitOverrides {
@@ -100,6 +105,8 @@ impl CommitOverrides {
             created_by: None,
             output,
             overwrite: false,
+            max_file_size: None,
+            max_layer_size: None,
         }
     }
 }
@@ -164,6 +171,10 @@ impl CommitPlan {
         patterns.extend(o.excludes);
         let exclude =
             Exclude::new(&patterns)?.with_secrets(secrets(config, &home_path, &o.include_secrets)?);
+        let limits = Limits {
+            max_file_size: o.max_file_size.or(config.limits.max_file_size),
+            max_layer_size: o.max_layer_size.or(config.limits.max_layer_size),
+        };
 
         Ok(match o.source {
             Source::Offline {
@@ -188,6 +199,8 @@ impl CommitPlan {
                     } else {
                         OverlayXattrs::Trusted
                     },
+                    limits,
+                    roots: Default::default(),
                 },
                 base: o.base,
                 stores: stores(config),
@@ -205,6 +218,7 @@ impl CommitPlan {
                 home_path,
                 include_mounts: o.include_mounts,
                 exclude,
+                limits,
                 base: o.base,
                 stores: stores(config),
                 base_blobs: o.base_blobs,

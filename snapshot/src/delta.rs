@@ -9,7 +9,7 @@
 //! It decides what a delta pass writes ([`Baseline::decide`], [`Baseline::gone`]);
 //! the walk acts on it. It knows nothing of fds, trees or layer encodings.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::stat::{FileStat, SFlag};
@@ -60,23 +60,59 @@ pub enum Decision {
     Write { replaced: bool, whole: bool },
 }
 
-/// Every entry the passes so far wrote, by container path (relative, no
-/// leading `/`), as of the pass that last wrote it.
+/// An entry of a [`Baseline`] (or a directory on the way to entries): node
+/// ids are addressed by their parent's id and a name, never by a path, so
+/// that what the baseline holds grows with the sum of the names it saw, not
+/// with the depth of the tree times its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(u32);
+
+impl NodeId {
+    /// The top of the tree: the container's `/`.
+    pub const ROOT: NodeId = NodeId(0);
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    /// As the passes so far wrote it; `None` for a directory that only leads
+    /// to entries (a graft's parents) or that no pass wrote yet.
+    state: Option<State>,
+    /// Its content was seen changing while an earlier pass read it.
+    changed: bool,
+    /// Seen changing in the pass under way: `changed` from the next seal.
+    next_changed: bool,
+    /// Its children, by name.
+    children: HashMap<Box<[u8]>, NodeId>,
+}
+
+/// Every entry the passes so far wrote, as a tree of nodes under
+/// [`NodeId::ROOT`], each with its state as of the pass that last wrote it.
 ///
 /// A pass runs between [`Baseline::begin`] and [`Baseline::seal`]: it compares
 /// with what earlier passes sealed, and what it records takes effect at `seal`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Baseline {
-    entries: HashMap<Vec<u8>, State>,
-    /// Entries whose content was seen changing while an earlier pass read it.
-    changed: HashSet<Vec<u8>>,
+    nodes: Vec<Node>,
+    /// Nodes with a state: entries written.
+    entries: usize,
+    /// Whether some node is marked changed (so most lookups skip the check).
+    any_changed: bool,
     /// ctimes at or after this are racy.
     racy_after: (i64, i64),
-    /// Children of each directory, built by `seal`.
-    children: HashMap<Vec<u8>, Vec<Vec<u8>>>,
-    /// The pass under way: its start (less the margin) and what it saw change.
+    /// The pass under way: its start (less the margin).
     next_racy_after: (i64, i64),
-    next_changed: HashSet<Vec<u8>>,
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline {
+            nodes: vec![Node::default()],
+            entries: 0,
+            any_changed: false,
+            racy_after: (0, 0),
+            next_racy_after: (0, 0),
+        }
+    }
 }
 
 impl Baseline {
@@ -92,66 +128,104 @@ impl Baseline {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         self.next_racy_after = (start.as_secs() as i64, i64::from(start.subsec_nanos()));
-        self.next_changed.clear();
+        for n in &mut self.nodes {
+            n.next_changed = false;
+        }
     }
 
-    pub fn record(&mut self, path: &[u8], state: State) {
-        self.entries.insert(path.to_vec(), state);
+    /// The child `name` of directory `dir`, if a pass wrote it or an entry
+    /// below it.
+    pub fn child(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
+        self.nodes[dir.0 as usize].children.get(name).copied()
     }
 
-    /// Counts `path` as changed in the next comparison, whatever its
-    /// metadata says (a file written through a shared mapping, say).
+    /// The child `name` of directory `dir`, made (with no state) if it is not
+    /// there yet.
+    pub fn child_or_insert(&mut self, dir: NodeId, name: &[u8]) -> NodeId {
+        if let Some(id) = self.child(dir, name) {
+            return id;
+        }
+        let id = NodeId(u32::try_from(self.nodes.len()).expect("fewer than 2^32 entries"));
+        self.nodes.push(Node::default());
+        self.nodes[dir.0 as usize].children.insert(name.into(), id);
+        id
+    }
+
+    /// The node at container path `path` (relative, no leading `/`), found
+    /// component by component.
+    pub fn node(&self, path: &[u8]) -> Option<NodeId> {
+        let mut at = NodeId::ROOT;
+        for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+            at = self.child(at, name)?;
+        }
+        Some(at)
+    }
+
+    /// Records that the pass under way wrote `node` as `state`.
+    pub fn record(&mut self, node: NodeId, state: State) {
+        let n = &mut self.nodes[node.0 as usize];
+        if n.state.replace(state).is_none() {
+            self.entries += 1;
+        }
+    }
+
+    /// Counts the entry at `path` as changed in the next comparison, whatever
+    /// its metadata says (a file written through a shared mapping, say). A
+    /// path no pass wrote is ignored.
     pub fn mark_changed(&mut self, path: &[u8]) {
-        self.changed.insert(path.to_vec());
+        if let Some(id) = self.node(path) {
+            self.nodes[id.0 as usize].changed = true;
+            self.any_changed = true;
+        }
     }
 
-    pub fn note_changed(&mut self, path: &[u8]) {
-        self.next_changed.insert(path.to_vec());
+    /// The pass under way saw `node` change while it read it.
+    pub fn note_changed(&mut self, node: NodeId) {
+        self.nodes[node.0 as usize].next_changed = true;
     }
 
     /// Ends a recording pass: what it recorded becomes what the next pass
     /// compares with.
     pub fn seal(&mut self) {
         self.racy_after = self.next_racy_after;
-        self.changed = std::mem::take(&mut self.next_changed);
-        self.children.clear();
-        for path in self.entries.keys() {
-            let (parent, name) = match path.iter().rposition(|&b| b == b'/') {
-                Some(i) => (&path[..i], &path[i + 1..]),
-                None => (&path[..0], &path[..]),
-            };
-            self.children
-                .entry(parent.to_vec())
-                .or_default()
-                .push(name.to_vec());
+        self.any_changed = false;
+        for n in &mut self.nodes {
+            n.changed = std::mem::take(&mut n.next_changed);
+            self.any_changed |= n.changed;
         }
     }
 
+    /// Entries written.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries == 0
     }
 
-    pub fn get(&self, path: &[u8]) -> Option<&State> {
-        self.entries.get(path)
+    /// The state `node` was written with, if it was.
+    pub fn get(&self, node: NodeId) -> Option<&State> {
+        self.nodes[node.0 as usize].state.as_ref()
     }
 
-    /// Whether `now` at `path` is what the first pass wrote, for certain.
-    pub fn unchanged(&self, path: &[u8], now: &State) -> bool {
+    /// Whether `now` at `node` (`None`: a name no pass saw) is what an
+    /// earlier pass wrote, for certain.
+    pub fn unchanged(&self, node: Option<NodeId>, now: &State) -> bool {
+        let Some(n) = node.map(|id| &self.nodes[id.0 as usize]) else {
+            return false;
+        };
         now.ctime < self.racy_after
-            && self.entries.get(path) == Some(now)
-            && (self.changed.is_empty() || !self.changed.contains(path))
+            && n.state.as_ref() == Some(now)
+            && !(self.any_changed && n.changed)
     }
 
-    /// What a delta pass does with the entry `now` at `path`.
-    pub fn decide(&self, path: &[u8], now: &State) -> Decision {
-        if self.unchanged(path, now) {
+    /// What a delta pass does with the entry `now` at `node`.
+    pub fn decide(&self, node: Option<NodeId>, now: &State) -> Decision {
+        if self.unchanged(node, now) {
             return Decision::Unchanged;
         }
-        let old = self.get(path).copied();
+        let old = node.and_then(|id| self.get(id)).copied();
         let replaced = old.is_some_and(|old| {
             old.is_dir() != now.is_dir() || (now.is_dir() && old.ino != now.ino)
         });
@@ -165,17 +239,21 @@ impl Baseline {
     /// not there now: each needs a whiteout.
     pub fn gone<'a>(
         &'a self,
-        dir: &[u8],
+        dir: NodeId,
         present: impl Fn(&[u8]) -> bool + 'a,
-    ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.children(dir)
-            .iter()
-            .filter(move |n| !present(n.as_slice()))
+            .map(|(name, _)| name)
+            .filter(move |n| !present(n))
     }
 
-    /// Names the first pass wrote in directory `dir`.
-    pub fn children(&self, dir: &[u8]) -> &[Vec<u8>] {
-        self.children.get(dir).map_or(&[], Vec::as_slice)
+    /// Names (and nodes) the passes wrote in directory `dir`, in no order.
+    pub fn children(&self, dir: NodeId) -> impl Iterator<Item = (&[u8], NodeId)> + '_ {
+        self.nodes[dir.0 as usize]
+            .children
+            .iter()
+            .filter(|(_, id)| self.nodes[id.0 as usize].state.is_some())
+            .map(|(name, &id)| (&**name, id))
     }
 }
 
@@ -194,38 +272,86 @@ mod tests {
         }
     }
 
+    /// Records `path`, making the nodes on the way.
+    fn record(b: &mut Baseline, path: &[u8], st: State) -> NodeId {
+        let mut at = NodeId::ROOT;
+        for name in path.split(|&c| c == b'/') {
+            at = b.child_or_insert(at, name);
+        }
+        b.record(at, st);
+        at
+    }
+
     #[test]
     fn unchanged_needs_equal_state_an_old_ctime_and_no_change_noted() {
         let mut b = Baseline::new();
         b.begin();
-        b.record(b"old", state(1, 1000));
-        b.record(b"racy", state(2, b.next_racy_after.0 + 1));
-        b.record(b"noted", state(3, 1000));
-        b.note_changed(b"noted");
+        let old = record(&mut b, b"old", state(1, 1000));
+        let racy_at = b.next_racy_after.0 + 1;
+        let racy = record(&mut b, b"racy", state(2, racy_at));
+        let noted = record(&mut b, b"noted", state(3, 1000));
+        b.note_changed(noted);
         b.seal();
-        assert!(b.unchanged(b"old", &state(1, 1000)));
-        assert!(!b.unchanged(b"old", &state(9, 1000)));
-        assert!(!b.unchanged(b"racy", &state(2, b.racy_after.0 + 1)));
-        assert!(!b.unchanged(b"noted", &state(3, 1000)));
-        assert!(!b.unchanged(b"new", &state(4, 1000)));
+        assert!(b.unchanged(Some(old), &state(1, 1000)));
+        assert!(!b.unchanged(Some(old), &state(9, 1000)));
+        assert!(!b.unchanged(Some(racy), &state(2, racy_at)));
+        assert!(!b.unchanged(Some(noted), &state(3, 1000)));
+        assert!(!b.unchanged(b.node(b"new"), &state(4, 1000)));
 
         // A second pass re-read it: from then on it is settled.
         b.begin();
         b.seal();
-        assert!(b.unchanged(b"noted", &state(3, 1000)));
+        assert!(b.unchanged(Some(noted), &state(3, 1000)));
+
+        // Marked by path from outside the walk: changed for the next pass.
+        b.mark_changed(b"old");
+        b.mark_changed(b"not/there");
+        assert!(!b.unchanged(Some(old), &state(1, 1000)));
+        assert!(b.unchanged(Some(noted), &state(3, 1000)));
     }
 
     #[test]
-    fn children_are_indexed_by_parent() {
+    fn nodes_are_addressed_by_parent_and_name() {
         let mut b = Baseline::new();
-        for p in [&b"a"[..], b"a/b", b"a/c", b"d"] {
-            b.record(p, state(1, 1));
+        for p in [&b"a"[..], b"a/b", b"a/c", b"d", b"x/y/z"] {
+            record(&mut b, p, state(1, 1));
         }
         b.seal();
-        let mut top = b.children(b"").to_vec();
+        assert_eq!(b.len(), 5);
+        let mut top: Vec<&[u8]> = b.children(NodeId::ROOT).map(|(n, _)| n).collect();
         top.sort();
-        assert_eq!(top, vec![b"a".to_vec(), b"d".to_vec()]);
-        assert_eq!(b.children(b"a").len(), 2);
-        assert!(b.children(b"a/b").is_empty());
+        // `x` only leads to an entry: no pass wrote it.
+        assert_eq!(top, vec![&b"a"[..], b"d"]);
+        let a = b.child(NodeId::ROOT, b"a").unwrap();
+        assert_eq!(b.children(a).count(), 2);
+        assert_eq!(b.node(b"a/b"), b.child(a, b"b"));
+        assert_eq!(b.children(b.node(b"a/b").unwrap()).count(), 0);
+        assert!(b.node(b"x/y/z").is_some() && b.node(b"x/y/q").is_none());
+        let gone: Vec<&[u8]> = b.gone(a, |n| n == b"b").collect();
+        assert_eq!(gone, vec![&b"c"[..]]);
+    }
+
+    #[test]
+    fn a_deep_path_costs_its_names_not_its_depth_squared() {
+        let mut b = Baseline::new();
+        let name = [b'n'; 200];
+        let mut at = NodeId::ROOT;
+        for _ in 0..3000 {
+            at = b.child_or_insert(at, &name);
+            b.record(at, state(1, 1));
+            let f = b.child_or_insert(at, b"f");
+            b.record(f, state(2, 1));
+        }
+        b.seal();
+        assert_eq!(b.len(), 6000);
+        // Every name is held once, in its parent: about 3000 * 200 bytes,
+        // where full paths would be 3000 * 3000 * 200 / 2 = 900 MB.
+        let names: usize = b
+            .nodes
+            .iter()
+            .flat_map(|n| n.children.keys())
+            .map(|k| k.len())
+            .sum();
+        assert_eq!(names, 3000 * 201);
     }
 }

@@ -41,6 +41,30 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
 
+    /// A file is larger than the configured `max_file_size`.
+    #[error(
+        "{}: file holds {size} bytes, more than the limit of {limit} (limits.max_file_size)",
+        path.display()
+    )]
+    FileTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
+    /// A layer's file data would pass the configured `max_layer_size`: `size`
+    /// bytes with the file `path`, the first that does not fit.
+    #[error(
+        "layer would hold {size} bytes of file data with {}, more than the limit of {limit} \
+         (limits.max_layer_size)",
+        path.display()
+    )]
+    LayerLimit {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
     /// A layer of a live commit's frozen pass outgrew its limit.
     #[error("the layer would hold more than {limit} bytes of file data")]
     LayerTooLarge { limit: u64 },

@@ -18,7 +18,7 @@ use crate::compress::{Encoder, Settings};
 use crate::digest::HashingWriter;
 use crate::error::{Error, IoContext, Result};
 use crate::tar::{CopyError, Header, TarWriter, BLOCK};
-use crate::walk::{self, Event, Pass, Progress, TreeSpec, Visitor, WalkReport};
+use crate::walk::{self, Data, Event, Pass, Progress, TreeSpec, Visitor, WalkReport};
 
 /// What a written layer is, for the image config and manifest.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +35,9 @@ pub struct LayerInfo {
 }
 
 const COPY_BUF: usize = 256 * 1024;
+/// At most this much is moved between two looks at the cancel flag (and
+/// two progress updates), however large the file.
+const MAX_CHUNK: u64 = 4 << 20;
 
 /// The prefix OCI gives a whiteout's name: `DIR/.wh.NAME` deletes `DIR/NAME`.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -302,7 +305,7 @@ impl LayerWriter<File, KernelCopy> {
 }
 
 impl<W: Write, C: DataCopy<W>> Visitor for LayerWriter<W, C> {
-    fn event(&mut self, event: &Event<'_>, data: Option<&mut File>) -> Result<u64> {
+    fn event(&mut self, event: &Event<'_>, data: Option<&mut Data<'_>>) -> Result<u64> {
         let header = event_header(event);
         self.entries += 1;
         let size = header.data_size();
@@ -311,12 +314,17 @@ impl<W: Write, C: DataCopy<W>> Visitor for LayerWriter<W, C> {
             return Err(Error::LayerTooLarge { limit });
         }
         self.tar.header(&header).at(&self.out_path)?;
-        let Some(src) = data else { return Ok(0) };
+        let Some(data) = data else { return Ok(0) };
         let copy = &mut self.copy;
-        copy.start(src);
+        copy.start(data.file);
         self.tar
-            .data_with(size, |out, max| copy.chunk(src, out, max))
+            .data_with(size, |out, max| {
+                let n = copy.chunk(data.file, out, max.min(MAX_CHUNK))?;
+                data.advance(n).map_err(|_| CopyError::Cancelled)?;
+                Ok(n)
+            })
             .map_err(|e| match e {
+                CopyError::Cancelled => Error::Cancelled,
                 CopyError::Read(source) => Error::Io {
                     path: PathBuf::from(format!("/{}", String::from_utf8_lossy(&header.path))),
                     source,

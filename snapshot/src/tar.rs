@@ -262,6 +262,8 @@ fn pax_time(sec: i64, nsec: u32) -> String {
 pub enum CopyError {
     Read(io::Error),
     Write(io::Error),
+    /// Stopped on request between two chunks.
+    Cancelled,
 }
 
 /// Writes entries and their data to a byte stream, keeping block alignment.

@@ -113,6 +113,15 @@ pub struct Args {
     /// Compression threads, 0 for all cores [config: compression.threads].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Stop with an error naming the file if one file holds more than SIZE
+    /// bytes (apparent size; K, M, G, T suffixes are powers of 1024)
+    /// [config: limits.max_file_size].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_file_size: Option<u64>,
+    /// Stop with an error if one layer would hold more than SIZE bytes of file
+    /// data [config: limits.max_layer_size].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_layer_size: Option<u64>,
     /// The overlay keeps its metadata in user.overlay.* (mounted with userxattr).
     #[arg(long, requires = "upper")]
     userxattr: bool,
@@ -137,7 +146,7 @@ pub struct Args {
     /// then a name inside the service's save location.
     #[arg(long, requires = "session", conflicts_with_all = [
         "pid", "upper", "excludes", "level", "threads", "force",
-        "home_path", "cgroup", "freeze_timeout",
+        "home_path", "cgroup", "freeze_timeout", "max_file_size", "max_layer_size",
     ])]
     via_daemon: bool,
     /// The service's socket [config: server.socket].
@@ -317,6 +326,8 @@ impl Args {
             author: self.author,
             tag: self.tag,
             overwrite: self.force,
+            max_file_size: self.max_file_size,
+            max_layer_size: self.max_layer_size,
             ..CommitOverrides::new(source, output)
         }
     }
@@ -379,8 +390,35 @@ fn with_flags(e: CommitError) -> anyhow::Error {
                 path.display()
             )
         }
+        e @ CommitError::Snapshot(freezeframe_snapshot::Error::FileTooLarge { .. }) => {
+            anyhow!("{e}; --max-file-size sets another limit")
+        }
+        e @ CommitError::Snapshot(freezeframe_snapshot::Error::LayerLimit { .. }) => {
+            anyhow!("{e}; --max-layer-size sets another limit")
+        }
         e => e.into(),
     }
+}
+
+/// A size in bytes: digits, optionally followed by K, M, G or T (powers of
+/// 1024, with an optional `iB` or `B`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is no size (bytes, or a number with K, M, G or T)"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -423,6 +461,28 @@ mod tests {
             "/upper/usr/bin/tool: file holds only metadata (overlay metacopy=on); its data is \
              in a lower dir: pass the lower dirs (--lower) so the layer can include it"
         );
+        assert_eq!(
+            said(CommitError::Snapshot(
+                freezeframe_snapshot::Error::FileTooLarge {
+                    path: "/data/big".into(),
+                    size: 3,
+                    limit: 2,
+                }
+            )),
+            "/data/big: file holds 3 bytes, more than the limit of 2 (limits.max_file_size); \
+             --max-file-size sets another limit"
+        );
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        for bad in ["", "M", "1.5G", "1P", "-1", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

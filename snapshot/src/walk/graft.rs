@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::traverse::{header_from, open_root, Reopen, Walker};
+use super::traverse::{header_from, Reopen, Walker};
 use super::{Event, Visitor};
-use crate::delta::State;
+use crate::delta::{NodeId, State};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::xattr::{self, CONTAINER_XATTRS};
 use crate::tar::{Header, Kind};
@@ -105,12 +105,13 @@ impl Walker<'_> {
         host: PathBuf,
         node: usize,
         opaque: bool,
+        base: Option<NodeId>,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let full = self.stack.last().is_some_and(|f| f.full);
         if self.delta().is_some() && !opaque {
             // Made from the lower dirs' metadata, which a session cannot change.
-            self.push_virtual(rel, host, node, full);
+            self.push_virtual(rel, host, node, full, base);
             return Ok(());
         }
         let st = if opaque {
@@ -146,7 +147,7 @@ impl Walker<'_> {
         if opaque {
             self.opaque(&rel, visitor)?;
         }
-        self.push_virtual(rel, host, node, full);
+        self.push_virtual(rel, host, node, full, base);
         Ok(())
     }
 
@@ -156,14 +157,15 @@ impl Walker<'_> {
         graft: usize,
         rel: Vec<u8>,
         node: Option<usize>,
+        base: Option<NodeId>,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let source = self.spec.grafts[graft].source.clone();
-        let (dir, st) = open_root(&source)?;
+        let (dir, st) = self.opened.open_tree(self.spec, graft + 1)?;
         let full = self.stack.last().is_some_and(|f| f.full);
         let changed = self
             .delta()
-            .is_none_or(|b| !b.unchanged(&rel, &State::from(&st)));
+            .is_none_or(|b| !b.unchanged(base, &State::from(&st)));
         if changed {
             let xattrs = xattr::list(&dir, &CONTAINER_XATTRS).at(&source)?;
             let h = header_from(&rel, Kind::Dir, &st, xattrs);
@@ -175,16 +177,17 @@ impl Walker<'_> {
             // hold at its path, so in the layer the directory is opaque.
             self.opaque(&rel, visitor)?;
         }
-        self.record(&rel, &st);
+        self.record(base, &st);
         self.push_dir(
             Some(dir),
-            Reopen::Root(source.clone()),
+            Reopen::Root(graft + 1),
             &st,
             rel,
             source,
             graft + 1,
             node,
             full,
+            base,
         )
     }
 }

@@ -7,7 +7,8 @@
 //! it: the `.wh.` names of OCI whiteouts and every tar detail belong to
 //! [`crate::layer`]. The jobs are split by module: [`exclude`] (what to leave
 //! out), [`graft`] (trees placed at container paths, the home among them),
-//! [`overlay`] (whiteouts, opaque dirs, redirect refusal, metacopy), `traverse`
+//! [`overlay`] (whiteouts, opaque dirs, redirect refusal, metacopy), [`roots`]
+//! (tree roots opened once and read through those fds only), `traverse`
 //! (the fd-budgeted, iterative traversal itself); the choices of a delta pass
 //! are [`crate::delta`]'s.
 //!
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::sys::stat::FileStat;
 use serde::Serialize;
@@ -34,6 +35,7 @@ use crate::tar::Header;
 pub mod exclude;
 pub mod graft;
 pub mod overlay;
+pub mod roots;
 mod traverse;
 
 #[cfg(test)]
@@ -42,6 +44,7 @@ mod tests;
 pub use exclude::{Exclude, Excluded, Secrets, DEFAULT_SECRETS};
 pub use graft::Graft;
 pub use overlay::OverlayXattrs;
+pub use roots::{OpenRoots, RootDir};
 
 pub use crate::fs::xattr::Xattrs;
 
@@ -49,6 +52,8 @@ pub use crate::fs::xattr::Xattrs;
 pub const MAX_OPEN_DIRS: usize = 256;
 /// Skipped entries listed one by one in a report; the rest are only counted.
 const MAX_LISTED: usize = 1000;
+/// Bytes of a path listed in a report, at most.
+const MAX_LISTED_PATH: usize = 4096;
 
 /// What to read: an overlay upper dir at `/`, plain trees grafted at container
 /// paths, and container paths to leave out.
@@ -61,6 +66,23 @@ pub struct TreeSpec {
     pub grafts: Vec<Graft>,
     pub exclude: Exclude,
     pub overlay_xattrs: OverlayXattrs,
+    /// How large a file, and a layer, may be.
+    pub limits: Limits,
+    /// The roots opened once by [`TreeSpec::open_roots`]; empty (the default)
+    /// when each pass opens them by path.
+    pub roots: OpenRoots,
+}
+
+/// Sizes past which the walk stops with an error naming the file or the
+/// layer; `None` is no limit. Apparent sizes count (a sparse file's holes
+/// too): they are what a layer holds and an image unpacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one regular file's data ([`crate::Error::FileTooLarge`]).
+    pub max_file_size: Option<u64>,
+    /// Bytes of file data in one pass's layer
+    /// ([`crate::Error::LayerLimit`]).
+    pub max_layer_size: Option<u64>,
 }
 
 /// Identity and state of an entry as the walk saw it.
@@ -128,10 +150,47 @@ impl<'a> Event<'a> {
 
 /// Receives the walk's events and writes them somewhere.
 pub trait Visitor {
-    /// `data` is the opened file for a regular-file entry, positioned at 0; the
-    /// visitor reads at most the header's size from it and returns how many bytes
-    /// it got.
-    fn event(&mut self, event: &Event<'_>, data: Option<&mut File>) -> Result<u64>;
+    /// `data` holds the opened file for a regular-file entry, positioned at 0;
+    /// the visitor reads at most the header's size from it, tells
+    /// [`Data::advance`] about each chunk it moves (for progress, and to stop
+    /// on cancel inside a large file), and returns how many bytes it got.
+    fn event(&mut self, event: &Event<'_>, data: Option<&mut Data<'_>>) -> Result<u64>;
+}
+
+/// A regular file's data as the walk hands it to a [`Visitor`].
+pub struct Data<'a> {
+    pub file: &'a mut File,
+    progress: &'a Progress,
+    cancel: &'a AtomicBool,
+    /// Bytes already added to the progress through [`Data::advance`].
+    counted: u64,
+}
+
+impl<'a> Data<'a> {
+    pub fn new(file: &'a mut File, progress: &'a Progress, cancel: &'a AtomicBool) -> Self {
+        Data {
+            file,
+            progress,
+            cancel,
+            counted: 0,
+        }
+    }
+
+    /// Counts `n` more bytes moved; [`crate::Error::Cancelled`] once a cancel
+    /// was asked for.
+    pub fn advance(&mut self, n: u64) -> Result<()> {
+        self.counted += n;
+        self.progress.bytes_read.fetch_add(n, Ordering::Relaxed);
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(crate::Error::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Bytes counted so far.
+    pub fn counted(&self) -> u64 {
+        self.counted
+    }
 }
 
 /// Why an entry was left out.
@@ -236,7 +295,7 @@ impl WalkReport {
         *self.skipped_counts.entry(reason).or_default() += 1;
         if self.skipped.len() < MAX_LISTED {
             self.skipped.push(Skipped {
-                path: display_path(path),
+                path: listed_path(path),
                 reason,
             });
         }
@@ -288,6 +347,21 @@ pub fn walk_pass(
         b.seal();
     }
     Ok(walker.report)
+}
+
+/// A path as a report lists it: one longer than [`MAX_LISTED_PATH`] bytes
+/// (a deep tree's) keeps its start and its end around a `...`, so that a
+/// full list stays small.
+fn listed_path(p: &[u8]) -> String {
+    if p.len() <= MAX_LISTED_PATH {
+        return display_path(p);
+    }
+    let half = MAX_LISTED_PATH / 2;
+    format!(
+        "{}...{}",
+        display_path(&p[..half]),
+        display_path(&p[p.len() - half..])
+    )
 }
 
 fn display_path(p: &[u8]) -> String {

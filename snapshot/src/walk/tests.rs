@@ -20,7 +20,7 @@ struct Collect {
 }
 
 impl Visitor for Collect {
-    fn event(&mut self, e: &Event<'_>, data: Option<&mut File>) -> Result<u64> {
+    fn event(&mut self, e: &Event<'_>, data: Option<&mut Data<'_>>) -> Result<u64> {
         let h = &*event_header(e);
         let path = String::from_utf8_lossy(&h.path).into_owned();
         let kind = match &h.kind {
@@ -39,7 +39,10 @@ impl Visitor for Collect {
         match data {
             Some(f) => {
                 let mut buf = Vec::new();
-                f.take(h.data_size()).read_to_end(&mut buf).unwrap();
+                (&mut *f.file)
+                    .take(h.data_size())
+                    .read_to_end(&mut buf)
+                    .unwrap();
                 let n = buf.len() as u64;
                 self.data.insert(path, buf);
                 Ok(n)
@@ -486,4 +489,205 @@ fn metacopy_redirects_out_of_the_lower_dirs_are_refused_and_say_nothing_of_outsi
     nix::unistd::truncate(&f, 54321).unwrap();
     let (c, _) = run(&spec);
     assert_eq!(c.data["home/f"], vec![b'x'; 54321]);
+}
+
+#[test]
+fn opened_roots_are_read_in_every_pass_whatever_their_paths_name_later() {
+    let t = tempfile::tempdir().unwrap();
+    let (u, h) = (t.path().join("upper"), t.path().join("home"));
+    fs::create_dir_all(&u).unwrap();
+    fs::create_dir_all(&h).unwrap();
+    fs::write(u.join("mine"), b"1").unwrap();
+    fs::write(h.join("rc"), b"2").unwrap();
+    let mut spec = TreeSpec {
+        upper: Some(u.clone()),
+        grafts: vec![Graft {
+            at: "/home/work".into(),
+            source: h.clone(),
+        }],
+        ..TreeSpec::default()
+    };
+    spec.open_roots().unwrap();
+    let first = run(&spec).0.lines;
+    assert!(first.contains(&"mine file".to_string()), "{first:?}");
+
+    // Both paths now name other directories, with content of their own.
+    fs::rename(&u, t.path().join("upper.old")).unwrap();
+    fs::rename(&h, t.path().join("home.old")).unwrap();
+    fs::create_dir_all(&u).unwrap();
+    fs::create_dir_all(&h).unwrap();
+    fs::write(u.join("planted"), b"x").unwrap();
+    fs::write(h.join("planted"), b"x").unwrap();
+    let second = run(&spec).0.lines;
+    assert_eq!(first, second);
+
+    // Without opened roots, each pass looks the paths up again.
+    spec.roots = OpenRoots::default();
+    let by_path = run(&spec).0.lines;
+    assert!(by_path.contains(&"planted file".to_string()), "{by_path:?}");
+}
+
+#[test]
+fn limits_stop_the_walk_naming_the_file_or_the_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let u = t.path();
+    fs::create_dir_all(u.join("d")).unwrap();
+    fs::write(u.join("a"), vec![1u8; 3000]).unwrap();
+    fs::write(u.join("d/big"), vec![2u8; 5000]).unwrap();
+    let walk_with = |limits: Limits| {
+        let spec = TreeSpec { limits, ..upper(u) };
+        let mut c = Collect::default();
+        walk(&spec, &mut c, &Progress::default(), &AtomicBool::new(false)).map(|_| c)
+    };
+    let e = walk_with(Limits {
+        max_file_size: Some(4096),
+        max_layer_size: None,
+    })
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&e, crate::Error::FileTooLarge { path, size: 5000, limit: 4096 } if path == Path::new("/d/big")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("/d/big"), "{e}");
+    let e = walk_with(Limits {
+        max_file_size: None,
+        max_layer_size: Some(6000),
+    })
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&e, crate::Error::LayerLimit { path, size: 8000, limit: 6000 } if path == Path::new("/d/big")),
+        "{e}"
+    );
+    // At the limits exactly: all of it.
+    let c = walk_with(Limits {
+        max_file_size: Some(5000),
+        max_layer_size: Some(8000),
+    })
+    .unwrap();
+    assert_eq!(c.data.len(), 2);
+}
+
+/// A writer that asks for a cancel once it has taken `after` bytes.
+struct CancelAfter<'a> {
+    taken: u64,
+    after: u64,
+    cancel: &'a AtomicBool,
+}
+
+impl Write for CancelAfter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.taken += buf.len() as u64;
+        if self.taken >= self.after {
+            self.cancel
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn cancel_and_progress_work_inside_a_large_file() {
+    const SIZE: u64 = 64 << 20;
+    let t = tempfile::tempdir().unwrap();
+    let mut f = fs::File::create(t.path().join("big")).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..SIZE >> 20 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let cancel = AtomicBool::new(false);
+    let progress = Progress::default();
+    let out = CancelAfter {
+        taken: 0,
+        after: 8 << 20,
+        cancel: &cancel,
+    };
+    let mut v = crate::layer::TarVisitor::new(out, Path::new("out"));
+    let e = walk(&upper(t.path()), &mut v, &progress, &cancel).unwrap_err();
+    assert!(matches!(e, crate::Error::Cancelled), "{e}");
+    let read = progress
+        .bytes_read
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Counted as it went, and stopped a chunk or two after the cancel.
+    assert!((8 << 20..=16 << 20).contains(&read), "{read}");
+}
+
+#[test]
+fn remembered_hard_link_paths_are_bounded() {
+    use rustix::fs::{linkat, mkdirat, openat, AtFlags, Mode as RMode, OFlags};
+    // 64 KiB of paths in tests (16 MiB otherwise): 30 levels pass it.
+    const LEVELS: usize = 30;
+    let t = tempfile::tempdir().unwrap();
+    let name = "n".repeat(255);
+    let mut dir = crate::fs::open::open_root(t.path()).unwrap();
+    for _ in 0..LEVELS {
+        drop(
+            openat(
+                &dir,
+                "a",
+                OFlags::CREATE | OFlags::WRONLY,
+                RMode::from_raw_mode(0o644),
+            )
+            .unwrap(),
+        );
+        linkat(&dir, "a", &dir, "b", AtFlags::empty()).unwrap();
+        mkdirat(&dir, name.as_str(), RMode::from_raw_mode(0o755)).unwrap();
+        dir = openat(
+            &dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            RMode::empty(),
+        )
+        .unwrap();
+    }
+    let (c, r) = run(&upper(t.path()));
+    let links = c.lines.iter().filter(|l| l.contains(" link->")).count();
+    // The paths of the first ~22 `a`s fill the budget; below, each `b` is
+    // written as a file of its own.
+    assert!(links > 15 && links < LEVELS, "{links} links");
+    assert_eq!(r.files as usize + links, 2 * LEVELS);
+    let last_b = c.lines.iter().rfind(|l| l.contains("/b ")).unwrap();
+    assert!(
+        last_b.ends_with("/b file"),
+        "{}",
+        &last_b[last_b.len() - 40..]
+    );
+}
+
+#[test]
+fn a_deep_skipped_path_is_listed_shortened() {
+    use rustix::fs::{mkdirat, openat, Mode as RMode, OFlags};
+    let t = tempfile::tempdir().unwrap();
+    let name = "d".repeat(255);
+    let mut dir = crate::fs::open::open_root(t.path()).unwrap();
+    for _ in 0..20 {
+        mkdirat(&dir, name.as_str(), RMode::from_raw_mode(0o755)).unwrap();
+        dir = openat(
+            &dir,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            RMode::empty(),
+        )
+        .unwrap();
+    }
+    drop(
+        openat(
+            &dir,
+            ".wh.bashrc",
+            OFlags::CREATE | OFlags::WRONLY,
+            RMode::from_raw_mode(0o644),
+        )
+        .unwrap(),
+    );
+    let (_, r) = run(&upper(t.path()));
+    let listed = &r.skipped[0].path;
+    assert_eq!(listed.len(), 4096 + 3);
+    assert!(
+        listed.starts_with("/ddd") && listed.contains("...") && listed.ends_with("/.wh.bashrc")
+    );
 }

@@ -20,11 +20,12 @@ use nix::sys::stat::{major, minor, FileStat, SFlag};
 
 use super::graft::Trie;
 use super::overlay::{is_whiteout_device, FileData, Overlay};
+use super::roots::OpenRoots;
 use super::{
-    absolute, bytes_cstring, display_path, Event, Ident, Pass, Progress, SkipReason, TreeSpec,
+    absolute, bytes_cstring, listed_path, Data, Event, Ident, Pass, Progress, SkipReason, TreeSpec,
     Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
 };
-use crate::delta::{Baseline, Decision, State};
+use crate::delta::{Baseline, Decision, NodeId, State};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::links::LinkTracker;
 use crate::fs::open::{open_dir_at, open_verified, read_link_at, read_names, stat, stat_at};
@@ -37,8 +38,9 @@ use crate::tar::{Header, Kind};
 pub(super) enum Reopen {
     /// `name` inside the parent frame's directory.
     Child(Vec<u8>),
-    /// An absolute host path given by the caller (a tree root).
-    Root(PathBuf),
+    /// Tree root `n` of the spec (0: the upper dir, 1 + i: graft i), from the
+    /// fd it was opened as.
+    Root(usize),
     /// A directory synthesized for a graft's parents: it has no fd.
     Virtual,
 }
@@ -63,6 +65,9 @@ pub(super) struct Frame {
     /// In a delta pass: everything below is written, changed or not (the
     /// directory is new or replaced).
     pub(super) full: bool,
+    /// The directory's node in the baseline: the one recorded into, or the
+    /// one compared with (`None` when no earlier pass saw it).
+    base: Option<NodeId>,
 }
 
 struct Child {
@@ -88,6 +93,8 @@ pub(super) struct Walker<'a> {
     grafts: Trie,
     roots: Vec<TreeRoot>,
     pub(super) overlay: Overlay,
+    /// The tree roots, opened once for the pass (or before it).
+    pub(super) opened: OpenRoots,
     pub(super) stack: Vec<Frame>,
     /// The container path (without a leading slash) of the directory on top
     /// of the stack; every frame's is a prefix of it.
@@ -97,8 +104,13 @@ pub(super) struct Walker<'a> {
     host: Vec<u8>,
     open_dirs: usize,
     max_open: usize,
-    /// The layer path of every multiply linked inode already written.
-    hardlinks: LinkTracker<Vec<u8>>,
+    /// The layer path of every multiply linked inode already written, while
+    /// they fit in [`MAX_LINK_PATH_BYTES`]; `None` for those met after.
+    hardlinks: LinkTracker<Option<Vec<u8>>>,
+    /// Bytes of paths `hardlinks` holds.
+    link_path_bytes: usize,
+    /// Bytes of file data written so far (apparent sizes).
+    layer_bytes: u64,
     pub(super) report: WalkReport,
 }
 
@@ -118,6 +130,7 @@ impl<'a> Walker<'a> {
     ) -> Result<Self> {
         let grafts = Trie::new(&spec.grafts)?;
         let overlay = Overlay::open(spec.overlay_xattrs, &spec.lowers)?;
+        let opened = spec.pass_roots()?;
         Ok(Walker {
             spec,
             pass,
@@ -126,12 +139,15 @@ impl<'a> Walker<'a> {
             grafts,
             roots: Vec::new(),
             overlay,
+            opened,
             stack: Vec::new(),
             rel: Vec::new(),
             host: Vec::new(),
             open_dirs: 0,
             max_open: max_open_dirs(),
             hardlinks: LinkTracker::new(),
+            link_path_bytes: 0,
+            layer_bytes: 0,
             report: WalkReport::default(),
         })
     }
@@ -140,7 +156,7 @@ impl<'a> Walker<'a> {
         // Tree 0 is the upper dir; with none, a virtual root that only holds grafts.
         match &self.spec.upper {
             Some(upper) => {
-                let (dir, st) = open_root(upper)?;
+                let (dir, st) = self.opened.open_tree(self.spec, 0)?;
                 self.roots.push(TreeRoot {
                     dev: st.st_dev,
                     overlay: true,
@@ -149,13 +165,14 @@ impl<'a> Walker<'a> {
                 xattr::list(&dir, &CONTAINER_XATTRS).at(upper)?;
                 self.push_dir(
                     Some(dir),
-                    Reopen::Root(upper.clone()),
+                    Reopen::Root(0),
                     &st,
                     Vec::new(),
                     upper.clone(),
                     0,
                     Some(0),
                     false,
+                    Some(NodeId::ROOT),
                 )?;
             }
             None => {
@@ -163,11 +180,11 @@ impl<'a> Walker<'a> {
                     dev: 0,
                     overlay: false,
                 });
-                self.push_virtual(Vec::new(), PathBuf::from("/"), 0, false);
+                self.push_virtual(Vec::new(), PathBuf::from("/"), 0, false, Some(NodeId::ROOT));
             }
         }
-        for g in &self.spec.grafts {
-            let (_, st) = open_root(&g.source)?;
+        for i in 0..self.spec.grafts.len() {
+            let (_, st) = self.opened.open_tree(self.spec, 1 + i)?;
             self.roots.push(TreeRoot {
                 dev: st.st_dev,
                 overlay: false,
@@ -200,6 +217,7 @@ impl<'a> Walker<'a> {
         tree: usize,
         node: Option<usize>,
         full: bool,
+        base: Option<NodeId>,
     ) -> Result<()> {
         let mut todo: Vec<Child> = Vec::new();
         if let Some(d) = &dir {
@@ -225,16 +243,16 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        let baseline = match &self.pass {
-            Pass::Delta(b) if !full => Some(&**b),
+        let baseline = match (&self.pass, base) {
+            (Pass::Delta(b), Some(base)) if !full => Some((&**b, base)),
             _ => None,
         };
-        if let Some(b) = baseline {
+        if let Some((b, base)) = baseline {
             let now: HashSet<&[u8]> = todo.iter().map(|c| c.name.as_slice()).collect();
             let gone: Vec<Child> = b
-                .gone(&path, |n| now.contains(n))
+                .gone(base, |n| now.contains(n))
                 .map(|n| Child {
-                    name: n.clone(),
+                    name: n.to_vec(),
                     real: false,
                     node: None,
                     deleted: true,
@@ -253,13 +271,21 @@ impl<'a> Walker<'a> {
             tree,
             todo,
             full,
+            base,
         };
         self.push(frame, path, host);
         Ok(())
     }
 
     /// Makes a directory synthesized on the way to grafts the top of the stack.
-    pub(super) fn push_virtual(&mut self, path: Vec<u8>, host: PathBuf, node: usize, full: bool) {
+    pub(super) fn push_virtual(
+        &mut self,
+        path: Vec<u8>,
+        host: PathBuf,
+        node: usize,
+        full: bool,
+        base: Option<NodeId>,
+    ) {
         let mut todo: Vec<Child> = self
             .grafts
             .children(node)
@@ -281,6 +307,7 @@ impl<'a> Walker<'a> {
             tree: 0,
             todo,
             full,
+            base,
         };
         self.push(frame, path, host);
     }
@@ -304,9 +331,20 @@ impl<'a> Walker<'a> {
         }
     }
 
-    pub(super) fn record(&mut self, rel: &[u8], st: &FileStat) {
-        if let Some(b) = self.recording() {
-            b.record(rel, State::from(st));
+    pub(super) fn record(&mut self, base: Option<NodeId>, st: &FileStat) {
+        if let (Some(b), Some(node)) = (self.recording(), base) {
+            b.record(node, State::from(st));
+        }
+    }
+
+    /// The baseline node of the child `name` of the directory on top of the
+    /// stack: made in a recording pass, looked up in a delta pass.
+    pub(super) fn base_child(&mut self, name: &[u8]) -> Option<NodeId> {
+        let parent = self.stack.last()?.base?;
+        match &mut self.pass {
+            Pass::Record(b) => Some(b.child_or_insert(parent, name)),
+            Pass::Delta(b) => b.child(parent, name),
+            Pass::Full => None,
         }
     }
 
@@ -392,7 +430,7 @@ impl<'a> Walker<'a> {
             }
             let dir = match &self.stack[d].reopen {
                 Reopen::Virtual => unreachable!("virtual directories have no listing to read"),
-                Reopen::Root(path) => open_root(path)?.0,
+                Reopen::Root(tree) => self.opened.open_tree(self.spec, *tree)?.0,
                 Reopen::Child(name) => {
                     let parent = self.stack[d - 1].dir.as_ref().expect("reopened above");
                     let host = self.host_of(d);
@@ -428,8 +466,9 @@ impl<'a> Walker<'a> {
             return self.whiteout(&rel, 0, None, visitor);
         }
 
+        let base = self.base_child(&child.name);
         if let Some(graft) = child.node.and_then(|n| self.grafts.graft(n)) {
-            return self.enter_graft(graft, rel, child.node, visitor);
+            return self.enter_graft(graft, rel, child.node, base, visitor);
         }
         if !child.real {
             return self.enter_virtual(
@@ -437,6 +476,7 @@ impl<'a> Walker<'a> {
                 host,
                 child.node.expect("virtual child has a node"),
                 false,
+                base,
                 visitor,
             );
         }
@@ -465,7 +505,7 @@ impl<'a> Walker<'a> {
             // A path leading to a graft: it must be a directory in the layer.
             if kind != SFlag::S_IFDIR {
                 let hides_lower = overlay;
-                return self.enter_virtual(rel, host, node, hides_lower, visitor);
+                return self.enter_virtual(rel, host, node, hides_lower, base, visitor);
             }
         }
         if is_whiteout && !overlay {
@@ -478,10 +518,12 @@ impl<'a> Walker<'a> {
         }
         let mut subtree_full = full;
         if let Some(b) = self.delta() {
-            match b.decide(&rel, &State::from(&st)) {
+            match b.decide(base, &State::from(&st)) {
                 Decision::Unchanged => {
                     if kind == SFlag::S_IFDIR {
-                        return self.dir(rel, host, cname, &st, child.node, false, false, visitor);
+                        return self.dir(
+                            rel, host, cname, &st, child.node, false, false, base, visitor,
+                        );
                     }
                     return Ok(());
                 }
@@ -495,7 +537,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        self.record(&rel, &st);
+        self.record(base, &st);
         if is_whiteout {
             return self.whiteout(&rel, st.st_mtime, Some(Ident::from(&st)), visitor);
         }
@@ -509,9 +551,10 @@ impl<'a> Walker<'a> {
                 child.node,
                 true,
                 subtree_full,
+                base,
                 visitor,
             ),
-            SFlag::S_IFREG => self.file(&rel, &host, &cname, &st, visitor),
+            SFlag::S_IFREG => self.file(&rel, &host, &cname, &st, base, visitor),
             SFlag::S_IFLNK => {
                 let target = read_link_at(dirfd.as_fd(), &cname).at(&host)?;
                 let h = header(Kind::Symlink { target }, Vec::new());
@@ -582,6 +625,7 @@ impl<'a> Walker<'a> {
         node: Option<usize>,
         emit: bool,
         full: bool,
+        base: Option<NodeId>,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let tree = self.stack.last().expect("frame").tree;
@@ -625,6 +669,7 @@ impl<'a> Walker<'a> {
             tree,
             node,
             full,
+            base,
         )
     }
 
@@ -634,6 +679,7 @@ impl<'a> Walker<'a> {
         host: &Path,
         cname: &CStr,
         st: &FileStat,
+        base: Option<NodeId>,
         visitor: &mut dyn Visitor,
     ) -> Result<()> {
         let tree = self.stack.last().expect("frame").tree;
@@ -669,30 +715,70 @@ impl<'a> Walker<'a> {
             self.report.hardlinks += 1;
             return Ok(());
         }
+        self.check_limits(rel, now.st_size as u64)?;
         let src = data_file.as_mut().unwrap_or(&mut file);
-        let got = visitor.event(&Event::entry(&h, &now), Some(src))?;
+        let mut data = Data::new(src, self.progress, self.cancel);
+        let got = visitor.event(&Event::entry(&h, &now), Some(&mut data))?;
+        let counted = data.counted();
         self.report.files += 1;
         self.report.bytes += got;
-        self.progress.bytes_read.fetch_add(got, Ordering::Relaxed);
+        // What the visitor did not count as it went.
+        self.progress
+            .bytes_read
+            .fetch_add(got.saturating_sub(counted), Ordering::Relaxed);
         let after = stat(&file).at(host)?;
         let changed = got != now.st_size as u64
             || after.st_size != now.st_size
             || (after.st_mtime, after.st_mtime_nsec) != (now.st_mtime, now.st_mtime_nsec)
             || (after.st_ctime, after.st_ctime_nsec) != (now.st_ctime, now.st_ctime_nsec);
         if changed {
-            if let Some(b) = self.recording() {
-                b.note_changed(rel);
+            if let (Some(b), Some(node)) = (self.recording(), base) {
+                b.note_changed(node);
             }
         }
         if changed && self.report.changed.len() < MAX_LISTED {
-            self.report.changed.push(display_path(&absolute(rel)));
+            self.report.changed.push(listed_path(&absolute(rel)));
         }
         Ok(())
     }
 
-    /// Returns a hard-link header if this inode was already written.
+    /// Counts a file of `size` bytes into the layer, or refuses it past a
+    /// limit, naming it.
+    fn check_limits(&mut self, rel: &[u8], size: u64) -> Result<()> {
+        let limits = self.spec.limits;
+        let path = || PathBuf::from(OsStr::from_bytes(&absolute(rel)));
+        if let Some(limit) = limits.max_file_size.filter(|&l| size > l) {
+            return Err(Error::FileTooLarge {
+                path: path(),
+                size,
+                limit,
+            });
+        }
+        self.layer_bytes = self.layer_bytes.saturating_add(size);
+        if let Some(limit) = limits.max_layer_size.filter(|&l| self.layer_bytes > l) {
+            return Err(Error::LayerLimit {
+                path: path(),
+                size: self.layer_bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns a hard-link header if this inode was already written. Past
+    /// [`MAX_LINK_PATH_BYTES`] of remembered paths (a deep tree of linked
+    /// files), further linked inodes are written in full under each name.
     fn hardlink(&mut self, h: &Header, st: &FileStat) -> Option<Header> {
-        let target = self.hardlinks.seen(st, || h.path.clone())?;
+        let used = &mut self.link_path_bytes;
+        let target = self
+            .hardlinks
+            .seen(st, || {
+                (*used + h.path.len() <= MAX_LINK_PATH_BYTES).then(|| {
+                    *used += h.path.len();
+                    h.path.clone()
+                })
+            })?
+            .as_ref()?;
         Some(Header {
             kind: Kind::HardLink {
                 target: target.clone(),
@@ -714,6 +800,10 @@ impl<'a> Walker<'a> {
 fn unopened_xattrs(dir: &OwnedFd, name: &[u8], host: &Path) -> Result<Xattrs> {
     xattr::list_at(dir.as_fd(), name, &CONTAINER_XATTRS).at(host)
 }
+
+/// Bytes of layer paths kept to write later names of a linked inode as hard
+/// links.
+const MAX_LINK_PATH_BYTES: usize = if cfg!(test) { 64 << 10 } else { 16 << 20 };
 
 /// How many directory fds the walk may hold: [`MAX_OPEN_DIRS`], or a quarter of
 /// the process's fd limit when that is lower.
