@@ -45,6 +45,13 @@ for t in "${tools[@]}"; do
     'BEGIN { printf "%-26s %9.2f %11.1f %12.2f %10.3f\n", l, c, s/1048576, c/pc, s/ps }'
 done
 
+# The two engines in-process, on one core, on the stdlib part (the random file
+# is stored by the engine whatever the level).
+echo
+tar -C "$upper" -cf "$out/stdlib.tar" ./usr
+cargo build --release --locked -p freezeframe-snapshot --example deflaters >/dev/null 2>&1
+taskset -c 0 "$root/target/release/examples/deflaters" "$out/stdlib.tar"
+
 # The whole engine against tar | pigz -6, every core, wall time.
 echo
 echo "every core: freezeframe commit against tar | pigz -6; median wall of $runs rounds"
