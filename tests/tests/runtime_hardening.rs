@@ -67,7 +67,7 @@ fn forge(s: &Session, id: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
 /// by another process, committed whatever process had the pid now: libcontainer
 /// records no start time, and the status was not looked at. Now the commit
 /// refuses, naming the state and what is wrong with it, and writes nothing;
-/// the real container still commits.
+/// the real container still commits, after a signal it survives too.
 #[test]
 fn a_stopped_or_forged_state_holding_a_live_sessions_pid_is_not_committed() {
     if !root_or_skip("a_stopped_or_forged_state_holding_a_live_sessions_pid_is_not_committed") {
@@ -116,6 +116,13 @@ fn a_stopped_or_forged_state_holding_a_live_sessions_pid_is_not_committed() {
     let _ = other.kill();
     let _ = other.wait();
     assert_eq!(s.c.status(), "running", "the session after the refusals");
+
+    // libcontainer writes "stopped" into the state once any signal is sent;
+    // a signal the session survives leaves it running, and committable.
+    s.c.ff(["kill", &s.c.id, "CONT"]).ok();
+    let raw: Value =
+        serde_json::from_str(&read(&s.c.state_dir().join("state.json"))).expect("parse state.json");
+    assert_eq!(raw["status"], "running", "{raw}");
 
     let out = d.join("real.tar");
     let report = s.commit(&s.c.id, &out).ok();
