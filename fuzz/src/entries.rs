@@ -130,7 +130,7 @@ pub fn change(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let parsed: Vec<Change> = text.lines().filter_map(|l| l.parse().ok()).collect();
     let mut config = oci_spec::image::Config::default();
-    changes::apply(&parsed, &mut config);
+    let _ = changes::apply(&parsed, &mut config);
     let _ = serde_json::to_string(&config);
 }
 

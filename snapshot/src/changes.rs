@@ -36,7 +36,20 @@ pub enum ChangeError {
         input: String,
         reason: String,
     },
+    /// A value grew past [`MAX_EXPANDED`] bytes as its variables were
+    /// expanded (`ENV A=$A$A` doubles `A` each time it is given).
+    #[error("{instruction} change {input:?}: its value expands to more than {MAX_EXPANDED} bytes")]
+    TooLong {
+        instruction: &'static str,
+        input: String,
+    },
 }
+
+/// The most bytes one value may expand to.
+pub const MAX_EXPANDED: usize = 64 << 10;
+
+/// The deepest `${VAR:-${...}}` nesting a value may have.
+pub const MAX_NESTING: usize = 16;
 
 /// One parsed change instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,21 +135,31 @@ impl FromStr for Change {
     }
 }
 
-/// Applies `changes` in order to an image's runtime config.
-pub fn apply(changes: &[Change], config: &mut Config) {
+/// Applies `changes` in order to an image's runtime config. A value that
+/// expands to more than [`MAX_EXPANDED`] bytes is an error, and leaves
+/// `config` partly changed.
+pub fn apply(changes: &[Change], config: &mut Config) -> Result<(), ChangeError> {
     for change in changes {
-        apply_one(change, config);
+        apply_one(change, config)?;
     }
+    Ok(())
 }
 
-fn apply_one(change: &Change, config: &mut Config) {
+fn apply_one(change: &Change, config: &mut Config) -> Result<(), ChangeError> {
     // Variables expand against the environment from before the instruction.
     let env_before = config.env().clone().unwrap_or_default();
+    let expand = |word: &Word| {
+        word.expand(&env_before)
+            .ok_or_else(|| ChangeError::TooLong {
+                instruction: change.instruction(),
+                input: word.to_string(),
+            })
+    };
     match change {
         Change::Env(pairs) => {
             let mut env = env_before.clone();
             for (name, value) in pairs {
-                let entry = format!("{name}={}", value.expand(&env_before));
+                let entry = format!("{name}={}", expand(value)?);
                 match env.iter_mut().find(|e| env_name(e) == name.as_str()) {
                     Some(existing) => *existing = entry,
                     None => env.push(entry),
@@ -145,10 +168,11 @@ fn apply_one(change: &Change, config: &mut Config) {
             config.set_env(Some(env));
         }
         Change::Label(pairs) => {
-            let labels = config.labels_mut().get_or_insert_with(Default::default);
+            let mut labels = config.labels().clone().unwrap_or_default();
             for (name, value) in pairs {
-                labels.insert(name.clone(), value.expand(&env_before));
+                labels.insert(name.clone(), expand(value)?);
             }
+            config.set_labels(Some(labels));
         }
         Change::Cmd(cmd) => {
             config.set_cmd(Some(cmd.clone()));
@@ -158,11 +182,11 @@ fn apply_one(change: &Change, config: &mut Config) {
         }
         Change::Workdir(dir) => {
             let current = config.working_dir().as_deref().unwrap_or("/");
-            let dir = resolve_workdir(current, &dir.expand(&env_before));
+            let dir = resolve_workdir(current, &expand(dir)?);
             config.set_working_dir(Some(dir));
         }
         Change::User(user) => {
-            config.set_user(Some(user.expand(&env_before)));
+            config.set_user(Some(expand(user)?));
         }
         Change::Expose(ports) => {
             let mut exposed = config.exposed_ports().clone().unwrap_or_default();
@@ -174,6 +198,7 @@ fn apply_one(change: &Change, config: &mut Config) {
             config.set_exposed_ports(Some(exposed));
         }
     }
+    Ok(())
 }
 
 fn env_name(entry: &str) -> &str {
@@ -352,7 +377,7 @@ impl Word {
     /// single quotes).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut chars = s.chars().peekable();
-        let word = parse_word(&mut chars, false)?;
+        let word = parse_word(&mut chars, false, 0)?;
         debug_assert!(chars.next().is_none());
         Ok(word)
     }
@@ -369,30 +394,39 @@ impl Word {
     }
 
     /// The text with variables replaced by their values in `env` (`NAME=VALUE`
-    /// entries); unset variables expand to nothing.
-    pub fn expand(&self, env: &[String]) -> String {
+    /// entries); unset variables expand to nothing. `None` if it would be
+    /// longer than [`MAX_EXPANDED`] bytes.
+    pub fn expand(&self, env: &[String]) -> Option<String> {
         let mut out = String::new();
+        self.expand_into(env, &mut out)?;
+        Some(out)
+    }
+
+    fn expand_into(&self, env: &[String], out: &mut String) -> Option<()> {
+        let push = |out: &mut String, s: &str| {
+            (out.len() + s.len() <= MAX_EXPANDED).then(|| out.push_str(s))
+        };
         for piece in &self.0 {
             match piece {
-                Piece::Lit(s) => out.push_str(s),
+                Piece::Lit(s) => push(out, s)?,
                 Piece::Var { name, op } => {
                     let value = env
                         .iter()
                         .find_map(|e| e.strip_prefix(name.as_str())?.strip_prefix('='))
                         .unwrap_or("");
                     match op {
-                        VarOp::Value => out.push_str(value),
-                        VarOp::Default(word) if value.is_empty() => out.push_str(&word.expand(env)),
-                        VarOp::Default(_) => out.push_str(value),
+                        VarOp::Value => push(out, value)?,
+                        VarOp::Default(word) if value.is_empty() => word.expand_into(env, out)?,
+                        VarOp::Default(_) => push(out, value)?,
                         VarOp::Alternative(word) if !value.is_empty() => {
-                            out.push_str(&word.expand(env))
+                            word.expand_into(env, out)?
                         }
                         VarOp::Alternative(_) => {}
                     }
                 }
             }
         }
-        out
+        Some(())
     }
 }
 
@@ -416,7 +450,10 @@ impl fmt::Display for Word {
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
 
 /// Parses up to the end, or up to an unquoted `}` when `in_braces`.
-fn parse_word(chars: &mut Chars<'_>, in_braces: bool) -> Result<Word, String> {
+fn parse_word(chars: &mut Chars<'_>, in_braces: bool, depth: usize) -> Result<Word, String> {
+    if depth > MAX_NESTING {
+        return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+    }
     let mut pieces = Vec::new();
     let mut lit = String::new();
     loop {
@@ -443,12 +480,12 @@ fn parse_word(chars: &mut Chars<'_>, in_braces: bool) -> Result<Word, String> {
                         Some('"' | '$' | '\\') => lit.extend(chars.next()),
                         _ => lit.push('\\'),
                     },
-                    Some('$') => parse_dollar(chars, &mut pieces, &mut lit)?,
+                    Some('$') => parse_dollar(chars, &mut pieces, &mut lit, depth)?,
                     Some(c) => lit.push(c),
                     None => return Err("unterminated \" quote".into()),
                 }
             },
-            '$' => parse_dollar(chars, &mut pieces, &mut lit)?,
+            '$' => parse_dollar(chars, &mut pieces, &mut lit, depth)?,
             c => lit.push(c),
         }
     }
@@ -467,6 +504,7 @@ fn parse_dollar(
     chars: &mut Chars<'_>,
     pieces: &mut Vec<Piece>,
     lit: &mut String,
+    depth: usize,
 ) -> Result<(), String> {
     let braced = chars.next_if_eq(&'{').is_some();
     let mut name = String::new();
@@ -486,8 +524,8 @@ fn parse_dollar(
         match chars.next() {
             Some('}') => VarOp::Value,
             Some(':') => match chars.next() {
-                Some('-') => VarOp::Default(parse_word(chars, true)?),
-                Some('+') => VarOp::Alternative(parse_word(chars, true)?),
+                Some('-') => VarOp::Default(parse_word(chars, true, depth + 1)?),
+                Some('+') => VarOp::Alternative(parse_word(chars, true, depth + 1)?),
                 _ => {
                     return Err(format!(
                         "unsupported substitution in ${{{name}:...}} (use :- or :+)"
@@ -522,7 +560,7 @@ mod tests {
             .map(|c| c.parse().unwrap_or_else(|e| panic!("{c}: {e}")))
             .collect();
         let mut config = config(base.clone());
-        apply(&changes, &mut config);
+        apply(&changes, &mut config).unwrap();
         serde_json::to_value(&config).unwrap()
     }
 
@@ -656,7 +694,7 @@ mod tests {
         for (input, env, expected) in cases {
             let env: Vec<String> = env.into_iter().map(String::from).collect();
             let word = Word::parse(input).unwrap();
-            assert_eq!(word.expand(&env), expected, "{input}");
+            assert_eq!(word.expand(&env).as_deref(), Some(expected), "{input}");
         }
         assert_eq!(Word::parse("a$B").unwrap().to_string(), "a${B}");
         assert_eq!(
@@ -673,5 +711,32 @@ mod tests {
             split_words(" a=\"b c\"  d='e f' g\\ h ").unwrap(),
             vec!["a=\"b c\"", "d='e f'", "g\\ h"]
         );
+    }
+
+    /// Found while fuzzing (the change target ran at 43 inputs a second):
+    /// `ENV A=$A$A` given n times made a value of 2^n bytes, from a request
+    /// of a few hundred; and a value nested deeper than the stack overflowed
+    /// the recursive parser (and would abort the service with it). Both are
+    /// now errors.
+    #[test]
+    fn deep_nesting_and_exponential_expansion_are_refused() {
+        let deep = format!("ENV A={}x{}", "${A:-".repeat(100_000), "}".repeat(100_000));
+        let e = deep.parse::<Change>().unwrap_err().to_string();
+        assert!(e.contains("nested more than 16 deep"), "{e}");
+        let ok = format!("ENV A={}x{}", "${A:-".repeat(16), "}".repeat(16));
+        ok.parse::<Change>().unwrap();
+
+        let mut changes: Vec<Change> = vec!["ENV A=0123456789abcdef".parse().unwrap()];
+        for _ in 0..40 {
+            changes.push("ENV A=$A$A".parse().unwrap());
+        }
+        let mut config = Config::default();
+        let e = apply(&changes, &mut config).unwrap_err();
+        assert!(
+            matches!(&e, ChangeError::TooLong { instruction: "ENV", input } if input == "${A}${A}"),
+            "{e}"
+        );
+        let longest = config.env().as_ref().unwrap().iter().map(String::len).max();
+        assert!(longest.unwrap() <= MAX_EXPANDED + 2, "{longest:?}");
     }
 }
