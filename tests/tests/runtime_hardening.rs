@@ -7,6 +7,7 @@
 //! | 11: libcontainer's state has no start time and its `status` was ignored: a stopped state holding a live session's pid committed that session | [`a_stopped_or_forged_state_holding_a_live_sessions_pid_is_not_committed`] |
 //! | 14: libcontainer rewrites `state.json` in place; an empty or cut-short one | [`an_empty_or_cut_short_state_is_named_by_every_verb_and_a_forced_delete_still_works`] |
 //! | 14: the sidecar was linked after the archive: a failure left an archive of a failed commit | [`a_sidecar_that_cannot_be_linked_leaves_no_archive`] |
+//! | fuzzing: a `--change` (or a request's `changes`) nested 100,000 deep overflowed the parser's stack; `ENV A=$A$A` given 40 times needed 2^40 bytes | [`a_change_nested_too_deep_or_expanding_without_bound_is_refused`] |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -236,4 +237,51 @@ fn a_sidecar_that_cannot_be_linked_leaves_no_archive() {
             sha256_file(&out.join("img.tar")).trim_start_matches("sha256:")
         )
     );
+}
+
+/// Found while fuzzing `--change`, which a request's `changes` also are:
+/// `${A:-` nested 100,000 deep overflowed the recursive parser's stack (the
+/// process aborted; 20,000 is as deep as one argument goes), and `ENV A=$A$A` given 40 times grew a value to 2^40
+/// bytes. Now each is refused with an error naming the instruction, and
+/// nothing is written.
+#[test]
+fn a_change_nested_too_deep_or_expanding_without_bound_is_refused() {
+    if !root_or_skip("a_change_nested_too_deep_or_expanding_without_bound_is_refused") {
+        return;
+    }
+    let dir = tempdir("rh-change");
+    let d = dir.path();
+    let upper = d.join("upper");
+    mkdirs(&upper.join("etc"));
+    write(&upper.join("etc/app.conf"), "x\n");
+    // 20,000 deep: as deep as one argument may be long (128 KiB).
+    let deep = format!("ENV A={}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
+    let out = d.join("deep.tar");
+    let refused = OfflineCommit::new(&upper).change(&deep).output(&out).run();
+    assert!(
+        refused.status.code().is_some_and(|c| c != 0),
+        "{}: {}",
+        refused.status,
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("nested more than 16 deep"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!out.exists());
+
+    let out = d.join("doubling.tar");
+    let mut commit = OfflineCommit::new(&upper).change("ENV A=0123456789abcdef");
+    for _ in 0..40 {
+        commit = commit.change("ENV A=$A$A");
+    }
+    let refused = commit.output(&out).run();
+    assert!(refused.status.code().is_some(), "{refused}");
+    assert!(!refused.success(), "{refused}");
+    assert!(
+        refused.stderr.contains("expands to more than 65536 bytes"),
+        "{refused}"
+    );
+    assert!(!out.exists() && !d.join("doubling.tar.sha256").exists());
 }
