@@ -190,8 +190,9 @@ fn apply_one(change: &Change, config: &mut Config) -> Result<(), ChangeError> {
         }
         Change::Expose(ports) => {
             let mut exposed = config.exposed_ports().clone().unwrap_or_default();
+            let mut seen: std::collections::HashSet<String> = exposed.iter().cloned().collect();
             for port in ports {
-                if !exposed.contains(port) {
+                if seen.insert(port.clone()) {
                     exposed.push(port.clone());
                 }
             }
@@ -254,8 +255,11 @@ fn parse_command(rest: &str) -> Result<Vec<String>, String> {
 }
 
 /// `PORT`, `PORT/PROTO` or `FIRST-LAST/PROTO`, several separated by whitespace.
+/// The ports of `EXPOSE`, each once (at most every port of every protocol,
+/// however many ranges repeat them), in the order first given.
 fn parse_ports(rest: &str) -> Result<Vec<String>, String> {
     let mut ports = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for spec in rest.split_whitespace() {
         if spec.contains('$') {
             return Err(format!("variables are not supported in ports ({spec:?})"));
@@ -264,11 +268,16 @@ fn parse_ports(rest: &str) -> Result<Vec<String>, String> {
             Some((range, proto)) => (range, proto.to_ascii_lowercase()),
             None => (spec, "tcp".to_owned()),
         };
-        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!(
-                "unknown protocol {proto:?} in {spec:?} (expected tcp, udp or sctp)"
-            ));
-        }
+        let proto: u8 = match proto.as_str() {
+            "tcp" => 0,
+            "udp" => 1,
+            "sctp" => 2,
+            _ => {
+                return Err(format!(
+                    "unknown protocol {proto:?} in {spec:?} (expected tcp, udp or sctp)"
+                ))
+            }
+        };
         let port = |s: &str| match s.parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
             _ => Err(format!(
@@ -282,7 +291,11 @@ fn parse_ports(rest: &str) -> Result<Vec<String>, String> {
         if first > last {
             return Err(format!("invalid port range {range:?} in {spec:?}"));
         }
-        ports.extend((first..=last).map(|p| format!("{p}/{proto}")));
+        for p in first..=last {
+            if seen.insert((p, proto)) {
+                ports.push(format!("{p}/{}", ["tcp", "udp", "sctp"][proto as usize]));
+            }
+        }
     }
     Ok(ports)
 }
@@ -738,5 +751,31 @@ mod tests {
         );
         let longest = config.env().as_ref().unwrap().iter().map(String::len).max();
         assert!(longest.unwrap() <= MAX_EXPANDED + 2, "{longest:?}");
+    }
+
+    /// Found by fuzzing: `EXPOSE 4000-8002` made 4,000 ports, each checked
+    /// against all before it (a timeout under the fuzzer); ranges repeated
+    /// on one line multiplied the list without bound. Ports are now kept
+    /// once, in a set.
+    #[test]
+    fn exposed_port_ranges_are_kept_once_and_quickly() {
+        let line = format!("EXPOSE {}", ["1-65535/tcp"; 8].join(" "));
+        let started = std::time::Instant::now();
+        let Change::Expose(ports) = line.parse::<Change>().unwrap() else {
+            panic!("not an EXPOSE");
+        };
+        assert_eq!(ports.len(), 65535);
+        assert_eq!(
+            (ports[0].as_str(), ports[65534].as_str()),
+            ("1/tcp", "65535/tcp")
+        );
+        let mut config = Config::default();
+        let changes = vec![
+            Change::Expose(ports),
+            "EXPOSE 1-65535/udp 80".parse().unwrap(),
+        ];
+        apply(&changes, &mut config).unwrap();
+        assert_eq!(config.exposed_ports().as_ref().unwrap().len(), 2 * 65535);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }
