@@ -305,12 +305,12 @@ fn mutated_requests_do_not_panic() {
 
 #[test]
 fn mutated_changes_do_not_panic() {
-    mutations("change", 5000);
+    mutations("change", 1500);
 }
 
 #[test]
 fn mutated_tar_split_metadata_does_not_panic() {
-    mutations("tarsplit", 3000);
+    mutations("tarsplit", 2000);
 }
 
 #[test]
