@@ -6,9 +6,11 @@
 //! works on that fd. Blobs whose digest is only known at the end (the new layer) are
 //! streamed straight into the archive after a placeholder header that is
 //! rewritten once the digest and size are known. On [`ArchiveWriter::commit`]
-//! the file is fsynced and linked into place, a `NAME.sha256` sidecar likewise,
-//! and the directory fsynced. Before that, nothing is under the final name, and
-//! a writer dropped or a process killed leaves nothing behind. Archive and
+//! the file is fsynced, a `NAME.sha256` sidecar is linked into place, then the
+//! archive, and the directory fsynced: an archive under its name always has its
+//! sidecar, and a commit that fails at the last step takes its sidecar back.
+//! Before that, nothing is under the final name, and a writer dropped or a
+//! process killed leaves nothing behind. Archive and
 //! sidecar are their owner's alone (`0600`) unless the process's
 //! [`output_access`] or
 //! [`ArchiveWriter::set_access`] says otherwise.
@@ -24,12 +26,15 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::stat::SFlag;
+use rustix::fs::{linkat, renameat, unlinkat, AtFlags};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::sha256_digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::open::{open_root, stat_at};
 use crate::fs::output::{output_access, Access, Unnamed};
+use crate::fs::Errno;
 use crate::tar::{finish_checksum, padding, ustar, Header, BLOCK};
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -261,7 +266,17 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Ends the archive, syncs it, renames it into place and writes the sidecar.
+    /// Ends the archive, syncs it, and links the sidecar, then the archive,
+    /// into place.
+    ///
+    /// The sidecar goes first, so an archive under its name always has one;
+    /// if linking the archive then fails, the sidecar that was there before
+    /// (kept under a hidden name meanwhile) is put back, or the new one
+    /// removed, so a failed commit leaves neither a new archive nor a
+    /// sidecar that does not match what is there. Something other than a
+    /// file at the sidecar's name fails the commit before anything is linked.
+    /// A process killed between the two links may leave the new sidecar
+    /// beside no archive or the old one, never an archive without a sidecar.
     pub fn commit(mut self) -> Result<Committed> {
         let tmp = self.tmp.clone();
         let f = self.file();
@@ -275,27 +290,88 @@ impl ArchiveWriter {
 
         let dir = self.dir_path.clone();
         let name = self.name.to_string_lossy().into_owned();
-        let sidecar_name = format!("{name}.sha256");
+        let sidecar_name = sidecar_name(&self.name);
         let sidecar = dir.join(&sidecar_name);
-        let mut side = Unnamed::new_in(self.out.dir(), &dir, &sidecar_name).at(&dir)?;
+        let mut side =
+            Unnamed::new_in(self.out.dir(), &dir, &sidecar_name.to_string_lossy()).at(&dir)?;
         side.set_access(self.access);
         let line = format!("{}  {name}\n", sha256.trim_start_matches("sha256:"));
         side.file().write_all(line.as_bytes()).at(&sidecar)?;
         side.file().sync_all().at(&sidecar)?;
         let dir_fd = side.dir().try_clone_to_owned().at(&dir)?;
-        match self.out.persist(&self.name, self.overwrite) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::Exists { path: self.dest });
+
+        let previous = keep_previous(dir_fd.as_fd(), &sidecar_name).at(&sidecar)?;
+        if let Err(e) = side.persist(&sidecar_name, true) {
+            if let Some(kept) = &previous {
+                let _ = unlinkat(&dir_fd, kept.as_c_str(), AtFlags::empty());
             }
-            other => other.at(&self.dest)?,
+            return Err::<Committed, _>(e).at(&sidecar);
         }
-        side.persist(OsStr::new(&sidecar_name), true).at(&sidecar)?;
+        let linked = match self.out.persist(&self.name, self.overwrite) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::Exists {
+                path: self.dest.clone(),
+            }),
+            other => other.at(&self.dest),
+        };
+        if let Err(e) = linked {
+            // Put back what was at the sidecar's name before this commit.
+            let undone = match &previous {
+                Some(kept) => renameat(&dir_fd, kept.as_c_str(), &dir_fd, &sidecar_name),
+                None => unlinkat(&dir_fd, &sidecar_name, AtFlags::empty()),
+            };
+            if let Err(undo) = undone {
+                tracing::warn!(
+                    "{}: could not restore the sidecar after a failed commit: {undo}",
+                    sidecar.display()
+                );
+            }
+            return Err(e);
+        }
+        if let Some(kept) = &previous {
+            let _ = unlinkat(&dir_fd, kept.as_c_str(), AtFlags::empty());
+        }
         rustix::fs::fsync(&dir_fd).at(&dir)?;
         Ok(Committed {
             path: self.dest,
             size,
             sha256,
         })
+    }
+}
+
+/// `NAME.sha256`, the sidecar of archive `NAME`.
+fn sidecar_name(name: &OsStr) -> OsString {
+    let mut s = name.to_os_string();
+    s.push(".sha256");
+    s
+}
+
+/// Links the file at `sidecar` in `dir`, if there is one, under a hidden
+/// name, and returns that name; a commit that fails later puts it back. A
+/// directory (or anything that cannot be linked) at `sidecar` is an error:
+/// no sidecar could be linked there.
+fn keep_previous(dir: BorrowedFd<'_>, sidecar: &OsStr) -> io::Result<Option<CString>> {
+    let csidecar = CString::new(sidecar.as_bytes()).map_err(io::Error::other)?;
+    match stat_at(dir, &csidecar) {
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+        Ok(st) if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits() => {
+            return Err(Errno::ISDIR.into());
+        }
+        Ok(_) => {}
+    }
+    let mut attempt = 0u32;
+    loop {
+        let mut kept = b".".to_vec();
+        kept.extend_from_slice(sidecar.as_bytes());
+        kept.extend_from_slice(format!(".{}-prev{attempt}.tmp", std::process::id()).as_bytes());
+        let kept = CString::new(kept).map_err(io::Error::other)?;
+        match linkat(dir, &csidecar, dir, kept.as_c_str(), AtFlags::empty()) {
+            Ok(()) => return Ok(Some(kept)),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::EXIST) if attempt < 100 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -377,6 +453,87 @@ mod tests {
         let w = ArchiveWriter::create(&dest, true).unwrap();
         let done = w.commit().unwrap();
         assert_eq!(done.size, std::fs::metadata(&dest).unwrap().len());
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_directory_at_the_sidecar_name_fails_the_commit_before_the_archive_is_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("out.tar.sha256")).unwrap();
+        let w = ArchiveWriter::create(&dir.path().join("out.tar"), false).unwrap();
+        let err = w.commit().err().unwrap();
+        assert!(
+            err.to_string().contains("out.tar.sha256: Is a directory"),
+            "{err}"
+        );
+        assert_eq!(names(dir.path()), ["out.tar.sha256"]);
+        assert!(dir.path().join("out.tar.sha256").is_dir());
+    }
+
+    #[test]
+    fn a_failed_archive_link_removes_the_new_sidecar() {
+        // Something appears at the archive's name between create and commit.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let w = ArchiveWriter::create(&dest, false).unwrap();
+        std::fs::write(&dest, b"theirs").unwrap();
+        let err = w.commit().err().unwrap();
+        assert!(err.to_string().contains("out.tar: already exists"), "{err}");
+        assert_eq!(names(dir.path()), ["out.tar"]);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_failed_archive_link_puts_the_previous_sidecar_back() {
+        // With overwrite, a non-empty directory at the archive's name cannot
+        // be replaced; the sidecar already there stays as it was.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(dest.join("keep"), b"").unwrap();
+        std::fs::write(dir.path().join("out.tar.sha256"), b"old\n").unwrap();
+        let w = ArchiveWriter::create(&dest, true).unwrap();
+        let err = w.commit().err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", dest.display())),
+            "{err}"
+        );
+        assert_eq!(names(dir.path()), ["out.tar", "out.tar.sha256"]);
+        assert!(dest.join("keep").is_file());
+        assert_eq!(
+            std::fs::read(dir.path().join("out.tar.sha256")).unwrap(),
+            b"old\n"
+        );
+    }
+
+    #[test]
+    fn overwriting_a_pair_replaces_both_and_leaves_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let first = ArchiveWriter::create(&dest, false)
+            .unwrap()
+            .commit()
+            .unwrap();
+        let mut w = ArchiveWriter::create(&dest, true).unwrap();
+        w.add_file("index.json", b"{}").unwrap();
+        let second = w.commit().unwrap();
+        assert_ne!(first.sha256, second.sha256);
+        assert_eq!(names(dir.path()), ["out.tar", "out.tar.sha256"]);
+        let sidecar = std::fs::read_to_string(dir.path().join("out.tar.sha256")).unwrap();
+        assert!(sidecar.starts_with(second.sha256.trim_start_matches("sha256:")));
+        assert_eq!(
+            hash_reader(&mut File::open(&dest).unwrap()).unwrap(),
+            second.sha256
+        );
     }
 
     #[test]

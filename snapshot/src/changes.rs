@@ -36,7 +36,20 @@ pub enum ChangeError {
         input: String,
         reason: String,
     },
+    /// A value grew past [`MAX_EXPANDED`] bytes as its variables were
+    /// expanded (`ENV A=$A$A` doubles `A` each time it is given).
+    #[error("{instruction} change {input:?}: its value expands to more than {MAX_EXPANDED} bytes")]
+    TooLong {
+        instruction: &'static str,
+        input: String,
+    },
 }
+
+/// The most bytes one value may expand to.
+pub const MAX_EXPANDED: usize = 64 << 10;
+
+/// The deepest `${VAR:-${...}}` nesting a value may have.
+pub const MAX_NESTING: usize = 16;
 
 /// One parsed change instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,21 +135,31 @@ impl FromStr for Change {
     }
 }
 
-/// Applies `changes` in order to an image's runtime config.
-pub fn apply(changes: &[Change], config: &mut Config) {
+/// Applies `changes` in order to an image's runtime config. A value that
+/// expands to more than [`MAX_EXPANDED`] bytes is an error, and leaves
+/// `config` partly changed.
+pub fn apply(changes: &[Change], config: &mut Config) -> Result<(), ChangeError> {
     for change in changes {
-        apply_one(change, config);
+        apply_one(change, config)?;
     }
+    Ok(())
 }
 
-fn apply_one(change: &Change, config: &mut Config) {
+fn apply_one(change: &Change, config: &mut Config) -> Result<(), ChangeError> {
     // Variables expand against the environment from before the instruction.
     let env_before = config.env().clone().unwrap_or_default();
+    let expand = |word: &Word| {
+        word.expand(&env_before)
+            .ok_or_else(|| ChangeError::TooLong {
+                instruction: change.instruction(),
+                input: word.to_string(),
+            })
+    };
     match change {
         Change::Env(pairs) => {
             let mut env = env_before.clone();
             for (name, value) in pairs {
-                let entry = format!("{name}={}", value.expand(&env_before));
+                let entry = format!("{name}={}", expand(value)?);
                 match env.iter_mut().find(|e| env_name(e) == name.as_str()) {
                     Some(existing) => *existing = entry,
                     None => env.push(entry),
@@ -145,10 +168,11 @@ fn apply_one(change: &Change, config: &mut Config) {
             config.set_env(Some(env));
         }
         Change::Label(pairs) => {
-            let labels = config.labels_mut().get_or_insert_with(Default::default);
+            let mut labels = config.labels().clone().unwrap_or_default();
             for (name, value) in pairs {
-                labels.insert(name.clone(), value.expand(&env_before));
+                labels.insert(name.clone(), expand(value)?);
             }
+            config.set_labels(Some(labels));
         }
         Change::Cmd(cmd) => {
             config.set_cmd(Some(cmd.clone()));
@@ -158,22 +182,24 @@ fn apply_one(change: &Change, config: &mut Config) {
         }
         Change::Workdir(dir) => {
             let current = config.working_dir().as_deref().unwrap_or("/");
-            let dir = resolve_workdir(current, &dir.expand(&env_before));
+            let dir = resolve_workdir(current, &expand(dir)?);
             config.set_working_dir(Some(dir));
         }
         Change::User(user) => {
-            config.set_user(Some(user.expand(&env_before)));
+            config.set_user(Some(expand(user)?));
         }
         Change::Expose(ports) => {
             let mut exposed = config.exposed_ports().clone().unwrap_or_default();
+            let mut seen: std::collections::HashSet<String> = exposed.iter().cloned().collect();
             for port in ports {
-                if !exposed.contains(port) {
+                if seen.insert(port.clone()) {
                     exposed.push(port.clone());
                 }
             }
             config.set_exposed_ports(Some(exposed));
         }
     }
+    Ok(())
 }
 
 fn env_name(entry: &str) -> &str {
@@ -229,8 +255,11 @@ fn parse_command(rest: &str) -> Result<Vec<String>, String> {
 }
 
 /// `PORT`, `PORT/PROTO` or `FIRST-LAST/PROTO`, several separated by whitespace.
+/// The ports of `EXPOSE`, each once (at most every port of every protocol,
+/// however many ranges repeat them), in the order first given.
 fn parse_ports(rest: &str) -> Result<Vec<String>, String> {
     let mut ports = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for spec in rest.split_whitespace() {
         if spec.contains('$') {
             return Err(format!("variables are not supported in ports ({spec:?})"));
@@ -239,11 +268,16 @@ fn parse_ports(rest: &str) -> Result<Vec<String>, String> {
             Some((range, proto)) => (range, proto.to_ascii_lowercase()),
             None => (spec, "tcp".to_owned()),
         };
-        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!(
-                "unknown protocol {proto:?} in {spec:?} (expected tcp, udp or sctp)"
-            ));
-        }
+        let proto: u8 = match proto.as_str() {
+            "tcp" => 0,
+            "udp" => 1,
+            "sctp" => 2,
+            _ => {
+                return Err(format!(
+                    "unknown protocol {proto:?} in {spec:?} (expected tcp, udp or sctp)"
+                ))
+            }
+        };
         let port = |s: &str| match s.parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
             _ => Err(format!(
@@ -257,7 +291,11 @@ fn parse_ports(rest: &str) -> Result<Vec<String>, String> {
         if first > last {
             return Err(format!("invalid port range {range:?} in {spec:?}"));
         }
-        ports.extend((first..=last).map(|p| format!("{p}/{proto}")));
+        for p in first..=last {
+            if seen.insert((p, proto)) {
+                ports.push(format!("{p}/{}", ["tcp", "udp", "sctp"][proto as usize]));
+            }
+        }
     }
     Ok(ports)
 }
@@ -352,7 +390,7 @@ impl Word {
     /// single quotes).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut chars = s.chars().peekable();
-        let word = parse_word(&mut chars, false)?;
+        let word = parse_word(&mut chars, false, 0)?;
         debug_assert!(chars.next().is_none());
         Ok(word)
     }
@@ -369,30 +407,39 @@ impl Word {
     }
 
     /// The text with variables replaced by their values in `env` (`NAME=VALUE`
-    /// entries); unset variables expand to nothing.
-    pub fn expand(&self, env: &[String]) -> String {
+    /// entries); unset variables expand to nothing. `None` if it would be
+    /// longer than [`MAX_EXPANDED`] bytes.
+    pub fn expand(&self, env: &[String]) -> Option<String> {
         let mut out = String::new();
+        self.expand_into(env, &mut out)?;
+        Some(out)
+    }
+
+    fn expand_into(&self, env: &[String], out: &mut String) -> Option<()> {
+        let push = |out: &mut String, s: &str| {
+            (out.len() + s.len() <= MAX_EXPANDED).then(|| out.push_str(s))
+        };
         for piece in &self.0 {
             match piece {
-                Piece::Lit(s) => out.push_str(s),
+                Piece::Lit(s) => push(out, s)?,
                 Piece::Var { name, op } => {
                     let value = env
                         .iter()
                         .find_map(|e| e.strip_prefix(name.as_str())?.strip_prefix('='))
                         .unwrap_or("");
                     match op {
-                        VarOp::Value => out.push_str(value),
-                        VarOp::Default(word) if value.is_empty() => out.push_str(&word.expand(env)),
-                        VarOp::Default(_) => out.push_str(value),
+                        VarOp::Value => push(out, value)?,
+                        VarOp::Default(word) if value.is_empty() => word.expand_into(env, out)?,
+                        VarOp::Default(_) => push(out, value)?,
                         VarOp::Alternative(word) if !value.is_empty() => {
-                            out.push_str(&word.expand(env))
+                            word.expand_into(env, out)?
                         }
                         VarOp::Alternative(_) => {}
                     }
                 }
             }
         }
-        out
+        Some(())
     }
 }
 
@@ -416,7 +463,10 @@ impl fmt::Display for Word {
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
 
 /// Parses up to the end, or up to an unquoted `}` when `in_braces`.
-fn parse_word(chars: &mut Chars<'_>, in_braces: bool) -> Result<Word, String> {
+fn parse_word(chars: &mut Chars<'_>, in_braces: bool, depth: usize) -> Result<Word, String> {
+    if depth > MAX_NESTING {
+        return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+    }
     let mut pieces = Vec::new();
     let mut lit = String::new();
     loop {
@@ -443,12 +493,12 @@ fn parse_word(chars: &mut Chars<'_>, in_braces: bool) -> Result<Word, String> {
                         Some('"' | '$' | '\\') => lit.extend(chars.next()),
                         _ => lit.push('\\'),
                     },
-                    Some('$') => parse_dollar(chars, &mut pieces, &mut lit)?,
+                    Some('$') => parse_dollar(chars, &mut pieces, &mut lit, depth)?,
                     Some(c) => lit.push(c),
                     None => return Err("unterminated \" quote".into()),
                 }
             },
-            '$' => parse_dollar(chars, &mut pieces, &mut lit)?,
+            '$' => parse_dollar(chars, &mut pieces, &mut lit, depth)?,
             c => lit.push(c),
         }
     }
@@ -467,6 +517,7 @@ fn parse_dollar(
     chars: &mut Chars<'_>,
     pieces: &mut Vec<Piece>,
     lit: &mut String,
+    depth: usize,
 ) -> Result<(), String> {
     let braced = chars.next_if_eq(&'{').is_some();
     let mut name = String::new();
@@ -486,8 +537,8 @@ fn parse_dollar(
         match chars.next() {
             Some('}') => VarOp::Value,
             Some(':') => match chars.next() {
-                Some('-') => VarOp::Default(parse_word(chars, true)?),
-                Some('+') => VarOp::Alternative(parse_word(chars, true)?),
+                Some('-') => VarOp::Default(parse_word(chars, true, depth + 1)?),
+                Some('+') => VarOp::Alternative(parse_word(chars, true, depth + 1)?),
                 _ => {
                     return Err(format!(
                         "unsupported substitution in ${{{name}:...}} (use :- or :+)"
@@ -522,7 +573,7 @@ mod tests {
             .map(|c| c.parse().unwrap_or_else(|e| panic!("{c}: {e}")))
             .collect();
         let mut config = config(base.clone());
-        apply(&changes, &mut config);
+        apply(&changes, &mut config).unwrap();
         serde_json::to_value(&config).unwrap()
     }
 
@@ -656,7 +707,7 @@ mod tests {
         for (input, env, expected) in cases {
             let env: Vec<String> = env.into_iter().map(String::from).collect();
             let word = Word::parse(input).unwrap();
-            assert_eq!(word.expand(&env), expected, "{input}");
+            assert_eq!(word.expand(&env).as_deref(), Some(expected), "{input}");
         }
         assert_eq!(Word::parse("a$B").unwrap().to_string(), "a${B}");
         assert_eq!(
@@ -673,5 +724,58 @@ mod tests {
             split_words(" a=\"b c\"  d='e f' g\\ h ").unwrap(),
             vec!["a=\"b c\"", "d='e f'", "g\\ h"]
         );
+    }
+
+    /// Found while fuzzing (the change target ran at 43 inputs a second):
+    /// `ENV A=$A$A` given n times made a value of 2^n bytes, from a request
+    /// of a few hundred; and a value nested deeper than the stack overflowed
+    /// the recursive parser (and would abort the service with it). Both are
+    /// now errors.
+    #[test]
+    fn deep_nesting_and_exponential_expansion_are_refused() {
+        let deep = format!("ENV A={}x{}", "${A:-".repeat(100_000), "}".repeat(100_000));
+        let e = deep.parse::<Change>().unwrap_err().to_string();
+        assert!(e.contains("nested more than 16 deep"), "{e}");
+        let ok = format!("ENV A={}x{}", "${A:-".repeat(16), "}".repeat(16));
+        ok.parse::<Change>().unwrap();
+
+        let mut changes: Vec<Change> = vec!["ENV A=0123456789abcdef".parse().unwrap()];
+        for _ in 0..40 {
+            changes.push("ENV A=$A$A".parse().unwrap());
+        }
+        let mut config = Config::default();
+        let e = apply(&changes, &mut config).unwrap_err();
+        assert!(
+            matches!(&e, ChangeError::TooLong { instruction: "ENV", input } if input == "${A}${A}"),
+            "{e}"
+        );
+        let longest = config.env().as_ref().unwrap().iter().map(String::len).max();
+        assert!(longest.unwrap() <= MAX_EXPANDED + 2, "{longest:?}");
+    }
+
+    /// Found by fuzzing: `EXPOSE 4000-8002` made 4,000 ports, each checked
+    /// against all before it (a timeout under the fuzzer); ranges repeated
+    /// on one line multiplied the list without bound. Ports are now kept
+    /// once, in a set.
+    #[test]
+    fn exposed_port_ranges_are_kept_once_and_quickly() {
+        let line = format!("EXPOSE {}", ["1-65535/tcp"; 8].join(" "));
+        let started = std::time::Instant::now();
+        let Change::Expose(ports) = line.parse::<Change>().unwrap() else {
+            panic!("not an EXPOSE");
+        };
+        assert_eq!(ports.len(), 65535);
+        assert_eq!(
+            (ports[0].as_str(), ports[65534].as_str()),
+            ("1/tcp", "65535/tcp")
+        );
+        let mut config = Config::default();
+        let changes = vec![
+            Change::Expose(ports),
+            "EXPOSE 1-65535/udp 80".parse().unwrap(),
+        ];
+        apply(&changes, &mut config).unwrap();
+        assert_eq!(config.exposed_ports().as_ref().unwrap().len(), 2 * 65535);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }

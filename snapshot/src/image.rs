@@ -94,7 +94,7 @@ pub fn build_config(
     }
     if !meta.changes.is_empty() {
         let mut runtime = config.config().clone().unwrap_or_else(Config::default);
-        changes::apply(&meta.changes, &mut runtime);
+        changes::apply(&meta.changes, &mut runtime)?;
         config.set_config(Some(runtime));
     }
     let mut history = config.history().clone().unwrap_or_default();

@@ -5,23 +5,51 @@
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::AnyCgroupManager;
-use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::container::{Container, ContainerStatus, State};
 
 use super::console::ConsoleSocket;
 use super::error::{lib, Error, Result};
 use super::Runtime;
+use crate::session::lookup::{read_state, InitRecord};
 
 impl Runtime {
     /// The container `id` under the root: [`Error::InvalidId`] for an id that
     /// cannot name a directory there, [`Error::NotExist`] for one without a
-    /// state file.
+    /// state file, [`Error::BadState`] for a state file that is empty, cut
+    /// short or not a state.
+    ///
+    /// A pid in the state that no longer names the init process recorded at
+    /// create ([`InitRecord`]) is dropped, so the container is stopped: its
+    /// init is gone, and the process that has the pid now is another's,
+    /// which no verb may signal, freeze or join.
     pub(super) fn load(&self, id: &str) -> Result<Container> {
         check_id(id)?;
         let dir = self.root.join(id);
-        if !dir.join("state.json").exists() {
+        let file = dir.join("state.json");
+        if !file.exists() {
             return Err(Error::NotExist { id: id.into() });
         }
-        Container::load(dir).map_err(lib(id, "load its state"))
+        let mut state: State = read_state(&file).map_err(|e| Error::BadState {
+            id: id.into(),
+            message: e.to_string(),
+        })?;
+        if let Some(pid) = state.pid {
+            let same = match InitRecord::read(&dir) {
+                Ok(Some(record)) => record.pid == pid && record.is_running(),
+                // Made before init records were kept.
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(id, "{e}");
+                    true
+                }
+            };
+            if !same {
+                state.pid = None;
+            }
+        }
+        let mut c = Container { state, root: dir };
+        c.refresh_status().map_err(lib(id, "load its state"))?;
+        Ok(c)
     }
 
     /// Creates the state root (mode 0711) if it is not there yet.
@@ -152,5 +180,102 @@ pub(super) fn cgroups_error(c: &Container, op: &'static str, e: impl std::fmt::D
         id: c.id().into(),
         op,
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::lookup::INIT_RECORD;
+
+    fn container(root: &Path, id: &str, state: &str) -> PathBuf {
+        let dir = root.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), state).unwrap();
+        dir
+    }
+
+    fn running(id: &str, pid: i32) -> String {
+        format!(
+            r#"{{"ociVersion":"1.0.2","id":"{id}","status":"running","pid":{pid},"bundle":"/","useSystemd":false}}"#
+        )
+    }
+
+    /// libcontainer alone takes any live process with the state's pid for
+    /// the container's init, and would turn even a stopped state running
+    /// again. With the record made at create, a pid that now names another
+    /// process leaves the container stopped, and nothing is signalled.
+    #[test]
+    fn a_pid_that_is_no_longer_the_recorded_init_is_a_stopped_container() {
+        let t = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(t.path(), false);
+        let me = std::process::id() as i32;
+        let record = InitRecord::of(me).unwrap();
+
+        let dir = container(t.path(), "ours", &running("ours", me));
+        record.write(&dir).unwrap();
+        let st = rt.state("ours").unwrap();
+        assert_eq!((st.status.as_str(), st.pid), ("running", me));
+
+        for (id, reused) in [
+            (
+                "reused",
+                InitRecord {
+                    start: record.start + 1,
+                    ..record.clone()
+                },
+            ),
+            (
+                "other-pid",
+                InitRecord {
+                    pid: me + 1,
+                    ..record.clone()
+                },
+            ),
+        ] {
+            let dir = container(t.path(), id, &running(id, me));
+            reused.write(&dir).unwrap();
+            let st = rt.state(id).unwrap();
+            assert_eq!((st.status.as_str(), st.pid), ("stopped", 0), "{id}");
+            let e = rt.kill(id, "CONT", false).unwrap_err();
+            assert!(matches!(e, Error::NotRunning { .. }), "{id}: {e}");
+            let stopped = format!(
+                r#"{{"ociVersion":"1.0.2","id":"{id}","status":"stopped","pid":{me},"bundle":"/","useSystemd":false}}"#
+            );
+            std::fs::write(dir.join("state.json"), stopped).unwrap();
+            assert_eq!(rt.state(id).unwrap().status, "stopped", "{id}");
+        }
+    }
+
+    /// libcontainer rewrites state.json in place: a reader may find it empty
+    /// or cut short. Each verb names the file; list names it and lists the
+    /// others; a forced delete still removes the container's directory.
+    #[test]
+    fn an_empty_or_cut_short_state_is_named_and_a_forced_delete_removes_it() {
+        let t = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(t.path(), false);
+        let me = std::process::id() as i32;
+        let ok = container(t.path(), "fine", &running("fine", me));
+        InitRecord::of(me).unwrap().write(&ok).unwrap();
+        let full = running("cut", me);
+        for (id, text) in [("empty", ""), ("cut", &full[..full.len() / 2])] {
+            let dir = container(t.path(), id, text);
+            let e = rt.state(id).unwrap_err().to_string();
+            assert!(
+                e.contains(&dir.join("state.json").display().to_string())
+                    && e.contains("unreadable state"),
+                "{e}"
+            );
+            let e = rt.delete(id, false).unwrap_err();
+            assert!(matches!(e, Error::BadState { .. }), "{e}");
+            assert!(dir.exists());
+        }
+        let listed: Vec<String> = rt.list().unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(listed, ["fine"]);
+        for id in ["empty", "cut"] {
+            rt.delete(id, true).unwrap();
+            assert!(!t.path().join(id).exists(), "{id}");
+        }
+        assert!(ok.join(INIT_RECORD).exists() && ok.join("state.json").exists());
     }
 }

@@ -1,7 +1,7 @@
 //! `create`: builds a container from a bundle and leaves its init process
 //! waiting for `start`. Before libcontainer sees the bundle, the host paths its
-//! spec names are checked and the scratch home is seeded; after, the base image
-//! is recorded in the container's state.
+//! spec names are checked and the scratch home is seeded; after, the init
+//! process is recorded beside the container's state, and the base image in it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use super::console::ConsoleSocket;
 use super::error::{lib, Error, Result};
 use super::seed::{self, Seeded};
 use super::{Runtime, IMAGE_ANNOTATION, IMAGE_MANIFEST_ANNOTATION, SEED_ANNOTATION};
+use crate::session::lookup::{InitRecord, INIT_RECORD};
 use crate::session::BASE_IMAGE_ANNOTATIONS;
 
 /// What `create` and `run` take besides the id.
@@ -100,6 +101,19 @@ impl Runtime {
                 return Err(e);
             }
         };
+
+        // Which process the init is, beside libcontainer's state (which has
+        // only its pid): a commit, and every verb, can tell it from a
+        // process that got the pid later.
+        if let Some(pid) = container.pid() {
+            let root = container.root.clone();
+            InitRecord::of(pid.as_raw())
+                .and_then(|r| r.write(&root))
+                .map_err(|source| Error::Io {
+                    path: root.join(INIT_RECORD),
+                    source,
+                })?;
+        }
 
         // Record the base image under one key, so a later commit finds it
         // whatever key the platform used.

@@ -1,10 +1,13 @@
 //! `delete`: removes a stopped (or, forced, any) container and its state.
 
-use libcontainer::container::ContainerStatus;
+use std::path::PathBuf;
+
+use libcontainer::container::{Container, ContainerStatus, State};
 
 use super::common::status_error;
 use super::error::{lib, Error, Result};
 use super::Runtime;
+use crate::session::lookup::InitRecord;
 
 impl Runtime {
     /// Deletes a stopped (or, with `force`, any) container. As with runc, a
@@ -23,6 +26,7 @@ impl Runtime {
                     _ => Ok(()),
                 };
             }
+            Err(Error::BadState { .. }) if force => return self.delete_unreadable(id),
             Err(e) => return Err(e),
         };
         if !force
@@ -39,6 +43,53 @@ impl Runtime {
             other => other.map_err(lib(id, "delete")),
         }
     }
+}
+
+impl Runtime {
+    /// A forced delete of a container whose state file cannot be read: its
+    /// init, if the record made at create says which it is and it still
+    /// runs, is killed, and the container is deleted as a stopped one (its
+    /// cgroup, from the config libcontainer keeps beside the state, removed,
+    /// and its directory). Nothing else is known of it.
+    fn delete_unreadable(&self, id: &str) -> Result<()> {
+        let dir = self.root.join(id);
+        match InitRecord::read(&dir) {
+            Ok(Some(record)) if record.is_running() => kill_recorded(&record)?,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(id, "{e}"),
+        }
+        let mut state = State::new(id, ContainerStatus::Stopped, None, PathBuf::new());
+        state.use_systemd = self.systemd;
+        let mut c = Container { state, root: dir };
+        match c.delete(true) {
+            Err(_) if !self.root.join(id).exists() => Ok(()),
+            other => other.map_err(lib(id, "delete")),
+        }
+    }
+}
+
+/// Kills the recorded init through a pidfd, opened and then checked against
+/// the record, so no other process that gets its pid is signalled, and waits
+/// up to 5 s for it to be gone.
+fn kill_recorded(record: &InitRecord) -> Result<()> {
+    use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+    let Some(pid) = Pid::from_raw(record.pid) else {
+        return Ok(());
+    };
+    let Ok(fd) = pidfd_open(pid, PidfdFlags::empty()) else {
+        return Ok(());
+    };
+    if !record.is_running() {
+        return Ok(());
+    }
+    let _ = pidfd_send_signal(&fd, Signal::KILL);
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let _ = poll(
+        &mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)],
+        PollTimeout::from(5000u16),
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ pub enum Error {
     #[error("container {id:?}: container not running (status {status})")]
     NotRunning { id: String, status: String },
 
+    /// The state file could not be read as a state: `message` names it.
+    #[error("container {id:?}: unreadable state: {message}")]
+    BadState { id: String, message: String },
+
     #[error("container {id:?}: cannot {op} a container that is {status}")]
     Status {
         id: String,

@@ -16,6 +16,14 @@ impl Runtime {
         if !(c.can_kill() || all && c.status() == ContainerStatus::Stopped) {
             return Err(not_running(&c));
         }
-        c.kill(signal, all).map_err(lib(id, "kill"))
+        c.kill(signal, all).map_err(lib(id, "kill"))?;
+        // libcontainer records the container as stopped once it has sent the
+        // signal, whether or not the process ended; a commit believes the
+        // state, so it is put right while the process still runs, as runc
+        // would show it.
+        if c.refresh_status().is_ok() && c.status() != ContainerStatus::Stopped {
+            c.save().map_err(lib(id, "kill"))?;
+        }
+        Ok(())
     }
 }

@@ -221,14 +221,7 @@ impl Session {
     }
 
     fn from_state_file(id: &str, file: &Path, home_path: &Path) -> Result<Session> {
-        let text = std::fs::read(file).map_err(|source| Error::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
-        let state: RuntimeState = serde_json::from_slice(&text).map_err(|e| Error::Parse {
-            path: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let state: RuntimeState = read_state(file)?;
         let pid = state
             .init_process_pid
             .or(state.pid)
@@ -237,7 +230,26 @@ impl Session {
                 id: id.to_string(),
                 detail: format!("{} records no init process", file.display()),
             })?;
-        check_alive(id, pid, state.init_process_start)?;
+        if state.status.as_deref() == Some("stopped") {
+            return Err(Error::NotRunning {
+                id: id.to_string(),
+                detail: format!("{} says it has stopped", file.display()),
+            });
+        }
+        // libcontainer's state has no start time: freezeframe's own record
+        // beside it, written at create, says which process the pid was.
+        let dir = parent_dir(file);
+        let start = match state.init_process_start {
+            Some(start) => Some(start),
+            None => match InitRecord::read(dir)? {
+                Some(record) => {
+                    record.check(id, pid, &dir.join(INIT_RECORD))?;
+                    Some(record.start)
+                }
+                None => None,
+            },
+        };
+        check_alive(id, pid, start)?;
         let mut annotations = state.annotations.unwrap_or_default();
         for label in state.config.map(|c| c.labels).unwrap_or_default() {
             if let Some((k, v)) = label.split_once('=') {
@@ -369,6 +381,8 @@ struct RuntimeState {
     init_process_pid: Option<i32>,
     init_process_start: Option<u64>,
     pid: Option<i32>,
+    /// libcontainer's and youki's: `created`, `running`, `stopped`, ...
+    status: Option<String>,
     annotations: Option<BTreeMap<String, String>>,
     config: Option<RuncConfig>,
     cgroup_paths: Option<BTreeMap<String, String>>,
@@ -393,6 +407,181 @@ fn check_id(id: &str) -> Result<()> {
     } else {
         Err(Error::BadId { id: id.to_string() })
     }
+}
+
+/// The file beside libcontainer's `state.json` in which freezeframe records,
+/// at create, which process the container's init is ([`InitRecord`]).
+pub const INIT_RECORD: &str = "freezeframe-init.json";
+
+/// The most a state file or an init record may hold; a runtime's state
+/// (runc's includes the whole config) is far smaller.
+const STATE_CAP: u64 = 16 << 20;
+const RECORD_CAP: u64 = 4096;
+
+/// Which process a container's init is: its pid, its start time (clock
+/// ticks after boot, `/proc/PID/stat` field 22) and the boot it started in.
+/// A pid alone names whatever process has it now; a pid with its start time
+/// names one process only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitRecord {
+    pub pid: i32,
+    pub start: u64,
+    pub boot_id: String,
+}
+
+impl InitRecord {
+    /// The record of the running process `pid`.
+    pub fn of(pid: i32) -> std::io::Result<InitRecord> {
+        let stat = procfs::process::Process::new(pid)
+            .and_then(|p| p.stat())
+            .map_err(std::io::Error::other)?;
+        Ok(InitRecord {
+            pid,
+            start: stat.starttime,
+            boot_id: boot_id()?,
+        })
+    }
+
+    /// Writes the record into the container's state directory `dir`, as a
+    /// whole or not at all (a temporary file renamed into place).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = dir.join(format!(".{INIT_RECORD}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, dir.join(INIT_RECORD))
+    }
+
+    /// The record in the container's state directory `dir`, if there is one.
+    pub fn read(dir: &Path) -> Result<Option<InitRecord>> {
+        let path = dir.join(INIT_RECORD);
+        let text = match read_capped(&path, RECORD_CAP) {
+            Ok(text) => text,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| Error::Parse {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Refuses a record made for another pid or in another boot than the
+    /// state's init `pid`: that state no longer names the process recorded.
+    pub fn check(&self, id: &str, pid: i32, path: &Path) -> Result<()> {
+        if self.pid != pid {
+            return Err(Error::NotRunning {
+                id: id.to_string(),
+                detail: format!(
+                    "the runtime's state names pid {pid}, but {} records its init as pid {}",
+                    path.display(),
+                    self.pid
+                ),
+            });
+        }
+        let now = boot_id().map_err(|source| Error::Io {
+            path: PathBuf::from(BOOT_ID),
+            source,
+        })?;
+        if self.boot_id != now {
+            return Err(Error::NotRunning {
+                id: id.to_string(),
+                detail: format!(
+                    "{} records an init process of an earlier boot",
+                    path.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the process that has the record's pid now is the one recorded.
+    pub fn is_running(&self) -> bool {
+        let Ok(now) = boot_id() else { return false };
+        now == self.boot_id
+            && procfs::process::Process::new(self.pid)
+                .and_then(|p| p.stat())
+                .is_ok_and(|st| st.starttime == self.start && !matches!(st.state, 'Z' | 'X'))
+    }
+}
+
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+fn boot_id() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(BOOT_ID)?.trim().to_string())
+}
+
+/// Reads at most `cap` bytes of `path`, which must be a regular file (not
+/// reached through a symlink in its last component); more is an error.
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(io)?;
+    if !f.metadata().map_err(io)?.is_file() {
+        return Err(Error::Parse {
+            path: path.to_path_buf(),
+            message: "not a regular file".into(),
+        });
+    }
+    let mut text = Vec::new();
+    f.take(cap + 1).read_to_end(&mut text).map_err(io)?;
+    if text.len() as u64 > cap {
+        return Err(Error::Parse {
+            path: path.to_path_buf(),
+            message: format!("larger than {cap} bytes"),
+        });
+    }
+    Ok(text)
+}
+
+/// Reads a runtime's state file. libcontainer rewrites its `state.json` in
+/// place (truncate, then write), so a reader may find it empty or cut
+/// short: such a file is read again a few times before it is reported, as
+/// empty or cut short, naming the file.
+pub fn read_state<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        let text = read_capped(file, STATE_CAP)?;
+        match serde_json::from_slice(&text) {
+            Ok(state) => return Ok(state),
+            Err(e) if e.is_eof() && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                let message = if text.iter().all(u8::is_ascii_whitespace) {
+                    "the state file is empty".to_string()
+                } else if e.is_eof() {
+                    format!("the state file is cut short: {e}")
+                } else {
+                    format!("the state file is not a runtime state: {e}")
+                };
+                return Err(Error::Parse {
+                    path: file.to_path_buf(),
+                    message,
+                });
+            }
+        }
+    }
+}
+
+fn parent_dir(file: &Path) -> &Path {
+    file.parent().unwrap_or(Path::new("."))
 }
 
 fn check_alive(id: &str, pid: i32, start: Option<u64>) -> Result<()> {
@@ -593,5 +782,99 @@ mod tests {
         let names = vec![named("web", "aaaa1111"), named("web", "bbbb2222")];
         let e = resolve("web", &roots, names).unwrap_err().to_string();
         assert!(e.contains("name of several"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_or_cut_short_state_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        for (text, want) in [
+            ("", "the state file is empty"),
+            ("{\"pid\": 12", "the state file is cut short"),
+            ("[1, 2]", "the state file is not a runtime state"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = read_state::<RuntimeState>(&file).err().unwrap().to_string();
+            assert!(e.starts_with(&file.display().to_string()), "{e}");
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        std::fs::write(&file, vec![b' '; STATE_CAP as usize + 1]).unwrap();
+        let e = read_state::<RuntimeState>(&file).err().unwrap().to_string();
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn an_init_record_names_one_process_only() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(InitRecord::read(dir.path()).unwrap(), None);
+        let me = std::process::id() as i32;
+        let record = InitRecord::of(me).unwrap();
+        record.write(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temporary file was left"
+        );
+        let read = InitRecord::read(dir.path()).unwrap().unwrap();
+        assert_eq!(read, record);
+        assert!(read.is_running());
+        let path = dir.path().join(INIT_RECORD);
+        read.check("c", me, &path).unwrap();
+        let e = read.check("c", me + 1, &path).unwrap_err().to_string();
+        assert!(e.contains(&format!("records its init as pid {me}")), "{e}");
+
+        let reused = InitRecord {
+            start: record.start + 1,
+            ..record.clone()
+        };
+        assert!(!reused.is_running());
+        let other_boot = InitRecord {
+            boot_id: "0".into(),
+            ..record
+        };
+        assert!(!other_boot.is_running());
+        let e = other_boot.check("c", me, &path).unwrap_err().to_string();
+        assert!(e.contains("earlier boot"), "{e}");
+
+        std::fs::write(&path, "{\"pid\": 1").unwrap();
+        assert!(matches!(
+            InitRecord::read(dir.path()),
+            Err(Error::Parse { .. })
+        ));
+    }
+
+    /// A libcontainer state that says stopped, or whose pid is now another
+    /// process than the one recorded at create, is no session.
+    #[test]
+    fn a_stopped_state_or_a_reused_pid_is_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let me = std::process::id() as i32;
+        let state = |status: &str| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","id":"c","status":"{status}","pid":{me},"bundle":"/"}}"#
+            )
+        };
+        std::fs::write(&file, state("stopped")).unwrap();
+        let e = Session::from_state_file("c", &file, Path::new("/home/work"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not running") && e.contains("says it has stopped"),
+            "{e}"
+        );
+
+        std::fs::write(&file, state("running")).unwrap();
+        let record = InitRecord::of(me).unwrap();
+        InitRecord {
+            start: record.start + 1,
+            ..record
+        }
+        .write(dir.path())
+        .unwrap();
+        let e = Session::from_state_file("c", &file, Path::new("/home/work"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the pid was reused"), "{e}");
     }
 }
