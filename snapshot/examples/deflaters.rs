@@ -24,8 +24,7 @@ fn main() {
         let t = Instant::now();
         let mut zlib = 0;
         for c in data.chunks(piece) {
-            let mut e =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
             e.write_all(c).expect("in memory");
             zlib += e.finish().expect("in memory").len();
         }
