@@ -50,7 +50,7 @@ done
 printf '\n%-34s %9s %12s %10s %12s %12s\n' contender wall_s size_MiB rss_MiB wall/pigz size/pigz
 for k in ff ff_zstd pigz gzip; do
   case $k in
-    ff) label="freezeframe commit (gzip, level 5)" ;;
+    ff) label="freezeframe commit (gzip, level 4)" ;;
     ff_zstd) label="freezeframe commit (zstd -3)" ;;
     pigz) label="tar | pigz -6" ;;
     gzip) label="tar | gzip -6" ;;
