@@ -73,12 +73,34 @@ type Result<T, E = ClientError> = std::result::Result<T, E>;
 /// A client of the service at one socket.
 pub struct Client {
     socket: PathBuf,
+    /// Named in every call (`?owner=`, or a request's `owner`), as
+    /// `server.require_owner` asks.
+    owner: Option<String>,
 }
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Client {
         Client {
             socket: socket.into(),
+            owner: None,
+        }
+    }
+
+    /// A client that names `owner` in every call: only that owner's tasks are
+    /// seen, and a request that names no owner gets this one.
+    pub fn with_owner(mut self, owner: Option<String>) -> Client {
+        self.owner = owner;
+        self
+    }
+
+    /// `path` with the owner's query, if the client has one.
+    fn scoped(&self, path: String) -> String {
+        match &self.owner {
+            None => path,
+            Some(o) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                format!("{path}{sep}owner={}", percent_encode(o))
+            }
         }
     }
 
@@ -88,7 +110,16 @@ impl Client {
 
     /// `POST /v1/commits`: the admitted task.
     pub async fn submit(&self, request: &CommitRequest) -> Result<Task> {
-        self.call(Method::POST, "/v1/commits", Some(request)).await
+        match (&request.owner, &self.owner) {
+            (None, Some(owner)) => {
+                let request = CommitRequest {
+                    owner: Some(owner.clone()),
+                    ..request.clone()
+                };
+                self.call(Method::POST, "/v1/commits", Some(&request)).await
+            }
+            _ => self.call(Method::POST, "/v1/commits", Some(request)).await,
+        }
     }
 
     /// `GET /v1/commits`: the tasks, oldest first, optionally of one session
@@ -103,24 +134,26 @@ impl Client {
         } else {
             format!("/v1/commits?{}", query.join("&"))
         };
-        self.call::<(), _>(Method::GET, &path, None).await
+        self.call::<(), _>(Method::GET, &self.scoped(path), None)
+            .await
     }
 
     /// `GET /v1/commits/{id}`.
     pub async fn get(&self, id: &str) -> Result<Task> {
-        self.call::<(), _>(Method::GET, &task_path(id), None).await
+        self.call::<(), _>(Method::GET, &self.scoped(task_path(id)), None)
+            .await
     }
 
     /// `DELETE /v1/commits/{id}`: the task once it has stopped (or after the
     /// service's wait).
     pub async fn cancel(&self, id: &str) -> Result<Task> {
-        self.call::<(), _>(Method::DELETE, &task_path(id), None)
+        self.call::<(), _>(Method::DELETE, &self.scoped(task_path(id)), None)
             .await
     }
 
     /// `GET /v1/commits/{id}/events`: the stream, read with [`Events::next`].
     pub async fn events(&self, id: &str) -> Result<Events> {
-        let path = format!("{}/events", task_path(id));
+        let path = self.scoped(format!("{}/events", task_path(id)));
         let answer = self.send::<()>(Method::GET, &path, None).await?;
         if answer.status().as_u16() >= 400 {
             return Err(error_answer(answer).await);

@@ -21,14 +21,23 @@ pub struct SocketArg {
     /// The service's socket [config: server.socket].
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Act as this owner: only its tasks are seen (required by a service with
+    /// server.require_owner).
+    #[arg(long, value_name = "OWNER", env = "FREEZEFRAME_OWNER")]
+    pub owner: Option<String>,
 }
 
 /// A client of the socket given, else of the configured one (`server.socket`).
-pub fn client(config_path: Option<&Path>, socket: Option<&Path>) -> Result<Client> {
-    Ok(Client::new(match socket {
+pub fn client(
+    config_path: Option<&Path>,
+    socket: Option<&Path>,
+    owner: Option<String>,
+) -> Result<Client> {
+    let socket = match socket {
         Some(s) => s.to_path_buf(),
         None => Config::load(config_path)?.server.socket,
-    }))
+    };
+    Ok(Client::new(socket).with_owner(owner))
 }
 
 /// Runs a client call on a runtime of this thread.

@@ -427,6 +427,52 @@ fn with_require_owner_every_call_sees_only_its_owners_tasks() {
         "{t:#}"
     );
 
+    // The client commands name the owner with --owner (or FREEZEFRAME_OWNER):
+    // without one they are refused, as another owner they see nothing.
+    let sock = srv.socket.to_str().unwrap();
+    let o = freezeframe(["tasks", "--json", "--socket", sock]).failed();
+    assert!(o.stderr.contains("owner"), "{o}");
+    let o = freezeframe(["tasks", "--json", "--socket", sock, "--owner", &owner]).ok();
+    assert_eq!(o.json()[0]["id"], id.as_str(), "{o}");
+    let o = freezeframe([
+        "tasks",
+        "--json",
+        "--socket",
+        sock,
+        "--owner",
+        "someone-else",
+    ])
+    .ok();
+    assert_eq!(o.json(), json!([]), "{o}");
+    let o = freezeframe([
+        "status",
+        &id,
+        "--json",
+        "--socket",
+        sock,
+        "--owner",
+        "someone-else",
+    ])
+    .failed();
+    assert!(o.stderr.contains("not_found"), "{o}");
+    let o = run(freezeframe_cmd(["status", &id, "--json", "--socket", sock])
+        .env("FREEZEFRAME_OWNER", &owner))
+    .ok();
+    assert_eq!(o.json()["owner"], owner.as_str(), "{o}");
+    // A commit through the service without an owner is refused before it
+    // is queued.
+    let o = freezeframe([
+        "commit",
+        "--via-daemon",
+        "--socket",
+        sock,
+        "-o",
+        "cli.tar",
+        &s.id,
+    ])
+    .failed();
+    assert!(o.stderr.contains("owner"), "{o}");
+
     // The owner sees it, lists it, cancels it and follows it to its end.
     let listed = srv.get(&format!("/v1/commits?{mine}")).json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");

@@ -21,6 +21,10 @@ pub struct Args {
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = remote::client(config_path, a.socket.socket.as_deref())?;
+    let client = remote::client(
+        config_path,
+        a.socket.socket.as_deref(),
+        a.socket.owner.clone(),
+    )?;
     remote::print(&remote::block_on(client.cancel(&a.id))??, a.json)
 }

@@ -152,6 +152,10 @@ pub struct Args {
     /// The service's socket [config: server.socket].
     #[arg(long, value_name = "PATH", requires = "via_daemon")]
     socket: Option<PathBuf>,
+    /// With --via-daemon: the owner the commit is made for (required by a
+    /// service with server.require_owner).
+    #[arg(long, value_name = "OWNER", requires = "via_daemon")]
+    owner: Option<String>,
 }
 
 /// The pause modes, as `--pause` takes and documents them.
@@ -178,7 +182,7 @@ fn valid_change(s: &str) -> Result<String, String> {
 
 pub fn run(config_path: Option<&Path>, root: Option<&Path>, a: Args) -> Result<ExitCode> {
     if a.via_daemon {
-        let client = remote::client(config_path, a.socket.as_deref())?;
+        let client = remote::client(config_path, a.socket.as_deref(), a.owner.clone())?;
         let json = a.json;
         let request = a.request(root)?;
         return remote::block_on(async {

@@ -24,7 +24,11 @@ pub struct Args {
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = remote::client(config_path, a.socket.socket.as_deref())?;
+    let client = remote::client(
+        config_path,
+        a.socket.socket.as_deref(),
+        a.socket.owner.clone(),
+    )?;
     if a.follow {
         return remote::block_on(remote::follow(&client, &a.id, a.json, false))?;
     }

@@ -25,7 +25,11 @@ pub struct Args {
 }
 
 pub fn run(config_path: Option<&Path>, a: Args) -> Result<ExitCode> {
-    let client = remote::client(config_path, a.socket.socket.as_deref())?;
+    let client = remote::client(
+        config_path,
+        a.socket.socket.as_deref(),
+        a.socket.owner.clone(),
+    )?;
     let tasks = remote::block_on(client.list(a.session.as_deref(), a.state.as_deref()))??;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&tasks)?);
