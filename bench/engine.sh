@@ -61,8 +61,8 @@ for k in ff ff_zstd pigz gzip; do
 done
 echo
 awk -v w="${wall[ff]}" -v pw="${wall[pigz]}" -v s="${size[ff]}" -v ps="${size[pigz]}" -v r="${rss[ff]}" -v rz="${rss[ff_zstd]}" 'BEGIN {
-  printf "target wall <= 0.5 x pigz:   %.2f  %s\n", w/pw, (w/pw <= 0.5 ? "met" : "NOT met")
-  printf "target size <= 1.05 x pigz:  %.3f %s\n", s/ps, (s/ps <= 1.05 ? "met" : "NOT met")
+  printf "target wall <= 0.35 x pigz:  %.2f  %s\n", w/pw, (w/pw <= 0.35 ? "met" : "NOT met")
+  printf "target size <= 1.02 x pigz:  %.3f %s\n", s/ps, (s/ps <= 1.02 ? "met" : "NOT met")
   printf "target peak RSS <= 64 MiB:   %.1f / %.1f MiB (gzip / zstd) %s\n", r/1024, rz/1024, (r <= 65536 && rz <= 65536 ? "met" : "NOT met")
 }'
 "$ff" inspect "$out/ff.tar" >/dev/null && echo "freezeframe inspect: archive verified"
