@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`walk`] | the tree walk: excludes, grafts, overlay semantics, traversal |
 //! | [`delta`] | what a second pass over a live tree writes |
+//! | [`journal`] | which names changed since a live pass read them (inotify) |
 //! | [`layer`] | the walk's events as an OCI layer tar (whiteouts included) |
 //! | [`tar`] | the deterministic tar encoder |
 //! | [`compress`], [`digest`] | compression and digests, on the fly |
@@ -30,6 +31,7 @@ pub mod error;
 pub mod fs;
 pub mod image;
 pub mod inspect;
+pub mod journal;
 pub mod layer;
 pub mod registry;
 pub mod source;
