@@ -123,7 +123,8 @@ struct Shared {
     /// Watch descriptor to directory key.
     keys: HashMap<i32, DirKey>,
     changes: Changes,
-    /// The highest barrier the reader has seen.
+    /// The last barrier made, and the highest the reader has seen.
+    marks: u64,
     synced: u64,
     /// The reader has stopped (an error or the journal's end).
     stopped: bool,
@@ -135,7 +136,6 @@ pub struct Journal {
     shared: Arc<(Mutex<Shared>, Condvar)>,
     /// The private directory the barrier's files are made in, and its watch.
     marker: tempfile::TempDir,
-    next_mark: u64,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -171,7 +171,6 @@ impl Journal {
             inotify,
             shared,
             marker,
-            next_mark: 0,
             reader: Some(reader),
         })
     }
@@ -202,13 +201,13 @@ impl Journal {
     /// Every change the kernel reported up to now, and the journal goes on
     /// empty. Everything that happened before the call is in the result: a
     /// barrier event is queued behind it and waited for.
-    pub fn sync(&mut self) -> Changes {
+    pub fn sync(&self) -> Changes {
         let mut s = self.lock();
         // The barrier's own event is lost when the kernel's queue is full; the
         // overflow is reported in its place, and the result is incomplete anyway.
         while !s.stopped && s.changes.incomplete != Some(Incomplete::QueueOverflow) {
-            self.next_mark += 1;
-            let mark = self.next_mark;
+            s.marks += 1;
+            let mark = s.marks;
             if let Err(errno) = self.mark(&format!("sync.{mark}")) {
                 s.changes
                     .incomplete
@@ -395,7 +394,7 @@ mod tests {
         fs::create_dir_all(&b).unwrap();
         fs::write(a.join("kept"), "x").unwrap();
         fs::write(b.join("old"), "x").unwrap();
-        let mut j = Journal::start(t.path()).unwrap();
+        let j = Journal::start(t.path()).unwrap();
         let (fa, fb) = (open_dir(&a), open_dir(&b));
         j.watch(fa.as_fd(), 1);
         j.watch(fb.as_fd(), 2);
@@ -428,7 +427,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path().join("d");
         fs::create_dir(&d).unwrap();
-        let mut j = Journal::start(t.path()).unwrap();
+        let j = Journal::start(t.path()).unwrap();
         let fd = open_dir(&d);
         j.watch(fd.as_fd(), 7);
         let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
@@ -472,7 +471,7 @@ mod tests {
             .unwrap()
             .success();
         assert!(ok, "mount overlay");
-        let mut j = Journal::start(t.path()).unwrap();
+        let j = Journal::start(t.path()).unwrap();
         let (root, d) = (open_dir(&p("upper")), open_dir(&p("upper/d")));
         j.watch(root.as_fd(), 0);
         j.watch(d.as_fd(), 1);
