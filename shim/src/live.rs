@@ -16,6 +16,7 @@ use freezeframe_runtime::Session;
 use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
+use freezeframe_snapshot::journal::Journal;
 use freezeframe_snapshot::source::base::{BaseRef, Stores};
 use freezeframe_snapshot::walk::{Exclude, Graft, Limits, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
@@ -102,6 +103,11 @@ pub struct Frozen {
     /// Layers this commit added to the base: 1, or 2 for a live commit whose
     /// frozen pass found changes.
     pub layers_added: usize,
+    /// What the frozen pass read: `journal` (only what the change journal
+    /// listed since the live pass, and files no journal can see), or `all`
+    /// with why the journal could not be trusted; empty without a live pass.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub frozen_read: String,
 }
 
 /// The session `target` names; a failure is a [`CommitError::Lookup`].
@@ -376,6 +382,15 @@ fn frozen_commit(
     observer: &dyn Observer,
 ) -> Result<Frozen> {
     let mut baseline = Baseline::new();
+    if req.pause == PauseMode::Auto {
+        match Journal::start(&std::env::temp_dir()) {
+            Ok(j) => baseline.attach_journal(j),
+            Err(e) => {
+                tracing::warn!(error = %e, "no change journal: the frozen pass reads everything")
+            }
+        }
+    }
+    let mut frozen_read = String::new();
     let before_live = commit.mark()?;
     let live = req.pause == PauseMode::Auto;
     if live {
@@ -415,6 +430,10 @@ fn frozen_commit(
                 baseline.mark_changed(&rel);
             }
         }
+        frozen_read = match baseline.restrict_to_journal() {
+            Ok(visit) => format!("journal: {} names", visit.len()),
+            Err(why) => format!("all: {why}"),
+        };
         let pass = Pass::Delta(&baseline);
         let limit = Some(req.live_fallback_bytes);
         match commit.spool_layer(trees, progress, cancel, pass, limit) {
@@ -457,6 +476,7 @@ fn frozen_commit(
         entries,
         bytes,
         layers_added: commit.layers_added(),
+        frozen_read,
     })
 }
 

@@ -9,7 +9,9 @@
 //! It decides what a delta pass writes ([`Baseline::decide`], [`Baseline::gone`]);
 //! the walk acts on it. It knows nothing of fds, trees or layer encodings.
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+use crate::journal::{Changes, Incomplete, Journal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::stat::{FileStat, SFlag};
@@ -24,6 +26,9 @@ pub struct State {
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
+    /// Links: a file with more than one can change through a name in another
+    /// directory, which a journal reports only there.
+    pub nlink: u64,
     pub size: i64,
     pub mtime: (i64, i64),
     pub ctime: (i64, i64),
@@ -35,6 +40,7 @@ impl From<&FileStat> for State {
             dev: st.st_dev,
             ino: st.st_ino,
             mode: st.st_mode,
+            nlink: st.st_nlink,
             size: st.st_size,
             mtime: (st.st_mtime, st.st_mtime_nsec),
             ctime: (st.st_ctime, st.st_ctime_nsec),
@@ -64,16 +70,23 @@ pub enum Decision {
 /// ids are addressed by their parent's id and a name, never by a path, so
 /// that what the baseline holds grows with the sum of the names it saw, not
 /// with the depth of the tree times its size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(u32);
 
 impl NodeId {
     /// The top of the tree: the container's `/`.
     pub const ROOT: NodeId = NodeId(0);
+
+    /// The number a change journal knows the directory by.
+    pub fn key(self) -> u32 {
+        self.0
+    }
 }
 
 #[derive(Debug, Default)]
 struct Node {
+    /// Its directory (the root's is itself).
+    parent: NodeId,
     /// As the passes so far wrote it; `None` for a directory that only leads
     /// to entries (a graft's parents) or that no pass wrote yet.
     state: Option<State>,
@@ -101,6 +114,41 @@ pub struct Baseline {
     racy_after: (i64, i64),
     /// The pass under way: its start (less the margin).
     next_racy_after: (i64, i64),
+    /// Watches the directories a recording pass reads.
+    journal: Option<Journal>,
+    /// What the journal says changed: a delta pass looks at nothing else.
+    visit: Option<Visit>,
+}
+
+/// The part of the tree a journaled delta pass reads: the names the journal
+/// listed, and the directories on the way to them.
+#[derive(Debug, Default)]
+pub struct Visit {
+    /// Directories to enter.
+    dirs: HashSet<NodeId>,
+    /// Names to look at again, by directory.
+    names: HashMap<NodeId, Vec<Box<[u8]>>>,
+}
+
+impl Visit {
+    /// Whether a journaled pass enters directory `dir`.
+    pub fn enters(&self, dir: NodeId) -> bool {
+        self.dirs.contains(&dir)
+    }
+
+    /// The names of `dir` to look at again.
+    pub fn names(&self, dir: NodeId) -> &[Box<[u8]>] {
+        self.names.get(&dir).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many names it lists.
+    pub fn len(&self) -> usize {
+        self.names.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
 }
 
 impl Default for Baseline {
@@ -111,6 +159,8 @@ impl Default for Baseline {
             any_changed: false,
             racy_after: (0, 0),
             next_racy_after: (0, 0),
+            journal: None,
+            visit: None,
         }
     }
 }
@@ -146,7 +196,10 @@ impl Baseline {
             return id;
         }
         let id = NodeId(u32::try_from(self.nodes.len()).expect("fewer than 2^32 entries"));
-        self.nodes.push(Node::default());
+        self.nodes.push(Node {
+            parent: dir,
+            ..Node::default()
+        });
         self.nodes[dir.0 as usize].children.insert(name.into(), id);
         id
     }
@@ -247,6 +300,93 @@ impl Baseline {
             .filter(move |n| !present(n))
     }
 
+    /// Watches every directory the next recording passes read with `journal`.
+    pub fn attach_journal(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    /// The journal a recording pass adds its directories to.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// What a journaled delta pass reads, if [`Baseline::restrict_to_journal`]
+    /// made one.
+    pub fn visit(&self) -> Option<&Visit> {
+        self.visit.as_ref()
+    }
+
+    /// Makes the next delta pass read only what the journal says changed
+    /// since the recording passes, plus what no journal can see: files with
+    /// several links and entries marked changed. Call it once the session is
+    /// frozen, after [`Baseline::mark_changed`]. With no journal, or one
+    /// that missed events, the pass reads everything, and the error says why.
+    pub fn restrict_to_journal(&mut self) -> Result<&Visit, Incomplete> {
+        self.visit = None;
+        let journal = self.journal.as_ref().ok_or(Incomplete::NotStarted)?;
+        let changes = journal.sync();
+        if let Some(why) = changes.incomplete {
+            return Err(why);
+        }
+        let mut visit = Visit::default();
+        self.add_changes(&mut visit, changes);
+        for (i, n) in self.nodes.iter().enumerate() {
+            let linked = n.state.is_some_and(|s| !s.is_dir() && s.nlink > 1);
+            if linked || (self.any_changed && n.changed) {
+                self.add_node(&mut visit, NodeId(i as u32));
+            }
+        }
+        for names in visit.names.values_mut() {
+            names.sort_unstable();
+            names.dedup();
+        }
+        Ok(self.visit.insert(visit))
+    }
+
+    fn add_changes(&self, visit: &mut Visit, changes: Changes) {
+        for (key, names) in changes.names {
+            let dir = NodeId(key);
+            if dir.0 as usize >= self.nodes.len() {
+                continue;
+            }
+            self.enter(visit, dir);
+            visit.names.entry(dir).or_default().extend(names);
+        }
+        for key in changes.dirs {
+            if (key as usize) < self.nodes.len() {
+                self.add_node(visit, NodeId(key));
+            }
+        }
+    }
+
+    /// Looks at `node` again: its name in its directory.
+    fn add_node(&self, visit: &mut Visit, node: NodeId) {
+        let parent = self.nodes[node.0 as usize].parent;
+        if parent == node {
+            return;
+        }
+        let name = self.nodes[parent.0 as usize]
+            .children
+            .iter()
+            .find(|(_, &id)| id == node)
+            .map(|(name, _)| name.clone());
+        if let Some(name) = name {
+            self.enter(visit, parent);
+            visit.names.entry(parent).or_default().push(name);
+        }
+    }
+
+    /// Enters `dir` and every directory above it.
+    fn enter(&self, visit: &mut Visit, mut dir: NodeId) {
+        while visit.dirs.insert(dir) {
+            let parent = self.nodes[dir.0 as usize].parent;
+            if parent == dir {
+                break;
+            }
+            dir = parent;
+        }
+    }
+
     /// Names (and nodes) the passes wrote in directory `dir`, in no order.
     pub fn children(&self, dir: NodeId) -> impl Iterator<Item = (&[u8], NodeId)> + '_ {
         self.nodes[dir.0 as usize]
@@ -266,6 +406,7 @@ mod tests {
             dev: 1,
             ino,
             mode: 0o100644,
+            nlink: 1,
             size: 3,
             mtime: (ctime, 0),
             ctime: (ctime, 0),

@@ -55,6 +55,8 @@ const STOP_TRIES: u32 = 20;
 /// Why a journal cannot be trusted to list every change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incomplete {
+    /// No journal was started.
+    NotStarted,
     /// The kernel's event queue overflowed and events were dropped.
     QueueOverflow,
     /// A directory could not be watched (`ENOSPC`: the per-user watch limit).
@@ -68,6 +70,7 @@ pub enum Incomplete {
 impl std::fmt::Display for Incomplete {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Incomplete::NotStarted => f.write_str("no change journal was started"),
             Incomplete::QueueOverflow => f.write_str("the kernel's event queue overflowed"),
             Incomplete::Watch { errno } => write!(f, "a directory could not be watched: {errno}"),
             Incomplete::Unmounted => f.write_str("a watched filesystem was unmounted"),
@@ -256,6 +259,14 @@ impl Journal {
     #[cfg(test)]
     fn hold(&self) -> MutexGuard<'_, Shared> {
         self.lock()
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("marker", &self.marker.path())
+            .finish_non_exhaustive()
     }
 }
 

@@ -25,7 +25,7 @@ use super::{
     absolute, bytes_cstring, listed_path, Data, Event, Ident, Pass, Progress, SkipReason, TreeSpec,
     Visitor, WalkReport, Xattrs, MAX_LISTED, MAX_OPEN_DIRS,
 };
-use crate::delta::{Baseline, Decision, NodeId, State};
+use crate::delta::{Baseline, Decision, NodeId, State, Visit};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::links::LinkTracker;
 use crate::fs::open::{open_dir_at, open_verified, read_link_at, read_names, stat, stat_at};
@@ -220,15 +220,32 @@ impl<'a> Walker<'a> {
         base: Option<NodeId>,
     ) -> Result<()> {
         let mut todo: Vec<Child> = Vec::new();
-        if let Some(d) = &dir {
-            for name in read_names(d.as_fd()).at(&host)? {
-                todo.push(Child {
-                    name,
-                    real: true,
-                    node: None,
-                    deleted: false,
-                });
+        // A recording pass watches the directory before it lists it: a change
+        // after this is journaled, one before it is seen here.
+        if let (Pass::Record(b), Some(d), Some(base)) = (&self.pass, &dir, base) {
+            if let Some(j) = b.journal() {
+                j.watch(d.as_fd(), base.key());
             }
+        }
+        let journaled = match (&self.pass, base) {
+            (Pass::Delta(b), Some(base)) if !full => b.visit().map(|v| (&**b, v, base)),
+            _ => None,
+        };
+        match (&dir, journaled) {
+            (Some(d), Some((b, visit, base))) => {
+                todo = journaled_children(d, &host, b, visit, base)?;
+            }
+            (Some(d), None) => {
+                for name in read_names(d.as_fd()).at(&host)? {
+                    todo.push(Child {
+                        name,
+                        real: true,
+                        node: None,
+                        deleted: false,
+                    });
+                }
+            }
+            (None, _) => {}
         }
         if let Some(n) = node {
             for (name, &id) in self.grafts.children(n) {
@@ -244,7 +261,7 @@ impl<'a> Walker<'a> {
             }
         }
         let baseline = match (&self.pass, base) {
-            (Pass::Delta(b), Some(base)) if !full => Some((&**b, base)),
+            (Pass::Delta(b), Some(base)) if !full && journaled.is_none() => Some((&**b, base)),
             _ => None,
         };
         if let Some((b, base)) = baseline {
@@ -793,6 +810,55 @@ impl<'a> Walker<'a> {
         visitor.event(&Event::entry(&h, st), None)?;
         Ok(())
     }
+}
+
+/// The children a journaled delta pass looks at in directory `dir` (baseline
+/// node `base`), without listing it: the names the journal listed, each a
+/// whiteout if it is gone and an earlier pass wrote it, and the directories on
+/// the way to other listed names.
+fn journaled_children(
+    dir: &OwnedFd,
+    host: &Path,
+    b: &Baseline,
+    visit: &Visit,
+    base: NodeId,
+) -> Result<Vec<Child>> {
+    let mut todo = Vec::new();
+    let mut seen: HashSet<&[u8]> = HashSet::new();
+    for name in visit.names(base) {
+        seen.insert(name);
+        let cname = bytes_cstring(name, host)?;
+        match stat_at(dir.as_fd(), &cname) {
+            Ok(_) => todo.push(Child {
+                name: name.to_vec(),
+                real: true,
+                node: None,
+                deleted: false,
+            }),
+            Err(Errno::NOENT) => {
+                if b.child(base, name).and_then(|id| b.get(id)).is_some() {
+                    todo.push(Child {
+                        name: name.to_vec(),
+                        real: false,
+                        node: None,
+                        deleted: true,
+                    });
+                }
+            }
+            Err(e) => return Err(e).at(host.join(OsStr::from_bytes(name))),
+        }
+    }
+    for (name, id) in b.children(base) {
+        if visit.enters(id) && seen.insert(name) {
+            todo.push(Child {
+                name: name.to_vec(),
+                real: true,
+                node: None,
+                deleted: false,
+            });
+        }
+    }
+    Ok(todo)
 }
 
 /// Xattrs of an entry that cannot be opened (device, FIFO), read through its
