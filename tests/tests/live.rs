@@ -351,6 +351,10 @@ fn the_image_is_the_session_as_it_was_while_frozen() {
         panic!("the writers' properties fail on the frozen session itself (a test bug):\n{e}")
     });
     assert_path_and_layers(&report, &s, &archive, "auto", 2);
+    // The frozen pass read only what the change journal listed: the image
+    // checks below are of that path.
+    let read = frozen(&report)["frozen_read"].as_str().unwrap_or_default();
+    assert!(read.starts_with("journal: "), "frozen_read: {read:?}");
     assert!(
         expected.nodes.len() > SMALL_FILES,
         "the frozen view has only {} paths",
