@@ -147,6 +147,25 @@ appender() {
   done
 }
 
+# spread DIR N: in each of N directories, appends a line to `log`, makes a new
+# file and removes the one from two steps before, every 50 ms: changes all over
+# the tree during every pass.
+spread() {
+  i=0
+  while :; do
+    i=$((i+1))
+    d=1
+    while [ $d -le $2 ]; do
+      [ -d $1/spread/d$d ] || mkdir -p $1/spread/d$d
+      echo $i >> $1/spread/d$d/log
+      : > $1/spread/d$d/f$i
+      rm -f $1/spread/d$d/f$((i-2))
+      d=$((d+1))
+    done
+    usleep 50000
+  done
+}
+
 big_appender() {
   i=0
   while :; do i=$((i+1)); yes $i | head -c 65536 >> $1/big.log; usleep $2; done
@@ -156,8 +175,8 @@ big_appender() {
 /// Which writers to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Writers {
-    /// Sequence writers (both styles) and mutators in both trees, and the
-    /// cross-tree appender.
+    /// Sequence writers (both styles), mutators and writers spread over 50
+    /// directories in both trees, and the cross-tree appender.
     pub checked: bool,
     /// Microseconds between the big appender's 64 KiB chunks (in the home);
     /// None: no big appender.
@@ -171,7 +190,7 @@ pub fn writers_script(w: Writers) -> String {
     if w.checked {
         for d in [ROOT_DIR, HOME_DIR] {
             s.push_str(&format!(
-                "seq_writer {d}/seq-renamed renamed &\nseq_writer {d}/seq-direct direct &\nmutator {d} &\n"
+                "seq_writer {d}/seq-renamed renamed &\nseq_writer {d}/seq-direct direct &\nmutator {d} &\nspread {d} 50 &\n"
             ));
         }
         s.push_str("appender &\n");
