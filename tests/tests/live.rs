@@ -387,15 +387,20 @@ fn a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer() {
     if !root_or_skip("a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer") {
         return;
     }
-    // The big appender adds 64 KiB every 25 ms: megabytes during the first pass.
+    // The big appender adds 64 KiB every 10 ms: megabytes during the first
+    // pass, several times the threshold below.
+    const THRESHOLD: u64 = 256 << 10;
     let s = session(
         "live-fallback",
         BALLAST / 2,
         SMALL_FILES,
-        Some(all_writers(25_000)),
+        Some(all_writers(10_000)),
     );
     let config = s.scratch("config").join("freezeframe.toml");
-    write(&config, "[freeze]\nlive_fallback_bytes = 1048576\n");
+    write(
+        &config,
+        &format!("[freeze]\nlive_fallback_bytes = {THRESHOLD}\n"),
+    );
     let big = host_path(&s, "/home/work/w/big.log");
     let archive = s.out.join("fallback.tar");
     let before = progress(&s);
@@ -428,7 +433,7 @@ fn a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer() {
         report["frozen"]
     );
     assert!(
-        grown > 1 << 20,
+        grown > THRESHOLD,
         "the appender added only {grown} bytes during the first pass: the fallback is not exercised"
     );
     assert_path_and_layers(&report, &s, &archive, "auto-fallback-full", 1);
