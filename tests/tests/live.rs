@@ -399,7 +399,7 @@ fn a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer() {
     let config = s.scratch("config").join("freezeframe.toml");
     write(
         &config,
-        &format!("[freeze]\nlive_fallback_bytes = {THRESHOLD}\n"),
+        format!("[freeze]\nlive_fallback_bytes = {THRESHOLD}\n"),
     );
     let big = host_path(&s, "/home/work/w/big.log");
     let archive = s.out.join("fallback.tar");
