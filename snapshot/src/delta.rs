@@ -11,7 +11,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::journal::{Changes, Incomplete, Journal};
+use crate::journal::{Incomplete, Journal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::stat::{FileStat, SFlag};
@@ -329,11 +329,28 @@ impl Baseline {
             return Err(why);
         }
         let mut visit = Visit::default();
-        self.add_changes(&mut visit, changes);
-        for (i, n) in self.nodes.iter().enumerate() {
-            let linked = n.state.is_some_and(|s| !s.is_dir() && s.nlink > 1);
-            if linked || (self.any_changed && n.changed) {
-                self.add_node(&mut visit, NodeId(i as u32));
+        for (key, names) in changes.names {
+            let dir = NodeId(key);
+            if dir.0 as usize >= self.nodes.len() {
+                continue;
+            }
+            self.enter(&mut visit, dir);
+            visit.names.entry(dir).or_default().extend(names);
+        }
+        // One pass over every directory's entries, for what is looked at
+        // again by its name in its directory: a directory the journal saw
+        // change itself, and what no journal sees (files with several links,
+        // entries marked changed). Looking up each one's name on its own
+        // would cost a scan of its directory per entry.
+        for (d, dir) in self.nodes.iter().enumerate() {
+            for (name, &id) in &dir.children {
+                let n = &self.nodes[id.0 as usize];
+                let linked = n.state.is_some_and(|s| !s.is_dir() && s.nlink > 1);
+                if linked || (self.any_changed && n.changed) || changes.dirs.contains(&id.0) {
+                    let dir = NodeId(d as u32);
+                    self.enter(&mut visit, dir);
+                    visit.names.entry(dir).or_default().push(name.clone());
+                }
             }
         }
         for names in visit.names.values_mut() {
@@ -341,39 +358,6 @@ impl Baseline {
             names.dedup();
         }
         Ok(self.visit.insert(visit))
-    }
-
-    fn add_changes(&self, visit: &mut Visit, changes: Changes) {
-        for (key, names) in changes.names {
-            let dir = NodeId(key);
-            if dir.0 as usize >= self.nodes.len() {
-                continue;
-            }
-            self.enter(visit, dir);
-            visit.names.entry(dir).or_default().extend(names);
-        }
-        for key in changes.dirs {
-            if (key as usize) < self.nodes.len() {
-                self.add_node(visit, NodeId(key));
-            }
-        }
-    }
-
-    /// Looks at `node` again: its name in its directory.
-    fn add_node(&self, visit: &mut Visit, node: NodeId) {
-        let parent = self.nodes[node.0 as usize].parent;
-        if parent == node {
-            return;
-        }
-        let name = self.nodes[parent.0 as usize]
-            .children
-            .iter()
-            .find(|(_, &id)| id == node)
-            .map(|(name, _)| name.clone());
-        if let Some(name) = name {
-            self.enter(visit, parent);
-            visit.names.entry(parent).or_default().push(name);
-        }
     }
 
     /// Enters `dir` and every directory above it.
