@@ -117,9 +117,22 @@ pub struct Freeze {
     #[serde(deserialize_with = "de::duration")]
     pub timeout: Duration,
     pub pause: PauseMode,
-    /// If the second pass of a live commit would be larger than this, fall back
-    /// to freezing the session for the whole commit.
+    /// If the frozen pass of a live commit would read more file data than
+    /// this, it stops: the session is thawed for one more pre-copy round and
+    /// frozen again, and the second time it falls back to freezing the
+    /// session for the whole commit.
     pub live_fallback_bytes: u64,
+    /// Live rounds between a live commit's first pass and its freeze, each
+    /// reading what changed since the first pass ahead of the freeze; they
+    /// stop early once little changes. 0: none.
+    pub precopy_rounds: u32,
+    /// Bytes of file data the rounds may keep in a scratch file beside the
+    /// archive; what changes past it is read while frozen.
+    pub precopy_max_bytes: u64,
+    /// The longest the last-resort full freeze may last: past it the commit
+    /// stops with an error and the session is thawed.
+    #[serde(deserialize_with = "de::duration")]
+    pub fallback_max_pause: Duration,
 }
 
 /// `[limits]`: how much a commit reads before it stops with an error naming
@@ -444,6 +457,9 @@ impl Default for Freeze {
             timeout: Duration::from_secs(10),
             pause: PauseMode::Auto,
             live_fallback_bytes: 256 << 20,
+            precopy_rounds: 4,
+            precopy_max_bytes: 4 << 30,
+            fallback_max_pause: Duration::from_secs(60),
         }
     }
 }

@@ -154,6 +154,9 @@ fn full_file_parses() {
         timeout = "1m 30s"
         pause = "full"
         live_fallback_bytes = 1048576
+        precopy_rounds = 2
+        precopy_max_bytes = 65536
+        fallback_max_pause = "5s"
 
         [limits]
         max_file_size = 4096
@@ -217,6 +220,9 @@ fn full_file_parses() {
             timeout: Duration::from_secs(90),
             pause: PauseMode::Full,
             live_fallback_bytes: 1 << 20,
+            precopy_rounds: 2,
+            precopy_max_bytes: 65536,
+            fallback_max_pause: Duration::from_secs(5),
         },
         limits: Limits {
             max_file_size: Some(4096),

@@ -7,6 +7,7 @@
 //! own hints at its edge.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use freezeframe_runtime::oci::IMAGE_MANIFEST_ANNOTATION;
 
@@ -53,6 +54,17 @@ pub enum CommitError {
     /// Stopped on request; nothing was written.
     #[error("cancelled")]
     Cancelled,
+
+    /// The session changed too fast to be committed while it ran, and the
+    /// last resort, a full freeze, ran past its bound: it was thawed.
+    #[error(
+        "the session changed faster than a live commit could follow, and a full freeze \
+         of {} would last over {} (freeze.fallback_max_pause): it was thawed \
+         and nothing was written; commit it with --pause full, or when it writes less",
+        cgroup.display(),
+        humantime::format_duration(*limit)
+    )]
+    FallbackTooLong { cgroup: PathBuf, limit: Duration },
 
     #[error("finding this executable for the guardian: {0}")]
     CurrentExe(#[source] std::io::Error),
@@ -116,6 +128,7 @@ impl CommitError {
             | CommitError::Runtime(_)
             | CommitError::Freezer(_)
             | CommitError::Guardian(_)
+            | CommitError::FallbackTooLong { .. }
             | CommitError::Snapshot(_) => Code::CommitFailed,
         }
     }

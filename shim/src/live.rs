@@ -17,6 +17,7 @@ use freezeframe_snapshot::compress::Settings;
 use freezeframe_snapshot::delta::Baseline;
 use freezeframe_snapshot::image::ImageMeta;
 use freezeframe_snapshot::journal::Journal;
+use freezeframe_snapshot::precopy::PreCopy;
 use freezeframe_snapshot::source::base::{BaseRef, Stores};
 use freezeframe_snapshot::walk::{Exclude, Graft, Limits, OverlayXattrs, Pass, Progress, TreeSpec};
 use freezeframe_snapshot::{BaseBlobs, Commit, CommitReport};
@@ -54,9 +55,17 @@ pub struct SessionRequest {
     /// walk; `none`: never frozen (files that change while read are reported).
     pub pause: PauseMode,
     pub freeze_timeout: Duration,
-    /// With `PauseMode::Auto`: a frozen pass with more file data than this falls
-    /// back to a full freeze.
+    /// With `PauseMode::Auto`: a frozen pass that would read more file data
+    /// than this stops; the session is thawed for one more pre-copy round and
+    /// frozen again, then falls back to a full freeze.
     pub live_fallback_bytes: u64,
+    /// With `PauseMode::Auto`: live rounds after the first pass that read
+    /// ahead what changed, so that the frozen pass reads little.
+    pub precopy_rounds: u32,
+    /// Bytes of file data those rounds may keep.
+    pub precopy_max_bytes: u64,
+    /// The longest the last-resort full freeze may last.
+    pub fallback_max_pause: Duration,
     pub cgroup_version: Option<CgroupVersion>,
 }
 
@@ -93,13 +102,24 @@ pub struct SessionReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Frozen {
     /// How the session was paused: `auto` (live first pass + frozen delta),
-    /// `auto-fallback-full` (the delta was too large: one layer, frozen),
-    /// `full`, or `none`.
+    /// `auto-fallback-full` (the delta was too large, twice: one layer,
+    /// frozen), `full`, or `none`.
     pub path: String,
+    /// How long the session was frozen, over every freeze.
     pub frozen_ms: u64,
-    /// Entries and bytes of file data written while frozen.
+    /// How many times it was frozen: 2 when the first frozen pass found too
+    /// much changed, and the session ran again for another pre-copy round.
+    pub freezes: u32,
+    /// Entries written while frozen, and bytes of file data read while
+    /// frozen.
     pub entries: u64,
     pub bytes: u64,
+    /// Bytes of file data the frozen pass wrote from pre-copy rounds' copies
+    /// (checked against the frozen files), not read while frozen.
+    pub reused_bytes: u64,
+    /// The pre-copy rounds run before the freeze.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub precopy: Vec<PrecopyRound>,
     /// Layers this commit added to the base: 1, or 2 for a live commit whose
     /// frozen pass found changes.
     pub layers_added: usize,
@@ -122,6 +142,18 @@ pub fn find(
         Target::Pid(pid) => Session::from_pid(*pid, home_path),
     }
     .map_err(CommitError::Lookup)
+}
+
+/// A pre-copy round as the report gives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrecopyRound {
+    pub ms: u64,
+    /// Bytes read from files into the store.
+    pub read: u64,
+    /// Bytes of earlier copies checked against the files, and kept.
+    pub checked: u64,
+    /// What the round looked at: `journal: N names` or `all: why`.
+    pub looked_at: String,
 }
 
 /// The session's freezer cgroup: the one its runtime recorded, else its init
@@ -361,17 +393,43 @@ fn container_paths(path: &Path, trees: &TreeSpec) -> Vec<Vec<u8>> {
     out
 }
 
-/// What the frozen pass captured.
+/// How many times a live commit freezes the session before the last resort:
+/// the second time, after one more pre-copy round.
+const FREEZE_ATTEMPTS: u32 = 2;
+
+/// Pre-copy rounds stop once one reads no more than this...
+const CONVERGED_BYTES: u64 = 16 << 20;
+/// ...in no longer than this: what changes during such a round, the frozen
+/// pass reads.
+const CONVERGED_TIME: Duration = Duration::from_millis(500);
+
+/// What a frozen pass captured.
 enum Captured {
-    /// A layer already in the archive.
+    /// A layer already in the archive (a full freeze).
     Written(freezeframe_snapshot::walk::WalkReport),
     /// A layer to compress now that the session runs again, if any.
     Spooled(Option<freezeframe_snapshot::commit::Spooled>),
 }
 
+/// The commit's side of a live commit: the baseline of its first pass, and
+/// the file data read ahead.
+struct Live {
+    baseline: Baseline,
+    precopy: Option<PreCopy>,
+    /// Where the commit was before the first pass: what the last resort
+    /// rolls back to.
+    before: Option<freezeframe_snapshot::commit::CommitMark>,
+}
+
 /// Adds the session's layers with the cgroup frozen as briefly as `req.pause`
-/// allows, and always thawed: by the freezer's `Pause` on every return and unwind, and by the
-/// guardian process if this one is killed.
+/// allows, and always thawed: by the freezer's `Pause` on every return and
+/// unwind, and by the guardian process if this one is killed.
+///
+/// `auto`: a live first pass writes layer one; pre-copy rounds read ahead
+/// what changes; the frozen pass reads what changed since (only the names
+/// the change journal lists, when it is complete) into a spool, compressed as
+/// layer two after the thaw. Too much changed while frozen: thawed, one more
+/// round, frozen again; then a full freeze, bounded, as the last resort.
 fn frozen_commit(
     req: &SessionRequest,
     commit: &mut Commit,
@@ -381,103 +439,272 @@ fn frozen_commit(
     cancel: &AtomicBool,
     observer: &dyn Observer,
 ) -> Result<Frozen> {
-    let mut baseline = Baseline::new();
-    if req.pause == PauseMode::Auto {
-        match Journal::start(&std::env::temp_dir()) {
-            Ok(j) => baseline.attach_journal(j),
-            Err(e) => {
-                tracing::warn!(error = %e, "no change journal: the frozen pass reads everything")
-            }
-        }
-    }
-    let mut frozen_read = String::new();
-    let before_live = commit.mark()?;
-    let live = req.pause == PauseMode::Auto;
-    if live {
-        observer.phase(Phase::Snapshotting);
-        let t = Instant::now();
-        let pass = Pass::Record(&mut baseline);
-        commit.add_layer_pass(trees, req.compression, progress, cancel, pass, None)?;
-        tracing::info!(
-            entries = baseline.len(),
-            ms = t.elapsed().as_millis() as u64,
-            "live pass done"
-        );
-    }
+    let mut frozen = Frozen {
+        path: "full".into(),
+        ..Frozen::default()
+    };
+    let mut live = match req.pause {
+        PauseMode::Auto => Some(live_passes(
+            req,
+            commit,
+            trees,
+            progress,
+            cancel,
+            observer,
+            &mut frozen,
+        )?),
+        _ => None,
+    };
     let exe = std::env::current_exe().map_err(CommitError::CurrentExe)?;
     let guardian = Guardian::spawn(&exe, cg)?;
-    observer.phase(Phase::Freezing { cgroup: cg });
-    let pause = cg.pause(req.freeze_timeout);
-    let pause = match pause {
-        Ok(p) => p,
-        Err(e) => {
-            observer.phase(Phase::Thawed);
-            return Err(e.into());
+    let mut frozen_for = Duration::ZERO;
+    let captured = loop {
+        observer.phase(Phase::Freezing { cgroup: cg });
+        let pause = match cg.pause(req.freeze_timeout) {
+            Ok(p) => p,
+            Err(e) => {
+                observer.phase(Phase::Thawed);
+                return Err(e.into());
+            }
+        };
+        frozen.freezes += 1;
+        // No early return while frozen: the thaw below must be told.
+        let captured = match &mut live {
+            None => commit
+                .add_layer(trees, req.compression, progress, cancel)
+                .map(|(_, r)| Captured::Written(r))
+                .map_err(CommitError::from),
+            Some(live) => {
+                let last_try = frozen.freezes >= FREEZE_ATTEMPTS;
+                match frozen_delta(req, commit, trees, cg, live, progress, cancel, &mut frozen) {
+                    Err(freezeframe_snapshot::Error::LayerTooLarge { .. }) if last_try => {
+                        // So much changed, twice, that the second layer would
+                        // be large: one layer, all of it read frozen.
+                        frozen.path = "auto-fallback-full".into();
+                        full_fallback(req, commit, trees, live, progress, cancel)
+                    }
+                    other => other.map_err(CommitError::from),
+                }
+            }
+        };
+        tracing::info!(
+            ms = pause.frozen_for().as_millis() as u64,
+            "frozen pass done"
+        );
+        frozen_for += pause.resume()?;
+        observer.phase(Phase::Thawed);
+        match (captured, &mut live) {
+            (
+                Err(CommitError::Snapshot(freezeframe_snapshot::Error::LayerTooLarge { .. })),
+                Some(live),
+            ) => {
+                tracing::info!("too much changed while frozen: one more pre-copy round");
+                observer.phase(Phase::Snapshotting);
+                if let Err(e) = precopy_round(trees, live, progress, cancel, &mut frozen) {
+                    break Err(e);
+                }
+            }
+            // Not asked for: the last resort's bound stopped it.
+            (Err(CommitError::Cancelled), _)
+                if !cancel.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                break Err(CommitError::FallbackTooLong {
+                    cgroup: cg.dir().to_path_buf(),
+                    limit: req.fallback_max_pause,
+                });
+            }
+            (other, _) => break other,
         }
     };
-    let mut path = if live { "auto" } else { "full" };
-    // Live: the frozen pass only reads what changed into a spool; it is
-    // compressed after the thaw. Full: the whole layer is written frozen.
-    let captured = if live {
-        // Writes through shared mappings leave no trace in metadata: re-read
-        // every file a session process has mapped shared and writable.
-        let pids = cg.pids().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot list the session's processes; shared mappings not checked");
-            Vec::new()
+    guardian.release()?;
+    let captured = captured?;
+    frozen.frozen_ms = frozen_for.as_millis() as u64;
+    match captured {
+        Captured::Written(r) => {
+            frozen.entries = r.entries();
+            frozen.bytes = r.bytes;
+        }
+        Captured::Spooled(None) => {}
+        Captured::Spooled(Some(spooled)) => {
+            frozen.entries = spooled.report().entries();
+            frozen.reused_bytes = spooled.reused();
+            frozen.bytes = spooled.report().bytes.saturating_sub(spooled.reused());
+            let precopy = live.as_ref().and_then(|l| l.precopy.as_ref());
+            commit.add_spooled(spooled, precopy, req.compression, progress)?;
+        }
+    }
+    frozen.layers_added = commit.layers_added();
+    Ok(frozen)
+}
+
+/// The live part of a live commit: the first pass (layer one), with the
+/// change journal watching, then the pre-copy rounds.
+fn live_passes(
+    req: &SessionRequest,
+    commit: &mut Commit,
+    trees: &TreeSpec,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    observer: &dyn Observer,
+    frozen: &mut Frozen,
+) -> Result<Live> {
+    frozen.path = "auto".into();
+    let mut baseline = Baseline::new();
+    match Journal::start(&std::env::temp_dir()) {
+        Ok(j) => baseline.attach_journal(j),
+        Err(e) => {
+            tracing::warn!(error = %e, "no change journal: the frozen pass reads everything")
+        }
+    }
+    let before = commit.mark()?;
+    observer.phase(Phase::Snapshotting);
+    let t = Instant::now();
+    let pass = Pass::Record(&mut baseline);
+    commit.add_layer_pass(trees, req.compression, progress, cancel, pass, None)?;
+    tracing::info!(
+        entries = baseline.len(),
+        ms = t.elapsed().as_millis() as u64,
+        "live pass done"
+    );
+    let mut live = Live {
+        baseline,
+        precopy: None,
+        before: Some(before),
+    };
+    if req.precopy_rounds == 0 {
+        return Ok(live);
+    }
+    live.precopy = Some(commit.precopy(req.precopy_max_bytes)?);
+    for _ in 0..req.precopy_rounds {
+        let round = precopy_round(trees, &mut live, progress, cancel, frozen)?;
+        let journaled = round.looked_at.starts_with("journal");
+        let quick = Duration::from_millis(round.ms) <= CONVERGED_TIME;
+        // Without a journal each round stats the whole tree: one is enough.
+        if !journaled || (round.read <= CONVERGED_BYTES && quick) {
+            break;
+        }
+    }
+    Ok(live)
+}
+
+/// One pre-copy round, with the session running; the report lists it.
+fn precopy_round(
+    trees: &TreeSpec,
+    live: &mut Live,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    frozen: &mut Frozen,
+) -> Result<PrecopyRound> {
+    let Some(pre) = live.precopy.as_mut() else {
+        return Ok(PrecopyRound {
+            ms: 0,
+            read: 0,
+            checked: 0,
+            looked_at: String::new(),
         });
-        for path in shared_writable_mappings(&pids) {
-            for rel in container_paths(&path, trees) {
-                baseline.mark_changed(&rel);
-            }
-        }
-        frozen_read = match baseline.restrict_to_journal() {
-            Ok(visit) => format!("journal: {} names", visit.len()),
-            Err(why) => format!("all: {why}"),
-        };
-        let pass = Pass::Delta(&baseline);
-        let limit = Some(req.live_fallback_bytes);
-        match commit.spool_layer(trees, progress, cancel, pass, limit) {
-            Err(freezeframe_snapshot::Error::LayerTooLarge { .. }) => {
-                // So much changed that the second layer would be large: one
-                // layer, all of it read frozen.
-                path = "auto-fallback-full";
-                // No early return while frozen: the thaw below must be told.
-                commit
-                    .rollback(before_live)
-                    .and_then(|()| commit.add_layer(trees, req.compression, progress, cancel))
-                    .map(|(_, r)| Captured::Written(r))
-            }
-            other => other.map(Captured::Spooled),
-        }
-    } else {
-        commit
-            .add_layer(trees, req.compression, progress, cancel)
-            .map(|(_, r)| Captured::Written(r))
+    };
+    let t = Instant::now();
+    let looked_at = looked_at(live.baseline.restrict_to_journal().map(|v| v.len()));
+    let r = pre.round(trees, &live.baseline, progress, cancel)?;
+    let round = PrecopyRound {
+        ms: t.elapsed().as_millis() as u64,
+        read: r.read,
+        checked: r.checked,
+        looked_at,
     };
     tracing::info!(
-        ms = pause.frozen_for().as_millis() as u64,
-        "frozen pass done"
+        ms = round.ms,
+        read = round.read,
+        checked = round.checked,
+        "pre-copy round done"
     );
-    let frozen_for = pause.resume()?;
-    observer.phase(Phase::Thawed);
-    guardian.release()?;
-    let (entries, bytes) = match captured? {
-        Captured::Written(r) => (r.entries(), r.bytes),
-        Captured::Spooled(None) => (0, 0),
-        Captured::Spooled(Some(spooled)) => {
-            let (entries, bytes) = (spooled.report().entries(), spooled.report().bytes);
-            commit.add_spooled(spooled, req.compression, progress)?;
-            (entries, bytes)
+    frozen.precopy.push(round.clone());
+    Ok(round)
+}
+
+fn looked_at(
+    visit: std::result::Result<usize, freezeframe_snapshot::journal::Incomplete>,
+) -> String {
+    match visit {
+        Ok(n) => format!("journal: {n} names"),
+        Err(why) => format!("all: {why}"),
+    }
+}
+
+/// The frozen pass of a live commit: what changed since the first pass, read
+/// into a spool; file data the pre-copy rounds kept is referred to, once
+/// checked. Stops with [`freezeframe_snapshot::Error::LayerTooLarge`] past
+/// `req.live_fallback_bytes` read.
+#[allow(clippy::too_many_arguments)]
+fn frozen_delta(
+    req: &SessionRequest,
+    commit: &mut Commit,
+    trees: &TreeSpec,
+    cg: &Cgroup,
+    live: &mut Live,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    frozen: &mut Frozen,
+) -> std::result::Result<Captured, freezeframe_snapshot::Error> {
+    // Writes through shared mappings leave no trace in metadata: re-read
+    // every file a session process has mapped shared and writable.
+    let pids = cg.pids().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list the session's processes; shared mappings not checked");
+        Vec::new()
+    });
+    for path in shared_writable_mappings(&pids) {
+        for rel in container_paths(&path, trees) {
+            live.baseline.mark_changed(&rel);
+            if let Some(pre) = &mut live.precopy {
+                pre.forget(&rel);
+            }
         }
-    };
-    Ok(Frozen {
-        path: path.into(),
-        frozen_ms: frozen_for.as_millis() as u64,
-        entries,
-        bytes,
-        layers_added: commit.layers_added(),
-        frozen_read,
-    })
+    }
+    frozen.frozen_read = looked_at(live.baseline.restrict_to_journal().map(|v| v.len()));
+    let pass = Pass::Delta(&live.baseline);
+    let limit = Some(req.live_fallback_bytes);
+    commit
+        .spool_layer(trees, progress, cancel, pass, limit, live.precopy.as_ref())
+        .map(Captured::Spooled)
+}
+
+/// The last resort, with the session frozen: the first layer rolled back and
+/// everything written in one frozen layer, for at most
+/// `req.fallback_max_pause` (past it, [`CommitError::Cancelled`] with the
+/// caller's flag unset).
+fn full_fallback(
+    req: &SessionRequest,
+    commit: &mut Commit,
+    trees: &TreeSpec,
+    live: &mut Live,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<Captured> {
+    use std::sync::atomic::Ordering;
+    if let Some(before) = live.before.take() {
+        commit.rollback(before)?;
+    }
+    let stop = AtomicBool::new(false);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let written = std::thread::scope(|s| {
+        let stop = &stop;
+        s.spawn(move || {
+            let deadline = Instant::now() + req.fallback_max_pause;
+            loop {
+                match finished.recv_timeout(Duration::from_millis(10)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                if cancel.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+        let written = commit.add_layer(trees, req.compression, progress, stop);
+        drop(done);
+        written
+    });
+    Ok(Captured::Written(written?.1))
 }
 
 /// Thaws a session by hand.

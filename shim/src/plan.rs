@@ -230,6 +230,9 @@ impl CommitPlan {
                 pause: o.pause.unwrap_or(config.freeze.pause),
                 freeze_timeout: o.freeze_timeout.unwrap_or(config.freeze.timeout),
                 live_fallback_bytes: config.freeze.live_fallback_bytes,
+                precopy_rounds: config.freeze.precopy_rounds,
+                precopy_max_bytes: config.freeze.precopy_max_bytes,
+                fallback_max_pause: config.freeze.fallback_max_pause,
                 cgroup_version: o.cgroup,
             }),
         })

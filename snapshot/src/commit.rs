@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::io::BufWriter;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -27,6 +27,7 @@ use crate::error::{IoContext, Result};
 use crate::fs::output::Unnamed;
 use crate::image::{self, BaseInfo, ImageMeta};
 use crate::layer::{write_layer, LayerInfo, SpoolVisitor};
+use crate::precopy::{write_pieces, Piece, PreCopy, SpoolCopy};
 use crate::source::base::{Base, BaseLayer, BaseRef, Stores};
 use crate::source::{RegistryBlob, SourceError, StoredLayer};
 use crate::walk::{walk_pass, Pass, Progress, TreeSpec, WalkReport};
@@ -83,7 +84,9 @@ pub struct CommitMark {
 /// A layer captured uncompressed, waiting to be compressed into the archive.
 pub struct Spooled {
     spool: Unnamed,
+    pieces: Vec<Piece>,
     tar_size: u64,
+    reused: u64,
     report: WalkReport,
 }
 
@@ -91,6 +94,11 @@ impl Spooled {
     /// What the pass wrote: its entries and bytes.
     pub fn report(&self) -> &WalkReport {
         &self.report
+    }
+
+    /// Bytes of file data taken from a pre-copy store, not read in the pass.
+    pub fn reused(&self) -> u64 {
+        self.reused
     }
 }
 
@@ -316,10 +324,19 @@ impl Commit {
         Ok(Some((info, report)))
     }
 
+    /// A pre-copy store ([`PreCopy`]) in an unnamed scratch file beside the
+    /// archive, holding at most `budget` bytes.
+    pub fn precopy(&self, budget: u64) -> Result<PreCopy> {
+        let (dir, dir_path) = self.archive.dir();
+        let store = Unnamed::new_in(dir, dir_path, "freezeframe-precopy").at(dir_path)?;
+        PreCopy::new(store, self.archive.dest(), budget)
+    }
+
     /// Captures a pass as an uncompressed tar in an unnamed scratch file beside
     /// the archive, for [`Commit::add_spooled`] to compress later: a live
-    /// commit's frozen pass only reads, and compresses after the thaw. `None`
-    /// when the pass found nothing to write.
+    /// commit's frozen pass only reads, and compresses after the thaw. File
+    /// data `precopy` holds is referred to, not copied. `None` when the pass
+    /// found nothing to write; `limit` caps the bytes the pass reads.
     pub fn spool_layer(
         &self,
         spec: &TreeSpec,
@@ -327,41 +344,48 @@ impl Commit {
         cancel: &AtomicBool,
         pass: Pass<'_>,
         limit: Option<u64>,
+        precopy: Option<&PreCopy>,
     ) -> Result<Option<Spooled>> {
         let dest = self.archive.dest();
         let (dir, dir_path) = self.archive.dir();
         let mut spool = Unnamed::new_in(dir, dir_path, "freezeframe-spool").at(dir_path)?;
         let file = spool.file().try_clone().at(dest)?;
-        let mut visitor = SpoolVisitor::new(file, dest, limit);
+        let copy = precopy.map_or_else(SpoolCopy::plain, PreCopy::spool_copy);
+        let mut visitor = SpoolVisitor::new(file, copy, dest, limit);
         let report = walk_pass(spec, &mut visitor, progress, cancel, pass)?;
-        let (_, entries, tar_size) = visitor.finish()?;
+        let (_, pieces, entries, tar_size, reused) = visitor.finish()?;
         Ok((entries > 0).then_some(Spooled {
             spool,
+            pieces,
             tar_size,
+            reused,
             report,
         }))
     }
 
-    /// Compresses a spooled layer into the archive.
+    /// Compresses a spooled layer into the archive, with the pre-copy store
+    /// its pass referred to.
     pub fn add_spooled(
         &mut self,
         spooled: Spooled,
+        precopy: Option<&PreCopy>,
         settings: Settings,
         progress: &Progress,
     ) -> Result<LayerInfo> {
         let Spooled {
             mut spool,
+            pieces,
             tar_size,
             report,
+            ..
         } = spooled;
         let dest = self.archive.dest().to_path_buf();
         let src = spool.file();
-        src.seek(SeekFrom::Start(0)).at(&dest)?;
         let (digest, diff_id, size) = self.archive.stream_blob(|file: File| {
             let out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file))
                 .with_progress(progress.bytes_written.clone());
             let mut tar = HashingWriter::new(Encoder::new(settings, out).at(&dest)?);
-            io::copy(&mut src.take(tar_size), &mut tar).at(&dest)?;
+            write_pieces(&pieces, src, &dest, precopy, &mut tar)?;
             let (enc, diff_id, _) = tar.finish();
             let (out, digest, size) = enc.finish().at(&dest)?.finish();
             let file = out.into_inner().map_err(|e| e.into_error()).at(&dest)?;

@@ -11,7 +11,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::journal::{Incomplete, Journal};
+use crate::journal::{Changes, Incomplete, Journal};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::stat::{FileStat, SFlag};
@@ -116,6 +116,9 @@ pub struct Baseline {
     next_racy_after: (i64, i64),
     /// Watches the directories a recording pass reads.
     journal: Option<Journal>,
+    /// What the journal listed over every sync since: each delta pass reads
+    /// all that changed since the recording pass, not since the last delta.
+    journaled: Changes,
     /// What the journal says changed: a delta pass looks at nothing else.
     visit: Option<Visit>,
 }
@@ -160,6 +163,7 @@ impl Default for Baseline {
             racy_after: (0, 0),
             next_racy_after: (0, 0),
             journal: None,
+            journaled: Changes::default(),
             visit: None,
         }
     }
@@ -317,25 +321,32 @@ impl Baseline {
     }
 
     /// Makes the next delta pass read only what the journal says changed
-    /// since the recording passes, plus what no journal can see: files with
-    /// several links and entries marked changed. Call it once the session is
-    /// frozen, after [`Baseline::mark_changed`]. With no journal, or one
-    /// that missed events, the pass reads everything, and the error says why.
+    /// since the recording pass (over every call so far), plus what no
+    /// journal can see: files with several links and entries marked changed.
+    /// Call it before each delta pass; for the frozen one, once the session
+    /// is frozen and after [`Baseline::mark_changed`]. With no journal, or
+    /// one that missed events since the recording pass, the pass reads
+    /// everything, and the error says why.
     pub fn restrict_to_journal(&mut self) -> Result<&Visit, Incomplete> {
         self.visit = None;
         let journal = self.journal.as_ref().ok_or(Incomplete::NotStarted)?;
-        let changes = journal.sync();
-        if let Some(why) = changes.incomplete {
-            return Err(why);
+        self.journaled.absorb(journal.sync());
+        let changes = &self.journaled;
+        if let Some(why) = &changes.incomplete {
+            return Err(why.clone());
         }
         let mut visit = Visit::default();
-        for (key, names) in changes.names {
+        for (&key, names) in &changes.names {
             let dir = NodeId(key);
             if dir.0 as usize >= self.nodes.len() {
                 continue;
             }
             self.enter(&mut visit, dir);
-            visit.names.entry(dir).or_default().extend(names);
+            visit
+                .names
+                .entry(dir)
+                .or_default()
+                .extend(names.iter().cloned());
         }
         // One pass over every directory's entries, for what is looked at
         // again by its name in its directory: a directory the journal saw

@@ -49,6 +49,10 @@ const WATCH: WatchFlags = WatchFlags::MODIFY
 /// How long a barrier is waited for before it is made again.
 const BARRIER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How many barriers [`Journal::sync`] makes before it gives up on one
+/// arriving, and reports the journal [`Incomplete::Behind`].
+const BARRIER_TRIES: u64 = 20;
+
 /// How many times [`Journal`]'s drop asks the reader to stop.
 const STOP_TRIES: u32 = 20;
 
@@ -65,6 +69,8 @@ pub enum Incomplete {
     Unmounted,
     /// Reading events failed.
     Read { errno: Errno },
+    /// The reader did not catch up with a barrier in time (a loaded machine).
+    Behind,
 }
 
 impl std::fmt::Display for Incomplete {
@@ -75,6 +81,7 @@ impl std::fmt::Display for Incomplete {
             Incomplete::Watch { errno } => write!(f, "a directory could not be watched: {errno}"),
             Incomplete::Unmounted => f.write_str("a watched filesystem was unmounted"),
             Incomplete::Read { errno } => write!(f, "reading change events failed: {errno}"),
+            Incomplete::Behind => f.write_str("the change journal did not catch up in time"),
         }
     }
 }
@@ -102,6 +109,18 @@ impl Changes {
     /// How many names and directories it lists.
     pub fn len(&self) -> usize {
         self.names.values().map(HashSet::len).sum::<usize>() + self.dirs.len()
+    }
+
+    /// Adds what `later` lists: the changes of both spans together. Once
+    /// incomplete, the sum stays so, for the first reason.
+    pub fn absorb(&mut self, later: Changes) {
+        for (dir, names) in later.names {
+            self.names.entry(dir).or_default().extend(names);
+        }
+        self.dirs.extend(later.dirs);
+        if self.incomplete.is_none() {
+            self.incomplete = later.incomplete;
+        }
     }
 }
 
@@ -203,12 +222,19 @@ impl Journal {
 
     /// Every change the kernel reported up to now, and the journal goes on
     /// empty. Everything that happened before the call is in the result: a
-    /// barrier event is queued behind it and waited for.
+    /// barrier event is queued behind it and waited for, two seconds at most
+    /// (then the result is [`Incomplete::Behind`]).
     pub fn sync(&self) -> Changes {
         let mut s = self.lock();
         // The barrier's own event is lost when the kernel's queue is full; the
         // overflow is reported in its place, and the result is incomplete anyway.
+        let mut tries = 0;
         while !s.stopped && s.changes.incomplete != Some(Incomplete::QueueOverflow) {
+            tries += 1;
+            if tries > BARRIER_TRIES {
+                s.changes.incomplete.get_or_insert(Incomplete::Behind);
+                break;
+            }
             s.marks += 1;
             let mark = s.marks;
             if let Err(errno) = self.mark(&format!("sync.{mark}")) {

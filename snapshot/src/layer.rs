@@ -17,8 +17,9 @@ use serde::Serialize;
 use crate::compress::{Encoder, Settings};
 use crate::digest::HashingWriter;
 use crate::error::{Error, IoContext, Result};
+use crate::precopy::{Piece, PieceWriter, SpoolCopy};
 use crate::tar::{CopyError, Header, TarWriter, BLOCK};
-use crate::walk::{self, Data, Event, Pass, Progress, TreeSpec, Visitor, WalkReport};
+use crate::walk::{self, Data, Event, Ident, Pass, Progress, TreeSpec, Visitor, WalkReport};
 
 /// What a written layer is, for the image config and manifest.
 #[derive(Debug, Clone, Serialize)]
@@ -82,8 +83,17 @@ pub fn event_header<'a>(event: &Event<'a>) -> Cow<'a, Header> {
 
 /// How file data gets from the file the walk opened into the tar stream.
 pub trait DataCopy<W> {
-    /// Called before the first [`DataCopy::chunk`] of each file.
-    fn start(&mut self, _src: &File) {}
+    /// Called before the first [`DataCopy::chunk`] of each file, the entry
+    /// `header` made from the inode `ident`; returns how many of its bytes
+    /// the copy will read from `src` (the rest it takes from elsewhere).
+    fn start(
+        &mut self,
+        _src: &mut File,
+        header: &Header,
+        _ident: Option<&Ident>,
+    ) -> Result<u64, CopyError> {
+        Ok(header.data_size())
+    }
 
     /// Moves at most `max` bytes from `src` to `out`; returns how many, 0 when
     /// `src` has ended.
@@ -160,8 +170,14 @@ impl Holes {
 }
 
 impl<W: Write> DataCopy<W> for ReadWrite {
-    fn start(&mut self, src: &File) {
+    fn start(
+        &mut self,
+        src: &mut File,
+        header: &Header,
+        _ident: Option<&Ident>,
+    ) -> Result<u64, CopyError> {
         self.holes = Holes::of(src);
+        Ok(header.data_size())
     }
 
     fn chunk(&mut self, src: &mut File, out: &mut W, max: u64) -> Result<u64, CopyError> {
@@ -211,23 +227,6 @@ impl<W: Write> DataCopy<W> for ReadWrite {
     }
 }
 
-/// Copies inside the kernel (`copy_file_range`), from file to file.
-pub struct KernelCopy;
-
-impl DataCopy<File> for KernelCopy {
-    fn chunk(&mut self, src: &mut File, out: &mut File, max: u64) -> Result<u64, CopyError> {
-        let chunk = usize::try_from(max.min(1 << 30)).unwrap_or(1 << 30);
-        loop {
-            match nix::fcntl::copy_file_range(&*src, None, &*out, None, chunk) {
-                Ok(n) => return Ok(n as u64),
-                Err(nix::errno::Errno::EINTR) => {}
-                // Either side may have failed; the entry names the copy.
-                Err(e) => return Err(CopyError::Read(e.into())),
-            }
-        }
-    }
-}
-
 /// Writes the walk's events as a tar stream: counts entries, stops at a
 /// limit of file data, and zero-fills a file that shrank while it was read
 /// to the size its header gives.
@@ -246,11 +245,12 @@ pub struct LayerWriter<W: Write, C> {
 /// and its digests, in a commit).
 pub type TarVisitor<W> = LayerWriter<W, ReadWrite>;
 
-/// Writes a pass as a plain tar into a file, copying file data inside the
-/// kernel (`copy_file_range`) and hashing nothing: the least work possible,
-/// for a pass that runs while the session is frozen. The digests are taken
-/// later, when the spool is compressed.
-pub type SpoolVisitor = LayerWriter<File, KernelCopy>;
+/// Writes a pass as a plain tar into a scratch file, copying file data inside
+/// the kernel (`copy_file_range`) or referring to what a pre-copy round
+/// stored, and hashing nothing: the least work possible, for a pass that runs
+/// while the session is frozen. The digests are taken later, when the spool
+/// is compressed.
+pub type SpoolVisitor<'a> = LayerWriter<PieceWriter, SpoolCopy<'a>>;
 
 impl<W: Write, C> LayerWriter<W, C> {
     fn with_copy(out: W, copy: C, out_path: &Path, limit: Option<u64>) -> Self {
@@ -290,33 +290,52 @@ impl<W: Write> LayerWriter<W, ReadWrite> {
     }
 }
 
-impl LayerWriter<File, KernelCopy> {
-    pub fn new(out: File, out_path: &Path, limit: Option<u64>) -> Self {
-        LayerWriter::with_copy(out, KernelCopy, out_path, limit)
+impl<'a> LayerWriter<PieceWriter, SpoolCopy<'a>> {
+    /// `limit` caps the bytes read from files (not those the store gives).
+    pub fn new(out: File, copy: SpoolCopy<'a>, out_path: &Path, limit: Option<u64>) -> Self {
+        LayerWriter::with_copy(PieceWriter::new(out), copy, out_path, limit)
     }
 
-    /// Ends the tar stream; returns the file, its entries and its size.
-    pub fn finish(self) -> Result<(File, u64, u64)> {
+    /// Ends the tar stream; returns the spool's pieces, its entries, its size
+    /// and the bytes taken from the store.
+    pub fn finish(self) -> Result<(File, Vec<Piece>, u64, u64, u64)> {
         let entries = self.entries;
         let size = self.tar.written() + (BLOCK * 2) as u64;
-        let file = self.tar.finish().at(&self.out_path)?;
-        Ok((file, entries, size))
+        let reused = self.copy.reused();
+        let (file, pieces) = self.tar.finish().at(&self.out_path)?.finish();
+        Ok((file, pieces, entries, size, reused))
     }
 }
 
 impl<W: Write, C: DataCopy<W>> Visitor for LayerWriter<W, C> {
-    fn event(&mut self, event: &Event<'_>, data: Option<&mut Data<'_>>) -> Result<u64> {
+    fn event(&mut self, event: &Event<'_>, mut data: Option<&mut Data<'_>>) -> Result<u64> {
         let header = event_header(event);
         self.entries += 1;
         let size = header.data_size();
-        self.data_bytes += size;
+        let read_error = |source| Error::Io {
+            path: PathBuf::from(format!("/{}", String::from_utf8_lossy(&header.path))),
+            source,
+        };
+        let ident = match event {
+            Event::Entry { ident, .. } => ident.as_ref(),
+            _ => None,
+        };
+        self.data_bytes += match &mut data {
+            Some(data) => self
+                .copy
+                .start(data.file, &header, ident)
+                .map_err(|e| match e {
+                    CopyError::Read(source) | CopyError::Write(source) => read_error(source),
+                    CopyError::Cancelled => Error::Cancelled,
+                })?,
+            None => size,
+        };
         if let Some(limit) = self.limit.filter(|&l| self.data_bytes > l) {
             return Err(Error::LayerTooLarge { limit });
         }
         self.tar.header(&header).at(&self.out_path)?;
         let Some(data) = data else { return Ok(0) };
         let copy = &mut self.copy;
-        copy.start(data.file);
         self.tar
             .data_with(size, |out, max| {
                 let n = copy.chunk(data.file, out, max.min(MAX_CHUNK))?;
@@ -325,10 +344,7 @@ impl<W: Write, C: DataCopy<W>> Visitor for LayerWriter<W, C> {
             })
             .map_err(|e| match e {
                 CopyError::Cancelled => Error::Cancelled,
-                CopyError::Read(source) => Error::Io {
-                    path: PathBuf::from(format!("/{}", String::from_utf8_lossy(&header.path))),
-                    source,
-                },
+                CopyError::Read(source) => read_error(source),
                 CopyError::Write(source) => Error::Io {
                     path: self.out_path.clone(),
                     source,
@@ -384,7 +400,8 @@ mod sparse_tests {
             read: 0,
         };
         let mut out = Vec::new();
-        DataCopy::<Vec<u8>>::start(&mut rw, file);
+        let header = Header::plain_file(b"f".to_vec(), size, 0o644);
+        DataCopy::<Vec<u8>>::start(&mut rw, file, &header, None).unwrap();
         let mut left = size;
         while left > 0 {
             match rw.chunk(file, &mut out, left).unwrap() {

@@ -12,6 +12,7 @@
 //! | [`walk`] | the tree walk: excludes, grafts, overlay semantics, traversal |
 //! | [`delta`] | what a second pass over a live tree writes |
 //! | [`journal`] | which names changed since a live pass read them (inotify) |
+//! | [`precopy`] | file data read before the freeze, for the frozen pass to reuse |
 //! | [`layer`] | the walk's events as an OCI layer tar (whiteouts included) |
 //! | [`tar`] | the deterministic tar encoder |
 //! | [`compress`], [`digest`] | compression and digests, on the fly |
@@ -33,6 +34,7 @@ pub mod image;
 pub mod inspect;
 pub mod journal;
 pub mod layer;
+pub mod precopy;
 pub mod registry;
 pub mod source;
 pub mod tar;

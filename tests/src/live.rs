@@ -166,6 +166,20 @@ spread() {
   done
 }
 
+# patcher DIR: a 2 MiB file that grows by 64 KiB and has 16 bytes of its
+# first 2 MiB overwritten in place, every 20 ms: its metadata says only that
+# it grew, so a reader that kept its prefix must check it.
+patcher() {
+  head -c 2097152 /dev/urandom > $1/patch.bin
+  i=0
+  while :; do
+    i=$((i+1))
+    dd if=/dev/urandom of=$1/patch.bin bs=16 count=1 seek=$(( (i * 7919) % 131072 )) conv=notrunc 2>/dev/null
+    head -c 65536 /dev/urandom >> $1/patch.bin
+    usleep 20000
+  done
+}
+
 big_appender() {
   i=0
   while :; do i=$((i+1)); yes $i | head -c 65536 >> $1/big.log; usleep $2; done
@@ -175,8 +189,9 @@ big_appender() {
 /// Which writers to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Writers {
-    /// Sequence writers (both styles), mutators and writers spread over 50
-    /// directories in both trees, and the cross-tree appender.
+    /// Sequence writers (both styles), mutators, writers spread over 50
+    /// directories and patchers (a file changed in place as it grows) in
+    /// both trees, and the cross-tree appender.
     pub checked: bool,
     /// Microseconds between the big appender's 64 KiB chunks (in the home);
     /// None: no big appender.
@@ -190,7 +205,7 @@ pub fn writers_script(w: Writers) -> String {
     if w.checked {
         for d in [ROOT_DIR, HOME_DIR] {
             s.push_str(&format!(
-                "seq_writer {d}/seq-renamed renamed &\nseq_writer {d}/seq-direct direct &\nmutator {d} &\nspread {d} 50 &\n"
+                "seq_writer {d}/seq-renamed renamed &\nseq_writer {d}/seq-direct direct &\nmutator {d} &\nspread {d} 50 &\npatcher {d} &\n"
             ));
         }
         s.push_str("appender &\n");

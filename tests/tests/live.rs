@@ -355,6 +355,15 @@ fn the_image_is_the_session_as_it_was_while_frozen() {
     // checks below are of that path.
     let read = frozen(&report)["frozen_read"].as_str().unwrap_or_default();
     assert!(read.starts_with("journal: "), "frozen_read: {read:?}");
+    // And it took big.log's data up to the last pre-copy round from that
+    // round's copy, checked, reading only the rest.
+    let rounds = frozen(&report)["precopy"].as_array().map_or(0, Vec::len);
+    assert!(rounds >= 1, "no pre-copy round: {}", report["frozen"]);
+    assert!(
+        u64_of(&frozen(&report)["reused_bytes"], "frozen.reused_bytes") > 0,
+        "nothing was taken from the pre-copy rounds: {}",
+        report["frozen"]
+    );
     assert!(
         expected.nodes.len() > SMALL_FILES,
         "the frozen view has only {} paths",
@@ -399,7 +408,9 @@ fn a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer() {
     let config = s.scratch("config").join("freezeframe.toml");
     write(
         &config,
-        format!("[freeze]\nlive_fallback_bytes = {THRESHOLD}\n"),
+        // No pre-copy: the frozen pass reads big.log whole, twice over the
+        // threshold.
+        format!("[freeze]\nlive_fallback_bytes = {THRESHOLD}\nprecopy_rounds = 0\n"),
     );
     let big = host_path(&s, "/home/work/w/big.log");
     let archive = s.out.join("fallback.tar");
@@ -453,6 +464,58 @@ fn a_frozen_pass_over_the_threshold_falls_back_to_one_frozen_layer() {
         BALLAST / 2,
         "the ballast is not in the image"
     );
+}
+
+#[test]
+fn the_last_resort_full_freeze_is_bounded_and_past_its_bound_thaws_and_writes_nothing() {
+    if !root_or_skip(
+        "the_last_resort_full_freeze_is_bounded_and_past_its_bound_thaws_and_writes_nothing",
+    ) {
+        return;
+    }
+    // Every frozen pass reads more than 4 KiB (big.log whole: no pre-copy),
+    // so both freezes stop, and the full freeze may last no time at all.
+    let s = session(
+        "live-bounded",
+        BALLAST / 4,
+        SMALL_FILES,
+        Some(all_writers(10_000)),
+    );
+    let config = s.scratch("config").join("freezeframe.toml");
+    write(
+        &config,
+        "[freeze]\nlive_fallback_bytes = 4096\nprecopy_rounds = 0\nfallback_max_pause = \"0s\"\n",
+    );
+    let out = s.scratch("bounded-out");
+    let archive = out.join("bounded.tar");
+    let cg = s.cgroups.clone();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.env_remove("FREEZEFRAME_CONFIG")
+        .arg("--config")
+        .arg(&config)
+        .arg("commit")
+        .args(target_and(
+            &s,
+            &[&"--pause", &"auto", &"--tag", &"t", &"-o", &archive],
+        ));
+    let w = run_watching(&mut cmd, || cg.freezer_state() == "FROZEN");
+    assert!(w.probe_seen, "the session was never frozen");
+    let failed = w.outcome.failed();
+    eprintln!("bounded fallback: {}", failed.stderr);
+    for part in ["fallback_max_pause", "thawed", "nothing was written"] {
+        assert!(
+            failed.stderr.contains(part),
+            "the error does not say {part:?}: {}",
+            failed.stderr
+        );
+    }
+    assert_eq!(cg.freezer_state(), "THAWED");
+    assert_session_goes_on(&s, "after the bounded fallback");
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the output directory: {left:?}");
 }
 
 // ---------------------------------------------------------------------------
