@@ -575,14 +575,20 @@ fn live_passes(
         return Ok(live);
     }
     live.precopy = Some(commit.precopy(req.precopy_max_bytes)?);
+    let mut last_read = u64::MAX;
     for _ in 0..req.precopy_rounds {
         let round = precopy_round(trees, &mut live, progress, cancel, frozen)?;
         let journaled = round.looked_at.starts_with("journal");
         let quick = Duration::from_millis(round.ms) <= CONVERGED_TIME;
+        let converged = round.read <= CONVERGED_BYTES && quick;
         // Without a journal each round stats the whole tree: one is enough.
-        if !journaled || (round.read <= CONVERGED_BYTES && quick) {
+        // A round that read no less than the one before will not be
+        // followed by a smaller one: the session writes faster than the
+        // rounds read.
+        if !journaled || converged || round.read >= last_read {
             break;
         }
+        last_read = round.read;
     }
     Ok(live)
 }

@@ -166,7 +166,7 @@ spread() {
   done
 }
 
-# patcher DIR: a 2 MiB file that grows by 64 KiB and has 16 bytes of its
+# patcher DIR: a 2 MiB file that grows by 4 KiB and has 16 bytes of its
 # first 2 MiB overwritten in place, every 20 ms: its metadata says only that
 # it grew, so a reader that kept its prefix must check it.
 patcher() {
@@ -175,7 +175,7 @@ patcher() {
   while :; do
     i=$((i+1))
     dd if=/dev/urandom of=$1/patch.bin bs=16 count=1 seek=$(( (i * 7919) % 131072 )) conv=notrunc 2>/dev/null
-    head -c 65536 /dev/urandom >> $1/patch.bin
+    head -c 4096 /dev/urandom >> $1/patch.bin
     usleep 20000
   done
 }
