@@ -43,6 +43,11 @@ pub const CHUNK: usize = 1 << 20;
 /// costs about what checking them would.
 const MIN_TAIL: u64 = 256 << 10;
 
+/// A prefix of at least this many chunks is checked on several threads...
+const PARALLEL_CHUNKS: usize = 8;
+/// ...at most this many.
+const MAX_CHECKERS: usize = 4;
+
 /// A change this close before a copy was read might not show in the ctime
 /// (kernels stamp times from a clock that advances once per tick).
 const RACY_MARGIN: Duration = Duration::from_millis(50);
@@ -83,7 +88,8 @@ enum Plan {
     },
 }
 
-/// Hashes a stream of bytes, one hash per [`CHUNK`].
+/// Hashes a stream of bytes, one hash per [`CHUNK`] (as `xxh3_128` of the
+/// chunk alone).
 #[derive(Clone)]
 struct ChunkHasher {
     state: Xxh3,
@@ -112,11 +118,6 @@ impl ChunkHasher {
                 self.in_chunk = 0;
             }
         }
-    }
-
-    /// Whether every chunk finished so far is as `expected` has it.
-    fn agrees(&self, expected: &[u128]) -> bool {
-        expected.get(..self.done.len()) == Some(&self.done[..])
     }
 
     fn finish(&self) -> Vec<u128> {
@@ -230,32 +231,14 @@ impl PreCopy {
         if now.size < copy.len || copy.len < MIN_TAIL {
             return Ok(Plan::Fresh);
         }
-        // Check the prefix, every byte, against the copy's hashes.
-        let mut hasher = ChunkHasher::new();
-        let mut left = copy.len;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = match file.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-            if !hasher.agrees(&copy.chunks) {
-                break;
-            }
-        }
-        if left == 0 && hasher.finish() == copy.chunks {
-            return Ok(Plan::Tail {
+        match check_prefix(file, copy, buf)? {
+            Some(hasher) => Ok(Plan::Tail {
                 stored: copy.extents.clone(),
                 from: copy.len,
                 hasher: Box::new(hasher),
-            });
+            }),
+            None => Ok(Plan::Fresh),
         }
-        rewind(file)?;
-        Ok(Plan::Fresh)
     }
 
     /// Appends `data` to the store.
@@ -399,6 +382,106 @@ impl PreCopy {
     }
 }
 
+/// Whether the first bytes of `file` are `copy`'s, every byte hashed and
+/// compared, chunk by chunk; a large prefix is checked on several threads
+/// (the session is frozen meanwhile: its cores are idle). On a match, the
+/// hasher that has hashed the prefix, and `file` positioned past it; else
+/// `file` at 0.
+fn check_prefix(file: &mut File, copy: &Copy, buf: &mut [u8]) -> io::Result<Option<ChunkHasher>> {
+    use std::io::{Seek, SeekFrom};
+    let whole = usize::try_from(copy.len / CHUNK as u64).unwrap_or(usize::MAX);
+    if copy.chunks.len() < whole {
+        return Ok(None);
+    }
+    let workers = if whole >= PARALLEL_CHUNKS {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_CHECKERS)
+    } else {
+        1
+    };
+    let differs = std::sync::atomic::AtomicBool::new(false);
+    let span = whole.div_ceil(workers);
+    let file_ref = &*file;
+    let checked: io::Result<Vec<bool>> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..workers)
+            .map(|k| {
+                let (differs, expected) = (&differs, &copy.chunks);
+                s.spawn(move || {
+                    let range = (k * span).min(whole)..((k + 1) * span).min(whole);
+                    check_chunks(file_ref, range, expected, &mut vec![0; CHUNK], differs)
+                })
+            })
+            .collect();
+        let mut all = vec![check_chunks(
+            file_ref,
+            0..span.min(whole),
+            &copy.chunks,
+            buf,
+            &differs,
+        )?];
+        for t in others {
+            all.push(
+                t.join()
+                    .map_err(|_| io::Error::other("a prefix check panicked"))??,
+            );
+        }
+        Ok(all)
+    });
+    if !checked?.into_iter().all(|ok| ok) {
+        return Ok(None);
+    }
+    // The last, partial chunk, hashed into the hasher that goes on with the
+    // tail.
+    let mut hasher = ChunkHasher {
+        state: Xxh3::new(),
+        in_chunk: 0,
+        done: copy.chunks[..whole].to_vec(),
+    };
+    let partial = usize::try_from(copy.len % CHUNK as u64).unwrap_or(0);
+    match file.read_exact_at(&mut buf[..partial], (whole * CHUNK) as u64) {
+        Ok(()) => hasher.update(&buf[..partial]),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    if hasher.finish() != copy.chunks {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(copy.len))?;
+    Ok(Some(hasher))
+}
+
+/// Whether the chunks `range` of `file` hash as `expected` has them; stops
+/// early (false) once `differs` is set, and sets it on a difference.
+fn check_chunks(
+    file: &File,
+    range: std::ops::Range<usize>,
+    expected: &[u128],
+    buf: &mut [u8],
+    differs: &std::sync::atomic::AtomicBool,
+) -> io::Result<bool> {
+    use std::sync::atomic::Ordering;
+    let buf = &mut buf[..CHUNK];
+    for i in range {
+        if differs.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        match file.read_exact_at(buf, (i * CHUNK) as u64) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                differs.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        if xxhash_rust::xxh3::xxh3_128(buf) != expected[i] {
+            differs.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn wall_clock() -> (i64, i64) {
     let t = SystemTime::now()
         .checked_sub(RACY_MARGIN)
@@ -406,11 +489,6 @@ fn wall_clock() -> (i64, i64) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     (t.as_secs() as i64, i64::from(t.subsec_nanos()))
-}
-
-fn rewind(file: &mut File) -> io::Result<()> {
-    use std::io::Seek;
-    file.seek(io::SeekFrom::Start(0)).map(drop)
 }
 
 fn read_error(path: &[u8], source: io::Error) -> Error {
@@ -772,6 +850,32 @@ mod tests {
         let (bytes, reused) = spooled(&f, "ckpt");
         assert!(bytes == expected, "a stale prefix was taken from the store");
         assert_eq!(reused, 0);
+    }
+
+    #[test]
+    fn a_large_prefix_is_checked_on_several_threads_to_its_last_byte() {
+        let mut f = fixture();
+        let path = f.dir.path().join("big");
+        let first = pattern(20 * CHUNK + 777, 8);
+        std::fs::write(&path, &first).unwrap();
+        round_copy(&mut f, "big");
+        append(&path, b"more");
+        let (bytes, reused) = spooled(&f, "big");
+        assert!(bytes.len() == first.len() + 4 && bytes[..first.len()] == first[..]);
+        assert_eq!(reused, first.len() as u64);
+        // One byte changed in the last whole chunk, one in the partial one:
+        // each is found.
+        for at in [19 * CHUNK + 5, 20 * CHUNK + 700] {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.seek(io::SeekFrom::Start(at as u64)).unwrap();
+            file.write_all(b"?").unwrap();
+            drop(file);
+            let expected = std::fs::read(&path).unwrap();
+            let (bytes, reused) = spooled(&f, "big");
+            assert!(bytes == expected, "a stale chunk at {at} was taken");
+            assert_eq!(reused, 0, "changed at {at}");
+            round_copy(&mut f, "big");
+        }
     }
 
     #[test]
