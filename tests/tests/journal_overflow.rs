@@ -6,16 +6,15 @@
 //! exactly the session as it was while frozen.
 //!
 //! The limit is global and taken when an inotify instance is created: it is
-//! lowered just before the commit starts and put back as soon as the committer
-//! holds its inotify instance (and in any case when the test ends, panicking or
-//! not). This file is a test binary of its own with one test, so no other test
-//! of this project runs while the limit is low.
+//! lowered just before the commit starts and put back as soon as the session is
+//! seen frozen (every journal the frozen pass reads was created before that),
+//! or when the commit ends, panicking or not. This file is a test binary of its
+//! own with one test, so no other test of this project runs while the limit is
+//! low.
 
 use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use freezeframe_tests::containers::*;
 use freezeframe_tests::live::*;
@@ -80,37 +79,6 @@ impl Drop for QueueLimit {
     fn drop(&mut self) {
         self.restore();
     }
-}
-
-/// Sets the flag when dropped (also when a check panics).
-struct SetOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for SetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Whether a running `freezeframe` whose arguments include `archive` holds an
-/// inotify instance.
-fn committer_has_inotify(archive: &Path) -> bool {
-    let want = archive.as_os_str().as_encoded_bytes();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|p| {
-        let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
-            return false;
-        };
-        if !cmdline.split(|&b| b == 0).any(|a| a == want) {
-            return false;
-        }
-        let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
-            return false;
-        };
-        fds.flatten()
-            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify"))
-    })
 }
 
 /// `s.target()` followed by `rest`.
@@ -178,24 +146,14 @@ fn a_journal_that_overflowed_makes_the_frozen_pass_read_everything() {
         let archive: PathBuf = s.out.join(format!("overflow-{attempt}.tar"));
         let before = progress(&s);
         let limit = QueueLimit::lower(SMALL_QUEUE);
-        let done = AtomicBool::new(false);
-        let (run, restored_early) = std::thread::scope(|scope| {
-            let restorer = scope.spawn(|| {
-                let early = wait_until(Duration::from_secs(120), || {
-                    done.load(Ordering::SeqCst) || committer_has_inotify(&archive)
-                }) && !done.load(Ordering::SeqCst);
+        let run = commit_stopped_while_frozen(
+            target_and(&s, &[&"--pause", &"auto", &"--tag", &"t", &"-o", &archive]),
+            &s.cgroups,
+            || {
                 limit.restore();
-                early
-            });
-            let _done = SetOnDrop(&done);
-            let run = commit_stopped_while_frozen(
-                target_and(&s, &[&"--pause", &"auto", &"--tag", &"t", &"-o", &archive]),
-                &s.cgroups,
-                || (expected_image(&s), check_image(&view)),
-            );
-            drop(_done);
-            (run, restorer.join().expect("the limit's restorer"))
-        });
+                (expected_image(&s), check_image(&view))
+            },
+        );
         drop(limit);
         let report = run.outcome.ok().json();
         s.assert_running_and_thawed(&format!("after commit {attempt}"));
@@ -205,8 +163,7 @@ fn a_journal_that_overflowed_makes_the_frozen_pass_read_everything() {
             "the writers are stuck at {before:?}"
         );
         eprintln!(
-            "commit {attempt}: limit restored once the committer held its journal: \
-             {restored_early}; caught frozen: {}, committer held {:?}; frozen = {}",
+            "commit {attempt}: caught frozen: {}, committer held {:?}; frozen = {}",
             run.during.is_some(),
             run.held,
             report["frozen"]
