@@ -46,7 +46,8 @@ fi
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe
 source bench/workload.sh
-work=$dir/live
+# This run's scratch: runs side by side never delete each other's.
+work=$dir/live-$$
 session() { WORK=$work bash bench/session.sh "$@"; }
 echo "workload: $files entries, $((bytes >> 20)) MiB in the container's upper dir; sizes: $sizes; loads: $loads; $runs runs each (median), podman ${PODMAN_RUNS:-1}"
 

@@ -38,7 +38,8 @@ bash scripts/deps.sh bench >/dev/null
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe
 dir=${BENCH_DIR:-/var/tmp/freezeframe-bench}
-work=$dir/scale
+# This run's scratch: runs side by side never delete each other's.
+work=$dir/scale-$$
 session() { WORK=$work bash bench/session.sh "$@"; }
 data=$dir/scale-data
 echo "machine: $(nproc) cores, $(uname -r); points: $points; $runs runs each (median wall and frozen, largest RSS)"
