@@ -1,138 +1,188 @@
 #!/usr/bin/env bash
 # How long a commit keeps the session frozen, on the engine benchmark's ~1 GB
-# workload placed in a running container: freezeframe commit --pause auto vs
-# --pause full vs podman commit --pause, on the same data in the same run, idle
-# and with a process appending ~20 MB/s to a file. Frozen time is measured from
-# outside by sampling the container's freezer every millisecond, for every
-# contender alike (freezeframe's own frozen_ms is printed beside it).
+# workload (W1, ~54k entries) as the upper dir of a running runc container,
+# with a scratch home bind-mounted at /home/work as a platform session has:
+# freezeframe commit --pause auto vs --pause full vs podman commit --pause, on
+# the same data in the same run. Frozen time is measured from outside by
+# sampling the container's freezer every millisecond, for every contender alike
+# (freezeframe's own frozen_ms, frozen.path and frozen.frozen_read are printed
+# beside it).
+#
+# Sizes (LIVE_SIZES, default "54k"): `54k` (or `w1`) is W1 with an empty home;
+# any other count (250k, 1m, 12000) is W1 plus a home of that many small files
+# (100 to 1,100 bytes each), generated once and cached in $BENCH_DIR/homes/N.
+# On ext4 every small file takes a 4 KiB block: a 1M-file home needs about
+# 4.1 GiB of disk, 250k about 1 GiB.
+#
+# Loads (LIVE_LOADS, default "idle writer"):
+#   idle    nothing runs in the session but `sleep`;
+#   writer  one process appends 1 MiB of random bytes every 50 ms (~20 MB/s);
+#   busy    the appender, plus one process writing a new 4 KiB file every
+#           10 ms in one directory, plus one appending a line to a file in each
+#           of 200 directories, round after round (50 ms between rounds).
+# The writers start afresh for each run and what they wrote is removed after it.
+#
+# Contenders: LIVE_CONTENDERS (default "auto full podman") at 54k,
+# LIVE_BIG_CONTENDERS (default "auto") at the other sizes; podman copies the
+# tree (and the home) into its container with `podman cp`, which takes long at
+# large sizes.
 #
 #   bash bench/live.sh            # BENCH_DIR=/var/tmp/freezeframe-bench, BENCH_RUNS=3
+#   LIVE_SIZES="54k 250k 1m" LIVE_LOADS="idle busy" bash bench/live.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 runs=${BENCH_RUNS:-3}
+sizes=${LIVE_SIZES:-54k}
+loads=${LIVE_LOADS:-}
+[[ -n $loads ]] || loads="idle writer"
+contenders=${LIVE_CONTENDERS:-}
+[[ -n $contenders ]] || contenders="auto full podman"
+big_contenders=${LIVE_BIG_CONTENDERS:-auto}
 bash scripts/deps.sh bench >/dev/null
-command -v podman >/dev/null || { echo "podman is needed: apt-get install podman" >&2; exit 1; }
+if [[ " $contenders $big_contenders " == *" podman "* ]]; then
+  command -v podman >/dev/null || { echo "podman is needed: apt-get install podman" >&2; exit 1; }
+fi
 cargo build --release --locked -p freezeframe >/dev/null 2>&1
 ff=$root/target/release/freezeframe
 source bench/workload.sh
-echo "workload: $files entries, $((bytes >> 20)) MiB in the container's upper dir; $runs runs each (median), podman ${PODMAN_RUNS:-1}"
+# This run's scratch: runs side by side never delete each other's.
+work=$dir/live-$$
+session() { WORK=$work bash bench/session.sh "$@"; }
+echo "workload: $files entries, $((bytes >> 20)) MiB in the container's upper dir; sizes: $sizes; loads: $loads; $runs runs each (median), podman ${PODMAN_RUNS:-1}"
 
-work=$dir/live
 id=ffbench-$$
 pid_pod=ffbench-pod-$$
+homes=()
 cleanup() {
-  runc kill "$id" KILL >/dev/null 2>&1 || true
-  runc delete -f "$id" >/dev/null 2>&1 || true
-  umount -l "$work/rootfs" 2>/dev/null || true
+  session stop "$id"
   podman rm -f "$pid_pod" >/dev/null 2>&1 || true
   podman rmi -f "localhost/$pid_pod-img" "localhost/ffbench-base" >/dev/null 2>&1 || true
   # Never through a mount still in place: that would delete the workload.
   rm -rf --one-file-system "$work"
   rm -f "$upper/var/log/app.log"
+  for h in "${homes[@]}"; do rm -rf --one-file-system "$h/busy"; done
 }
 trap cleanup EXIT
 umount "$work/rootfs" 2>/dev/null || true
-rm -rf --one-file-system "$work"; mkdir -p "$work"/{lower/bin,ovl,rootfs,out}
-cp /bin/busybox "$work/lower/bin/"
-for t in sh sleep head cat; do ln -s busybox "$work/lower/bin/$t"; done
-mkdir -p "$work/lower"/{dev,proc,sys,tmp,etc} "$upper/var/log"
-mount -t overlay overlay -o "lowerdir=$work/lower,upperdir=$upper,workdir=$work/ovl" "$work/rootfs"
-(cd "$work" && runc spec && python3 - <<'PY'
-import json
-c = json.load(open("config.json"))
-c["process"]["args"] = ["sleep", "1000000"]
-c["process"]["terminal"] = False
-c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
-c["root"]["readonly"] = False
-json.dump(c, open("config.json", "w"))
-PY
-)
-(cd "$work" && runc run -d "$id" >/dev/null)
-freezer=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['cgroup_paths']['freezer'])" "/run/runc/$id/state.json")
+rm -rf --one-file-system "$work"; mkdir -p "$work/out"
+session lower
+mkdir -p "$upper/var/log"
+runs_tsv=$work/runs.tsv
+: > "$runs_tsv"
 
-# The writer appends 1 MiB every 50 ms (about 20 MB/s); each run starts it
-# afresh on an empty file, so every run sees the same growth.
-writer='echo $$ > /tmp/writer.pid; while :; do head -c 1048576 /dev/urandom >> /var/log/app.log; sleep 0.05; done'
-writer_on() { runc exec -d "$id" sh -c "$writer"; sleep 0.2; }
-writer_off() { runc exec "$id" sh -c 'kill $(cat /tmp/writer.pid) 2>/dev/null; : > /var/log/app.log' || true; }
+# row SIZE ENTRIES LOAD CONTENDER EXT OWN PATH READ WALL
+row() { local IFS=$'\t'; echo "$*" >> "$runs_tsv"; }
 
-# watch CGROUP CMD...: runs CMD while sampling the freezer; prints
-# "external_frozen_ms freezes wall_s" and leaves CMD's stdout in $work/last.json
-watch() {
-  local cg=$1; shift
-  python3 bench/freeze_watch.py v1 "$cg" > "$work/watch" & local w=$!
-  until grep -q ready "$work/watch" 2>/dev/null; do sleep 0.01; done
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$@" > "$work/last.json"
-  t1=$(date +%s.%N)
-  kill -TERM $w; wait $w || true
-  echo "$(tail -1 "$work/watch") $(echo "$t1 - $t0" | bc)"
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-run_ff() { # MODE LOAD
-  local ext=() own=() wall=()
+run_ff() { # SIZE ENTRIES MODE LOAD
   for _ in $(seq "$runs"); do
-    [[ $2 == writer ]] && writer_on
-    read -r e _ w <<<"$(watch "$freezer" "$ff" commit "$id" --config /dev/null --pause "$1" --json --force -o "$work/out/ff.tar")"
-    ext+=("$e"); wall+=("$w")
-    own+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["frozen_ms"])' "$work/last.json")")
-    [[ $2 == writer ]] && writer_off
+    session writers-on "$4" runc exec -d "$id"
+    out=$(session watch "$freezer" "$ff" commit "$id" --config /dev/null --pause "$3" --json --force -o "$work/out/ff.tar")
+    read -r e _ w <<<"$out"
+    out=$(session frozen "$work/last.json")
+    IFS=$'\t' read -r own path fread <<<"$out"
+    session writers-off "$4" runc exec "$id"
+    rm -f "$work/out/ff.tar"
+    row "$1" "$2" "$4" "freezeframe --pause $3" "$e" "$own" "$path" "$fread" "$w"
   done
-  echo "$(printf '%s\n' "${ext[@]}" | median) $(printf '%s\n' "${own[@]}" | median) $(printf '%s\n' "${wall[@]}" | median)"
 }
 
-declare -A R
-for load in idle writer; do
-  R[auto_$load]=$(run_ff auto $load)
-  R[full_$load]=$(run_ff full $load)
-done
-
-# podman: the same workload in a podman container started with runc.
-"$ff" commit --config /dev/null --upper "$work/lower" --tag ffbench-base -o "$work/base.tar" --force --json >/dev/null
-podman load -q -i "$work/base.tar" >/dev/null
-podman run -d --name "$pid_pod" --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
-  localhost/ffbench-base:latest sleep 1000000 >/dev/null 2>&1 || \
-podman run -d --name "$pid_pod" --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
-  ffbench-base sleep 1000000 >/dev/null
-podman cp "$upper/." "$pid_pod:/" >/dev/null
-ppid=$(podman inspect --format '{{.State.Pid}}' "$pid_pod")
-pfreezer=$(awk -F: '$2=="freezer"{print "/sys/fs/cgroup/freezer"$3}' "/proc/$ppid/cgroup")
 pod_runs=${PODMAN_RUNS:-1}
-pod_run() { # LOAD
-  local ext=() wall=()
-  for i in $(seq "$pod_runs"); do
-    [[ $1 == writer ]] && podman exec -d "$pid_pod" sh -c "$writer" >/dev/null && sleep 0.2
-    read -r e _ w <<<"$(watch "$pfreezer" podman commit --pause=true "$pid_pod" "$pid_pod-img-$i")"
-    ext+=("$e"); wall+=("$w")
-    podman rmi -f "$pid_pod-img-$i" >/dev/null 2>&1 || true
-    [[ $1 == writer ]] && { podman exec "$pid_pod" sh -c 'kill $(cat /tmp/writer.pid); : > /var/log/app.log' || true; }
+pod_base=0
+run_podman() { # SIZE ENTRIES HOME
+  # podman: the same tree in a podman container started with runc.
+  if ((!pod_base)); then
+    "$ff" commit --config /dev/null --upper "$work/lower" --tag ffbench-base -o "$work/base.tar" --force --json >/dev/null
+    podman load -q -i "$work/base.tar" >/dev/null
+    rm -f "$work/base.tar"
+    pod_base=1
+  fi
+  podman run -d --name "$pid_pod" --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
+    localhost/ffbench-base:latest sleep 1000000 >/dev/null 2>&1 || \
+  podman run -d --name "$pid_pod" --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
+    ffbench-base sleep 1000000 >/dev/null
+  podman cp "$upper/." "$pid_pod:/" >/dev/null
+  [[ -z $(ls -A "$3") ]] || podman cp "$3/." "$pid_pod:/home/work/" >/dev/null
+  local ppid pfreezer
+  ppid=$(podman inspect --format '{{.State.Pid}}' "$pid_pod")
+  pfreezer=$(awk -F: '$2=="freezer"{print "/sys/fs/cgroup/freezer"$3}' "/proc/$ppid/cgroup")
+  for load in $loads; do
+    for i in $(seq "$pod_runs"); do
+      session writers-on "$load" podman exec -d "$pid_pod"
+      out=$(session watch "$pfreezer" podman commit -q --pause=true "$pid_pod" "$pid_pod-img-$i")
+      read -r e _ w <<<"$out"
+      podman rmi -f "$pid_pod-img-$i" >/dev/null 2>&1 || true
+      session writers-off "$load" podman exec "$pid_pod"
+      row "$1" "$2" "$load" "podman commit --pause" "$e" - - - "$w"
+    done
   done
-  echo "$(printf '%s\n' "${ext[@]}" | median) - $(printf '%s\n' "${wall[@]}" | median)"
+  podman rm -f "$pid_pod" >/dev/null 2>&1
 }
-R[podman_idle]=$(pod_run idle)
-R[podman_writer]=$(pod_run writer)
 
-printf '\n%-36s %16s %14s %10s\n' contender frozen_ms frozen_ms_own wall_s
-for load in idle writer; do
-  for k in auto full podman; do
-    read -r e o w <<<"${R[${k}_$load]}"
-    case $k in
-      auto) label="freezeframe --pause auto" ;;
-      full) label="freezeframe --pause full" ;;
-      podman) label="podman commit --pause" ;;
-    esac
-    printf '%-36s %16s %14s %10.2f\n' "$label ($load)" "$e" "$o" "$w"
+for size in $sizes; do
+  case $size in
+    54k|w1) n=0; label="54k (W1)" ;;
+    *) n=$(session count "$size"); label=$size ;;
+  esac
+  out=$(session home "$n")
+  read -r home _ <<<"$out"
+  homes+=("$home")
+  entries=$((files + $(find "$home" -mindepth 1 | wc -l)))
+  echo "size $label: $entries entries"
+  set_contenders=$contenders
+  [[ $n -eq 0 ]] || set_contenders=$big_contenders
+  freezer=$(session start "$id" "$upper" "$home")
+  for load in $loads; do
+    for c in $set_contenders; do
+      [[ $c == podman ]] || run_ff "$label" "$entries" "$c" "$load"
+    done
   done
+  session stop "$id"
+  [[ " $set_contenders " != *" podman "* ]] || run_podman "$label" "$entries" "$home"
 done
-read -r ai _ aw <<<"${R[auto_idle]}"; read -r wi _ ww <<<"${R[auto_writer]}"
-read -r _ _ fw <<<"${R[full_idle]}"; read -r _ _ fww <<<"${R[full_writer]}"
+
 echo
-awk -v ai="$ai" -v wi="$wi" -v aw="$aw" -v fw="$fw" -v ww="$ww" -v fww="$fww" 'BEGIN {
-  printf "target idle frozen <= 300 ms:               %s ms %s\n", ai, (ai <= 300 ? "met" : "NOT met")
-  printf "target writer frozen <= 1000 ms:            %s ms %s\n", wi, (wi <= 1000 ? "met" : "NOT met")
-  printf "target auto wall <= 1.2 x full (idle):      %.2f %s\n", aw/fw, (aw/fw <= 1.2 ? "met" : "NOT met")
-  printf "target auto wall <= 1.2 x full (writer):    %.2f %s\n", ww/fww, (ww/fww <= 1.2 ? "met" : "NOT met")
-}'
+python3 - "$runs_tsv" <<'PY'
+import collections, statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+groups = collections.OrderedDict()
+for size, entries, load, who, ext, own, path, read, wall in rows:
+    groups.setdefault((size, entries, load, who), []).append((ext, own, path, read, wall))
+
+def med(xs):
+    xs = [float(x) for x in xs if x not in ("-", "")]
+    return statistics.median_low(xs) if xs else None
+
+def distinct(xs):
+    c = collections.Counter(xs)
+    if len(c) == 1:
+        return next(iter(c))
+    return "; ".join(f"{v} ({k}x)" for v, k in c.most_common())
+
+loads = {"idle": "idle", "writer": "20 MB/s writer", "busy": "busy (3 writers)"}
+print(f"{'size':<10} {'entries':>9} {'load':<17} {'contender':<26} {'frozen_ms':>9} {'own_ms':>7} "
+      f"{'wall_s':>8}  {'path':<20} frozen_read")
+res = {}
+for (size, entries, load, who), runs in groups.items():
+    ext, own, wall = med(r[0] for r in runs), med(r[1] for r in runs), med(r[4] for r in runs)
+    res[(size, load, who)] = (ext, wall)
+    own_s = "-" if own is None else f"{own:.0f}"
+    print(f"{size:<10} {entries:>9} {loads.get(load, load):<17} {who:<26} {ext:>9.0f} {own_s:>7} "
+          f"{wall:>8.2f}  {distinct(r[2] for r in runs):<20} {distinct(r[3] for r in runs)}")
+print()
+auto, full = "freezeframe --pause auto", "freezeframe --pause full"
+def target(what, value, met):
+    print(f"target {what + ':':<48} {value} {'met' if met else 'NOT met'}")
+for (size, load, who), (ext, wall) in res.items():
+    if who != auto:
+        continue
+    if load == "idle":
+        target(f"idle frozen <= 50 ms ({size})", f"{ext:.0f} ms", ext <= 50)
+    elif load == "busy":
+        target(f"busy frozen <= 300 ms ({size})", f"{ext:.0f} ms", ext <= 300)
+    elif load == "writer":
+        target(f"writer frozen <= 1000 ms ({size})", f"{ext:.0f} ms", ext <= 1000)
+    f = res.get((size, load, full))
+    if f:
+        target(f"auto wall <= 1.2 x full ({size}, {load})", f"{wall / f[1]:.2f}", wall / f[1] <= 1.2)
+PY
