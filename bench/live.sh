@@ -27,12 +27,16 @@
 # tree (and the home) into its container with `podman cp`, which takes long at
 # large sizes.
 #
+# freezeframe runs with the default config; LIVE_CONFIG=FILE gives it another
+# (e.g. `[freeze] precopy_rounds = 0`, to see the pause without pre-copy).
+#
 #   bash bench/live.sh            # BENCH_DIR=/var/tmp/freezeframe-bench, BENCH_RUNS=3
 #   LIVE_SIZES="54k 250k 1m" LIVE_LOADS="idle busy" bash bench/live.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 runs=${BENCH_RUNS:-3}
+config=${LIVE_CONFIG:-/dev/null}
 sizes=${LIVE_SIZES:-54k}
 loads=${LIVE_LOADS:-}
 [[ -n $loads ]] || loads="idle writer"
@@ -77,7 +81,7 @@ row() { local IFS=$'\t'; echo "$*" >> "$runs_tsv"; }
 run_ff() { # SIZE ENTRIES MODE LOAD
   for _ in $(seq "$runs"); do
     session writers-on "$4" runc exec -d "$id"
-    out=$(session watch "$freezer" "$ff" commit "$id" --config /dev/null --pause "$3" --json --force -o "$work/out/ff.tar")
+    out=$(session watch "$freezer" "$ff" commit "$id" --config "$config" --pause "$3" --json --force -o "$work/out/ff.tar")
     read -r e _ w <<<"$out"
     out=$(session frozen "$work/last.json")
     IFS=$'\t' read -r own path fread <<<"$out"

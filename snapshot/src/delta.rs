@@ -110,6 +110,10 @@ pub struct Baseline {
     entries: usize,
     /// Whether some node is marked changed (so most lookups skip the check).
     any_changed: bool,
+    /// Nodes a journal cannot vouch for, whatever it lists: files written
+    /// with more than one link, and nodes marked changed (some may have been
+    /// written again since, or unmarked: each is looked at as it is).
+    unjournaled: Vec<NodeId>,
     /// ctimes at or after this are racy.
     racy_after: (i64, i64),
     /// The pass under way: its start (less the margin).
@@ -160,6 +164,7 @@ impl Default for Baseline {
             nodes: vec![Node::default()],
             entries: 0,
             any_changed: false,
+            unjournaled: Vec::new(),
             racy_after: (0, 0),
             next_racy_after: (0, 0),
             journal: None,
@@ -224,6 +229,9 @@ impl Baseline {
         if n.state.replace(state).is_none() {
             self.entries += 1;
         }
+        if !state.is_dir() && state.nlink > 1 {
+            self.unjournaled.push(node);
+        }
     }
 
     /// Counts the entry at `path` as changed in the next comparison, whatever
@@ -233,6 +241,7 @@ impl Baseline {
         if let Some(id) = self.node(path) {
             self.nodes[id.0 as usize].changed = true;
             self.any_changed = true;
+            self.unjournaled.push(id);
         }
     }
 
@@ -246,9 +255,12 @@ impl Baseline {
     pub fn seal(&mut self) {
         self.racy_after = self.next_racy_after;
         self.any_changed = false;
-        for n in &mut self.nodes {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
             n.changed = std::mem::take(&mut n.next_changed);
-            self.any_changed |= n.changed;
+            if n.changed {
+                self.any_changed = true;
+                self.unjournaled.push(NodeId(i as u32));
+            }
         }
     }
 
@@ -348,19 +360,29 @@ impl Baseline {
                 .or_default()
                 .extend(names.iter().cloned());
         }
-        // One pass over every directory's entries, for what is looked at
-        // again by its name in its directory: a directory the journal saw
-        // change itself, and what no journal sees (files with several links,
-        // entries marked changed). Looking up each one's name on its own
-        // would cost a scan of its directory per entry.
-        for (d, dir) in self.nodes.iter().enumerate() {
-            for (name, &id) in &dir.children {
-                let n = &self.nodes[id.0 as usize];
-                let linked = n.state.is_some_and(|s| !s.is_dir() && s.nlink > 1);
-                if linked || (self.any_changed && n.changed) || changes.dirs.contains(&id.0) {
-                    let dir = NodeId(d as u32);
-                    self.enter(&mut visit, dir);
-                    visit.names.entry(dir).or_default().push(name.clone());
+        // What is looked at again by its name in its directory, whatever the
+        // journal says: a directory whose own inode changed, and what no
+        // journal sees (files with several links, entries marked changed).
+        // Grouped by directory, so that each directory's names are scanned
+        // once (not once per entry: a directory of many hard links).
+        let mut wanted: HashMap<NodeId, HashSet<NodeId>> = HashMap::default();
+        let dirs = changes.dirs.iter().map(|&key| NodeId(key));
+        for id in self.unjournaled.iter().copied().chain(dirs) {
+            let Some(n) = self.nodes.get(id.0 as usize) else {
+                continue;
+            };
+            let linked = n.state.is_some_and(|s| !s.is_dir() && s.nlink > 1);
+            let dir_changed = changes.dirs.contains(&id.0);
+            if n.parent != id && (linked || (self.any_changed && n.changed) || dir_changed) {
+                wanted.entry(n.parent).or_default().insert(id);
+            }
+        }
+        for (dir, ids) in wanted {
+            self.enter(&mut visit, dir);
+            let names = visit.names.entry(dir).or_default();
+            for (name, id) in &self.nodes[dir.0 as usize].children {
+                if ids.contains(id) {
+                    names.push(name.clone());
                 }
             }
         }
@@ -465,6 +487,42 @@ mod tests {
         assert!(b.node(b"x/y/z").is_some() && b.node(b"x/y/q").is_none());
         let gone: Vec<&[u8]> = b.gone(a, |n| n == b"b").collect();
         assert_eq!(gone, vec![&b"c"[..]]);
+    }
+
+    #[test]
+    fn a_journaled_pass_looks_again_at_linked_and_marked_entries_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = Baseline::new();
+        b.attach_journal(Journal::start(tmp.path()).unwrap());
+        b.begin();
+        let linked = State {
+            nlink: 2,
+            ..state(1, 1000)
+        };
+        record(&mut b, b"a/f", linked);
+        record(&mut b, b"a/g", state(2, 1000));
+        record(&mut b, b"b/h", state(3, 1000));
+        record(&mut b, b"c/i", state(4, 1000));
+        for i in 0..1000u32 {
+            record(
+                &mut b,
+                format!("a/n{i}").as_bytes(),
+                state(10 + u64::from(i), 1000),
+            );
+        }
+        b.seal();
+        b.mark_changed(b"b/h");
+        let (a, bdir, c) = (
+            b.node(b"a").unwrap(),
+            b.node(b"b").unwrap(),
+            b.node(b"c").unwrap(),
+        );
+        let visit = b.restrict_to_journal().unwrap();
+        assert_eq!(visit.names(a), &[Box::from(&b"f"[..])]);
+        assert_eq!(visit.names(bdir), &[Box::from(&b"h"[..])]);
+        assert!(visit.enters(NodeId::ROOT) && visit.enters(a) && visit.enters(bdir));
+        assert!(!visit.enters(c));
+        assert_eq!(visit.len(), 2);
     }
 
     #[test]
