@@ -611,7 +611,7 @@ fn precopy_round(
     };
     let t = Instant::now();
     let looked_at = looked_at(live.baseline.restrict_to_journal().map(|v| v.len()));
-    let r = pre.round(trees, &live.baseline, progress, cancel)?;
+    let r = pre.round(trees, &mut live.baseline, progress, cancel)?;
     let round = PrecopyRound {
         ms: t.elapsed().as_millis() as u64,
         read: r.read,

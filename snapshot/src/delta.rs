@@ -393,6 +393,23 @@ impl Baseline {
         Ok(self.visit.insert(visit))
     }
 
+    /// Drops from what the journal listed the names a delta pass found
+    /// absent that no recording pass wrote (created and removed since): the
+    /// next passes need not look at them again. Call it after that pass and
+    /// before the next [`Baseline::restrict_to_journal`]: a name made again
+    /// after the pass looked is in the journal's next sync, which comes after
+    /// this.
+    pub fn forget_absent(&mut self, absent: &[(NodeId, Box<[u8]>)]) {
+        for (dir, name) in absent {
+            if let Some(names) = self.journaled.names.get_mut(&dir.0) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.journaled.names.remove(&dir.0);
+                }
+            }
+        }
+    }
+
     /// Enters `dir` and every directory above it.
     fn enter(&self, visit: &mut Visit, mut dir: NodeId) {
         while visit.dirs.insert(dir) {
@@ -523,6 +540,42 @@ mod tests {
         assert!(visit.enters(NodeId::ROOT) && visit.enters(a) && visit.enters(bdir));
         assert!(!visit.enters(c));
         assert_eq!(visit.len(), 2);
+    }
+
+    #[test]
+    fn names_that_came_and_went_are_forgotten_until_they_come_again() {
+        let marker = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        let mut b = Baseline::new();
+        let journal = Journal::start(marker.path()).unwrap();
+        b.begin();
+        let d = record(
+            &mut b,
+            b"d",
+            State {
+                mode: 0o040755,
+                ..state(1, 1000)
+            },
+        );
+        let fd = std::fs::File::open(tree.path()).unwrap();
+        journal.watch(std::os::fd::AsFd::as_fd(&fd), d.key());
+        b.attach_journal(journal);
+        b.seal();
+        std::fs::write(tree.path().join("x"), b"x").unwrap();
+        std::fs::remove_file(tree.path().join("x")).unwrap();
+        std::fs::write(tree.path().join("y"), b"y").unwrap();
+        let names = |b: &mut Baseline| -> Vec<Box<[u8]>> {
+            let mut n = b.restrict_to_journal().unwrap().names(d).to_vec();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&mut b), [Box::from(&b"x"[..]), Box::from(&b"y"[..])]);
+        // A pass found `x` absent: it is forgotten; `y` stays.
+        b.forget_absent(&[(d, Box::from(&b"x"[..]))]);
+        assert_eq!(names(&mut b), [Box::from(&b"y"[..])]);
+        // Made again after that pass: the journal lists it again.
+        std::fs::write(tree.path().join("x"), b"x").unwrap();
+        assert_eq!(names(&mut b), [Box::from(&b"x"[..]), Box::from(&b"y"[..])]);
     }
 
     #[test]

@@ -189,11 +189,12 @@ impl PreCopy {
 
     /// Runs a round: a delta pass over `spec` against `baseline` (what the
     /// first pass wrote) that stores the data of every file it would write,
-    /// reading as little as the store allows.
+    /// reading as little as the store allows. Names the journal listed that
+    /// came and went since the first pass are forgotten.
     pub fn round(
         &mut self,
         spec: &TreeSpec,
-        baseline: &Baseline,
+        baseline: &mut Baseline,
         progress: &Progress,
         cancel: &AtomicBool,
     ) -> Result<Round> {
@@ -201,7 +202,8 @@ impl PreCopy {
             pre: self,
             round: Round::default(),
         };
-        walk_pass(spec, &mut visitor, progress, cancel, Pass::Delta(baseline))?;
+        let walked = walk_pass(spec, &mut visitor, progress, cancel, Pass::Delta(baseline))?;
+        baseline.forget_absent(&walked.absent);
         Ok(visitor.round)
     }
 

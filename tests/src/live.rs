@@ -25,7 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::containers::{wait_until, Cgroups, RuncSession};
-use crate::{commit_json_args, drain_output, freezeframe_cmd, Outcome};
+use crate::{commit_json_args, drain_output, freezeframe_cmd, Outcome, TreeSnapshot};
 
 // ---------------------------------------------------------------------------
 // The writers
@@ -34,6 +34,35 @@ use crate::{commit_json_args, drain_output, freezeframe_cmd, Outcome};
 pub const SEQ_KEEP: u64 = 50;
 
 /// The writers' directory in the rootfs and in the home (container paths).
+/// Runtime mount points a [`RuncSession`] has no file for in the base: the
+/// runtime made placeholders for them, and the image leaves them out.
+pub const PLACEHOLDERS: [&str; 2] = ["/etc/resolv.conf", "/etc/hostname"];
+
+/// What a live commit's image must be: the merged rootfs as the host sees it
+/// with the home at /home/work, vfolders and the runtime's placeholders left
+/// out.
+pub fn expected_image(s: &RuncSession) -> TreeSnapshot {
+    let mut e = TreeSnapshot::capture(&s.rootfs).only_kept_xattrs();
+    e.graft(
+        "/home/work",
+        TreeSnapshot::capture(&s.home).only_kept_xattrs(),
+    );
+    e.remove_subtree("/home/work/data");
+    e.remove_subtree("/home/work/.local");
+    for p in PLACEHOLDERS {
+        e.remove_subtree(p);
+    }
+    e
+}
+
+/// `s.target()` followed by `rest`: the arguments of a commit of `s`.
+pub fn target_and(s: &RuncSession, rest: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    s.target()
+        .into_iter()
+        .chain(rest.iter().map(|a| a.as_ref().to_owned()))
+        .collect()
+}
+
 pub const ROOT_DIR: &str = "/data";
 pub const HOME_DIR: &str = "/home/work/w";
 
@@ -147,9 +176,9 @@ appender() {
   done
 }
 
-# spread DIR N: in each of N directories, appends a line to `log`, makes a new
-# file and removes the one from two steps before, every 50 ms: changes all over
-# the tree during every pass.
+# spread DIR N [US]: in each of N directories, appends a line to `log`, makes a
+# new file and removes the one from two steps before, every US microseconds
+# (50 ms): changes all over the tree during every pass.
 spread() {
   i=0
   while :; do
@@ -162,7 +191,7 @@ spread() {
       rm -f $1/spread/d$d/f$((i-2))
       d=$((d+1))
     done
-    usleep 50000
+    usleep ${3:-50000}
   done
 }
 

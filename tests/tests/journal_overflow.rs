@@ -12,7 +12,6 @@
 //! own with one test, so no other test of this project runs while the limit is
 //! low.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::PathBuf;
 
@@ -25,32 +24,10 @@ const MAX_QUEUED: &str = "/proc/sys/fs/inotify/max_queued_events";
 /// The queue limit while the committer starts its journal.
 const SMALL_QUEUE: u64 = 16;
 
-/// Runtime mount points a [`RuncSession`] has no file for in the base: the
-/// runtime made placeholders for them, and the image leaves them out.
-const PLACEHOLDERS: [&str; 2] = ["/etc/resolv.conf", "/etc/hostname"];
-
-/// Directories the churn writer appends to, in the rootfs and in the home.
+/// Directories the churn writers change (`spread` every 10 ms, under `churn`
+/// in the rootfs and in the home): hundreds of events in a burst, far more
+/// than the lowered queue holds.
 const CHURN_DIRS: u32 = 200;
-
-/// In each of `CHURN_DIRS` directories under `DIR/churn`, appends a line to
-/// `log` and replaces a numbered file, round after round with 10 ms between
-/// rounds: hundreds of events in a burst, far more than the lowered queue holds.
-const CHURN: &str = r#"
-churn() {
-  i=0
-  while :; do
-    i=$((i+1)); d=1
-    while [ $d -le $2 ]; do
-      [ -d $1/churn/d$d ] || mkdir -p $1/churn/d$d
-      echo $i >> $1/churn/d$d/log
-      : > $1/churn/d$d/n$i
-      rm -f $1/churn/d$d/n$((i-1))
-      d=$((d+1))
-    done
-    usleep 10000
-  done
-}
-"#;
 
 /// The kernel's queue limit, lowered until [`QueueLimit::restore`] or drop.
 struct QueueLimit {
@@ -81,30 +58,6 @@ impl Drop for QueueLimit {
     }
 }
 
-/// `s.target()` followed by `rest`.
-fn target_and(s: &RuncSession, rest: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    s.target()
-        .into_iter()
-        .chain(rest.iter().map(|a| a.as_ref().to_owned()))
-        .collect()
-}
-
-/// What the image must be: the merged rootfs as the host sees it with the home
-/// at /home/work, vfolders and the runtime's placeholders left out.
-fn expected_image(s: &RuncSession) -> TreeSnapshot {
-    let mut e = TreeSnapshot::capture(&s.rootfs).only_kept_xattrs();
-    e.graft(
-        "/home/work",
-        TreeSnapshot::capture(&s.home).only_kept_xattrs(),
-    );
-    e.remove_subtree("/home/work/data");
-    e.remove_subtree("/home/work/.local");
-    for p in PLACEHOLDERS {
-        e.remove_subtree(p);
-    }
-    e
-}
-
 /// Files under `churn` in a tree (both trees' churn writers).
 fn churn_files(tree: &TreeSnapshot) -> usize {
     tree.nodes
@@ -129,9 +82,12 @@ fn a_journal_that_overflowed_makes_the_frozen_pass_read_everything() {
     let wait = script.rfind("wait\n").expect("the script ends with wait");
     script.insert_str(
         wait,
-        &format!("churn {ROOT_DIR} {CHURN_DIRS} &\nchurn {HOME_DIR} {CHURN_DIRS} &\n"),
+        &format!(
+            "mkdir -p {ROOT_DIR}/churn {HOME_DIR}/churn\n\
+             spread {ROOT_DIR}/churn {CHURN_DIRS} 10000 &\n\
+             spread {HOME_DIR}/churn {CHURN_DIRS} 10000 &\n"
+        ),
     );
-    script.insert_str(0, CHURN);
     exec_detached(&s, &script, &log);
     wait_for_writers(&s, SEQ_KEEP + 10, &log);
     let view = session_view(&s, &s.scratch("view"));

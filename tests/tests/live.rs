@@ -12,7 +12,6 @@
 //!
 //! Every test checks that the session runs, thawed, after each commit.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,10 +32,6 @@ const SMALL_FILES: usize = 2000;
 /// Steps every writer makes before a commit starts (so that the sequence
 /// writers are removing old files).
 const WARM_UP: u64 = SEQ_KEEP + 10;
-
-/// Runtime mount points a [`RuncSession`] has no file for in the base: the
-/// runtime made placeholders for them, and the image leaves them out.
-const PLACEHOLDERS: [&str; 2] = ["/etc/resolv.conf", "/etc/hostname"];
 
 /// The base holds some of what the rootfs writers replace, so that the overlay's
 /// whiteouts and opaque directories are at work in the upper dir.
@@ -75,14 +70,6 @@ fn all_writers(big_every_us: u64) -> Writers {
         checked: true,
         big_every_us: Some(big_every_us),
     }
-}
-
-/// `s.target()` followed by `rest`.
-fn target_and(s: &RuncSession, rest: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    s.target()
-        .into_iter()
-        .chain(rest.iter().map(|a| a.as_ref().to_owned()))
-        .collect()
 }
 
 fn frozen(report: &Value) -> &Value {
@@ -189,23 +176,6 @@ fn assert_session_goes_on(s: &RuncSession, when: &str) {
             > before.seq[0] + 2),
         "{when}: the writers are stuck at {before:?}"
     );
-}
-
-/// What the image must be: the merged rootfs as the host sees it (so without the
-/// container's mounts) with the home at /home/work, vfolders and the runtime's
-/// placeholders left out.
-fn expected_image(s: &RuncSession) -> TreeSnapshot {
-    let mut e = TreeSnapshot::capture(&s.rootfs).only_kept_xattrs();
-    e.graft(
-        "/home/work",
-        TreeSnapshot::capture(&s.home).only_kept_xattrs(),
-    );
-    e.remove_subtree("/home/work/data");
-    e.remove_subtree("/home/work/.local");
-    for p in PLACEHOLDERS {
-        e.remove_subtree(p);
-    }
-    e
 }
 
 /// The unpacked image against `expected`, entry by entry.

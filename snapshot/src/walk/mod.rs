@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use nix::sys::stat::FileStat;
 use serde::Serialize;
 
-use crate::delta::Baseline;
+use crate::delta::{Baseline, NodeId};
 use crate::error::Result;
 use crate::tar::Header;
 
@@ -240,6 +240,11 @@ pub struct WalkReport {
     pub secrets_excluded: Vec<String>,
     /// Secrets left out beyond those listed (at least this many).
     pub secrets_unlisted: u64,
+    /// Names a journaled delta pass looked at and found absent, that no
+    /// recording pass wrote: nothing to say of them (see
+    /// [`Baseline::forget_absent`]).
+    #[serde(skip)]
+    pub absent: Vec<(NodeId, Box<[u8]>)>,
 }
 
 impl WalkReport {

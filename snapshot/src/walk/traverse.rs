@@ -233,7 +233,7 @@ impl<'a> Walker<'a> {
         };
         match (&dir, journaled) {
             (Some(d), Some((b, visit, base))) => {
-                todo = journaled_children(d, &host, b, visit, base)?;
+                todo = journaled_children(d, &host, b, visit, base, &mut self.report.absent)?;
             }
             (Some(d), None) => {
                 for name in read_names(d.as_fd()).at(&host)? {
@@ -822,6 +822,7 @@ fn journaled_children(
     b: &Baseline,
     visit: &Visit,
     base: NodeId,
+    absent: &mut Vec<(NodeId, Box<[u8]>)>,
 ) -> Result<Vec<Child>> {
     let mut todo = Vec::new();
     let mut seen: HashSet<&[u8]> = HashSet::new();
@@ -843,6 +844,8 @@ fn journaled_children(
                         node: None,
                         deleted: true,
                     });
+                } else {
+                    absent.push((base, name.clone()));
                 }
             }
             Err(e) => return Err(e).at(host.join(OsStr::from_bytes(name))),
