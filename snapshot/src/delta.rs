@@ -135,12 +135,21 @@ pub struct Visit {
     dirs: HashSet<NodeId>,
     /// Names to look at again, by directory.
     names: HashMap<NodeId, Vec<Box<[u8]>>>,
+    /// Directories whose watched inode went away: they, and everything below
+    /// them, are listed and compared, not read from the journal.
+    unwatched: HashSet<NodeId>,
 }
 
 impl Visit {
     /// Whether a journaled pass enters directory `dir`.
     pub fn enters(&self, dir: NodeId) -> bool {
         self.dirs.contains(&dir)
+    }
+
+    /// Whether directory `dir` is not the one the journal watched (it was
+    /// deleted or moved away since): it and its subtree are listed.
+    pub fn unwatched(&self, dir: NodeId) -> bool {
+        self.unwatched.contains(&dir)
     }
 
     /// The names of `dir` to look at again.
@@ -377,6 +386,7 @@ impl Baseline {
                 wanted.entry(n.parent).or_default().insert(id);
             }
         }
+        visit.unwatched = changes.gone.iter().map(|&key| NodeId(key)).collect();
         for (dir, ids) in wanted {
             self.enter(&mut visit, dir);
             let names = visit.names.entry(dir).or_default();

@@ -97,6 +97,10 @@ pub struct Changes {
     pub names: HashMap<DirKey, HashSet<Box<[u8]>>>,
     /// Directories whose own inode changed (attributes, moved, deleted).
     pub dirs: HashSet<DirKey>,
+    /// Directories whose watched inode was deleted or moved away: whatever is
+    /// at their path now (a new directory, maybe with the same inode number)
+    /// is watched by no one, nor is anything below it.
+    pub gone: HashSet<DirKey>,
     /// Set when the lists above may miss a change.
     pub incomplete: Option<Incomplete>,
 }
@@ -118,6 +122,7 @@ impl Changes {
             self.names.entry(dir).or_default().extend(names);
         }
         self.dirs.extend(later.dirs);
+        self.gone.extend(later.gone);
         if self.incomplete.is_none() {
             self.incomplete = later.incomplete;
         }
@@ -382,6 +387,9 @@ fn read_events(inotify: &OwnedFd, shared: &(Mutex<Shared>, Condvar), marker_wd: 
             }
             _ => {
                 s.changes.dirs.insert(key);
+                if flags.intersects(ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
+                    s.changes.gone.insert(key);
+                }
             }
         }
     }

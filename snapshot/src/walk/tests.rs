@@ -430,6 +430,61 @@ fn a_delta_pass_writes_what_changed_and_whiteouts_for_what_went() {
 }
 
 #[test]
+fn a_journaled_delta_lists_a_directory_made_again_in_place_of_a_watched_one() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let u = t.path().join("u");
+    fs::create_dir_all(u.join("redo/sub")).unwrap();
+    fs::write(u.join("redo/old"), b"x").unwrap();
+    fs::write(u.join("redo/keep"), b"1").unwrap();
+    fs::write(u.join("redo/sub/deep"), b"1").unwrap();
+    let spec = upper(&u);
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let mut b = Baseline::new();
+    b.attach_journal(crate::journal::Journal::start(t.path()).unwrap());
+    walk_pass(
+        &spec,
+        &mut Collect::default(),
+        &Progress::default(),
+        &AtomicBool::new(false),
+        Pass::Record(&mut b),
+    )
+    .unwrap();
+
+    // Deleted and made again, as `rm -rf; mkdir` does: ext4 hands the freed
+    // inode numbers straight back, so the new directories are, by number,
+    // the old ones, and no watch is on them.
+    let ino = fs::metadata(u.join("redo")).unwrap().ino();
+    fs::remove_dir_all(u.join("redo")).unwrap();
+    fs::create_dir_all(u.join("redo/sub")).unwrap();
+    fs::write(u.join("redo/new"), b"n").unwrap();
+    fs::write(u.join("redo/keep"), b"2").unwrap();
+    fs::write(u.join("redo/sub/deep"), b"2").unwrap();
+    fs::write(u.join("redo/sub/added"), b"a").unwrap();
+    let reused = fs::metadata(u.join("redo")).unwrap().ino() == ino;
+    eprintln!("inode number reused: {reused}");
+
+    let read = b.restrict_to_journal().expect("a complete journal").len();
+    assert!(read > 0);
+    let lines = delta_lines(&spec, &b);
+    for want in [
+        "redo/new file",
+        "redo/keep file",
+        "redo/sub/deep file",
+        "redo/sub/added file",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "{want} missing from {lines:?}"
+        );
+    }
+    let old_gone = lines
+        .iter()
+        .any(|l| l == "redo/.wh.old file" || l == ".wh.redo file");
+    assert!(old_gone, "redo/old is not said to be gone: {lines:?}");
+}
+
+#[test]
 fn metacopy_redirects_out_of_the_lower_dirs_are_refused_and_say_nothing_of_outside() {
     // As a user can on a `userxattr` overlay: a metacopy file whose redirect
     // climbs out of the lower dir to a file beside it.

@@ -65,6 +65,10 @@ pub(super) struct Frame {
     /// In a delta pass: everything below is written, changed or not (the
     /// directory is new or replaced).
     pub(super) full: bool,
+    /// In a journaled delta pass: this directory, or one above it, is not the
+    /// inode the journal watched (that one was deleted or moved away), so it
+    /// is listed and compared with the baseline, not read from the journal.
+    unwatched: bool,
     /// The directory's node in the baseline: the one recorded into, or the
     /// one compared with (`None` when no earlier pass saw it).
     base: Option<NodeId>,
@@ -227,8 +231,16 @@ impl<'a> Walker<'a> {
                 j.watch(d.as_fd(), base.key());
             }
         }
+        let visit = match &self.pass {
+            Pass::Delta(b) => b.visit(),
+            _ => None,
+        };
+        let unwatched = self.stack.last().is_some_and(|f| f.unwatched)
+            || visit.zip(base).is_some_and(|(v, base)| v.unwatched(base));
         let journaled = match (&self.pass, base) {
-            (Pass::Delta(b), Some(base)) if !full => b.visit().map(|v| (&**b, v, base)),
+            (Pass::Delta(b), Some(base)) if !full && !unwatched => {
+                b.visit().map(|v| (&**b, v, base))
+            }
             _ => None,
         };
         match (&dir, journaled) {
@@ -288,6 +300,7 @@ impl<'a> Walker<'a> {
             tree,
             todo,
             full,
+            unwatched,
             base,
         };
         self.push(frame, path, host);
@@ -324,6 +337,7 @@ impl<'a> Walker<'a> {
             tree: 0,
             todo,
             full,
+            unwatched: self.stack.last().is_some_and(|f| f.unwatched),
             base,
         };
         self.push(frame, path, host);
