@@ -405,17 +405,15 @@ impl Baseline {
 
     /// Drops from what the journal listed the names a delta pass found
     /// absent that no recording pass wrote (created and removed since): the
-    /// next passes need not look at them again. Call it after that pass and
-    /// before the next [`Baseline::restrict_to_journal`]: a name made again
-    /// after the pass looked is in the journal's next sync, which comes after
-    /// this.
+    /// next passes need not look at them again. Their directory stays listed,
+    /// even with no name left: its own times changed with them. Call it after
+    /// that pass and before the next [`Baseline::restrict_to_journal`]: a
+    /// name made again after the pass looked is in the journal's next sync,
+    /// which comes after this.
     pub fn forget_absent(&mut self, absent: &[(NodeId, Box<[u8]>)]) {
         for (dir, name) in absent {
             if let Some(names) = self.journaled.names.get_mut(&dir.0) {
                 names.remove(name);
-                if names.is_empty() {
-                    self.journaled.names.remove(&dir.0);
-                }
             }
         }
     }
@@ -583,6 +581,12 @@ mod tests {
         // A pass found `x` absent: it is forgotten; `y` stays.
         b.forget_absent(&[(d, Box::from(&b"x"[..]))]);
         assert_eq!(names(&mut b), [Box::from(&b"y"[..])]);
+        // With no name left, the directory is still entered: its times
+        // changed with the names.
+        b.forget_absent(&[(d, Box::from(&b"y"[..]))]);
+        assert!(names(&mut b).is_empty());
+        assert!(b.visit().unwrap().enters(d));
+        std::fs::write(tree.path().join("y"), b"y").unwrap();
         // Made again after that pass: the journal lists it again.
         std::fs::write(tree.path().join("x"), b"x").unwrap();
         assert_eq!(names(&mut b), [Box::from(&b"x"[..]), Box::from(&b"y"[..])]);
