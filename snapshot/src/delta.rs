@@ -20,6 +20,18 @@ use nix::sys::stat::{FileStat, SFlag};
 /// advances once per tick (at most 10 ms).
 const RACY_MARGIN: Duration = Duration::from_millis(50);
 
+/// Now, less the margin for timestamp granularity, as `(sec, nsec)`: an entry
+/// read from now on whose ctime is at or after this may have changed again
+/// without its ctime showing it.
+pub(crate) fn racy_after_now() -> (i64, i64) {
+    let t = SystemTime::now()
+        .checked_sub(RACY_MARGIN)
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_secs() as i64, i64::from(t.subsec_nanos()))
+}
+
 /// The state of an entry that, if any of it differs, means the entry changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
@@ -190,12 +202,7 @@ impl Baseline {
 
     /// Starts a pass that records: entries it writes are as of now.
     pub fn begin(&mut self) {
-        let start = SystemTime::now()
-            .checked_sub(RACY_MARGIN)
-            .unwrap_or(UNIX_EPOCH)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.next_racy_after = (start.as_secs() as i64, i64::from(start.subsec_nanos()));
+        self.next_racy_after = racy_after_now();
         for n in &mut self.nodes {
             n.next_changed = false;
         }

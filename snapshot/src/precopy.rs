@@ -24,12 +24,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap as HashMap;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::delta::Baseline;
+use crate::delta::{racy_after_now, Baseline};
 use crate::error::{Error, Result};
 use crate::fs::output::Unnamed;
 use crate::layer::DataCopy;
@@ -47,10 +46,6 @@ const MIN_TAIL: u64 = 256 << 10;
 const PARALLEL_CHUNKS: usize = 8;
 /// ...at most this many.
 const MAX_CHECKERS: usize = 4;
-
-/// A change this close before a copy was read might not show in the ctime
-/// (kernels stamp times from a clock that advances once per tick).
-const RACY_MARGIN: Duration = Duration::from_millis(50);
 
 /// Bytes in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,8 +147,6 @@ pub struct Round {
     pub read: u64,
     /// Bytes of the store's copies checked against the files, and kept.
     pub checked: u64,
-    /// Files whose copy was as it is now, untouched.
-    pub kept: u64,
 }
 
 impl PreCopy {
@@ -227,7 +220,8 @@ impl PreCopy {
         if (copy.ident.dev, copy.ident.ino, copy.ident.mode) != (now.dev, now.ino, now.mode) {
             return Ok(Plan::Fresh);
         }
-        if copy.ident == *now && (now.ctime_sec, now.ctime_nsec) < copy.settled_before {
+        let settled = (now.ctime_sec, now.ctime_nsec) < copy.settled_before;
+        if copy.ident == *now && copy.len == now.size && settled {
             return Ok(Plan::Whole(copy.extents.clone()));
         }
         if now.size < copy.len || copy.len < MIN_TAIL {
@@ -305,15 +299,12 @@ impl PreCopy {
         data: &mut Data<'_>,
         round: &mut Round,
     ) -> Result<u64> {
-        let read_at = wall_clock();
+        let read_at = racy_after_now();
         let mut buf = std::mem::take(&mut self.buf);
         let plan = self.plan(path, now, data.file, &mut buf);
         self.buf = buf;
         let (mut extents, from, mut hasher) = match plan.map_err(|e| read_error(path, e))? {
-            Plan::Whole(_) => {
-                round.kept += 1;
-                return Ok(now.size);
-            }
+            Plan::Whole(_) => return Ok(now.size),
             Plan::Tail {
                 stored,
                 from,
@@ -482,15 +473,6 @@ fn check_chunks(
         }
     }
     Ok(true)
-}
-
-fn wall_clock() -> (i64, i64) {
-    let t = SystemTime::now()
-        .checked_sub(RACY_MARGIN)
-        .unwrap_or(UNIX_EPOCH)
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (t.as_secs() as i64, i64::from(t.subsec_nanos()))
 }
 
 fn read_error(path: &[u8], source: io::Error) -> Error {
@@ -803,7 +785,7 @@ mod tests {
         let first = pattern(3 * CHUNK + 12345, 1);
         std::fs::write(&path, &first).unwrap();
         // Older than the racy margin when it is copied.
-        std::thread::sleep(Duration::from_millis(120));
+        std::thread::sleep(std::time::Duration::from_millis(120));
         let r = round_copy(&mut f, "log");
         assert_eq!(r.read, first.len() as u64);
 

@@ -231,18 +231,13 @@ impl<'a> Walker<'a> {
                 j.watch(d.as_fd(), base.key());
             }
         }
-        let visit = match &self.pass {
-            Pass::Delta(b) => b.visit(),
+        let visit = match (&self.pass, base) {
+            (Pass::Delta(b), Some(base)) if !full => b.visit().map(|v| (&**b, v, base)),
             _ => None,
         };
         let unwatched = self.stack.last().is_some_and(|f| f.unwatched)
-            || visit.zip(base).is_some_and(|(v, base)| v.unwatched(base));
-        let journaled = match (&self.pass, base) {
-            (Pass::Delta(b), Some(base)) if !full && !unwatched => {
-                b.visit().map(|v| (&**b, v, base))
-            }
-            _ => None,
-        };
+            || visit.is_some_and(|(_, v, base)| v.unwatched(base));
+        let journaled = visit.filter(|_| !unwatched);
         match (&dir, journaled) {
             (Some(d), Some((b, visit, base))) => {
                 todo = journaled_children(d, &host, b, visit, base, &mut self.report.absent)?;
